@@ -1,0 +1,32 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/internal/progress"
+)
+
+// initORT loads ONNX Runtime for a command, provisioning it through npm (with
+// a progress bar on a terminal) when it is nowhere to be found.
+func initORT(c *cli.Context) (ort.Info, error) {
+	return ort.Init(ort.InitOptions{
+		LibPath:   c.String("ort-lib"),
+		AutoSetup: true,
+		Progress:  progress.Enabled(),
+	})
+}
+
+// epFlag is the --ep flag shared by every command that runs graphs.
+func epFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "ep", Value: "cpu", Usage: "execution provider: cpu | cuda"}
+}
+
+// checkEP validates --ep as a usage error.
+func checkEP(c *cli.Context) error {
+	switch c.String("ep") {
+	case "cpu", "cuda":
+		return nil
+	}
+	return usagef("--ep must be cpu or cuda, not %q", c.String("ep"))
+}

@@ -1,0 +1,26 @@
+// Package ort owns netssm's one native dependency, ONNX Runtime: finding the
+// shared library, provisioning it through the npm client when it is missing,
+// initialising github.com/yalue/onnxruntime_go once per process, and creating
+// sessions from ONNX bytes held in memory on the CPU or CUDA execution
+// provider.
+//
+// Library resolution order (the first that exists wins):
+//
+//  1. InitOptions.LibPath (the --ort-lib flag),
+//  2. the NETSSM_ORT_LIB environment variable,
+//  3. the user cache, $XDG_CACHE_HOME/netssm/ort/1.29.0/ (or ~/.cache/…),
+//  4. a system install (libonnxruntime.so.1.29.0 in the usual library
+//     directories) or the onnxruntime Python package, when its version is 1.29.0.
+//
+// When none is found and InitOptions.AutoSetup is set, Setup runs: it packs
+// onnxruntime-node@1.29.0 with `npm pack`, checks the tarball against the
+// integrity hash the registry reports, and extracts the library into the cache
+// through a temporary directory and a rename, under a file lock, so concurrent
+// processes (parallel tests) never see a half-written library.
+//
+// The package does not build graphs (package graph does) and knows nothing of
+// models; it moves tensors in and out of ONNX Runtime.
+//
+// Setting NETSSM_DUMP_ONNX=DIR makes a session whose creation or Run fails
+// write its model to DIR for inspection (e.g. with Netron or onnx.checker).
+package ort

@@ -1,0 +1,322 @@
+package ort
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+)
+
+// InitOptions choose the library and whether a missing one is provisioned.
+type InitOptions struct {
+	LibPath   string // --ort-lib; "" resolves in the documented order
+	AutoSetup bool   // run Setup (npm) when no library is found
+	Progress  bool   // show Setup's download progress bar
+}
+
+// Info describes the initialised runtime.
+type Info struct {
+	Version string // ONNX Runtime's own version string
+	Path    string // the library that was loaded
+	Source  Source
+}
+
+var (
+	initMu   sync.Mutex
+	initInfo *Info
+	initErr  error
+)
+
+// Init loads and initialises ONNX Runtime once per process. Later calls return
+// the first call's outcome.
+func Init(o InitOptions) (Info, error) {
+	initMu.Lock()
+	defer initMu.Unlock()
+	if initInfo != nil {
+		return *initInfo, nil
+	}
+	if initErr != nil {
+		return Info{}, initErr
+	}
+	info, err := initialize(o)
+	if err != nil {
+		// A failure before dlopen can be retried (e.g. after setup); after
+		// dlopen the process is committed to that library.
+		if ortgo.IsInitialized() {
+			initErr = err
+		}
+		return Info{}, err
+	}
+	initInfo = &info
+	return info, nil
+}
+
+func initialize(o InitOptions) (Info, error) {
+	loc, err := Locate(o.LibPath)
+	if errors.Is(err, ErrNotFound) && o.AutoSetup && o.LibPath == "" && os.Getenv("NETSSM_ORT_LIB") == "" {
+		slog.Info("ONNX Runtime not found; provisioning it with npm", "version", Version)
+		if _, serr := Setup(context.Background(), SetupOptions{EP: "cpu", Progress: o.Progress}); serr != nil {
+			return Info{}, fmt.Errorf("%w (automatic setup also failed: %v)", err, serr)
+		}
+		loc, err = Locate("")
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	if err := checkSharedObject(loc.Path); err != nil {
+		return Info{}, err
+	}
+	ortgo.SetSharedLibraryPath(loc.Path)
+	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {
+		return Info{}, fmt.Errorf("loading ONNX Runtime from %s (%s) failed: %v; netssm needs ONNX Runtime %s (C API 24): run `netssm-cli setup` or point NETSSM_ORT_LIB at the right library", loc.Path, loc.Source, err, Version)
+	}
+	v := ortgo.GetVersion()
+	if v != Version {
+		_ = ortgo.DestroyEnvironment()
+		return Info{}, fmt.Errorf("%s (%s) is ONNX Runtime %s, netssm needs %s: run `netssm-cli setup` or point NETSSM_ORT_LIB at an ONNX Runtime %s library", loc.Path, loc.Source, v, Version, Version)
+	}
+	return Info{Version: v, Path: loc.Path, Source: loc.Source}, nil
+}
+
+// OptLevel is ONNX Runtime's graph optimisation level.
+type OptLevel int
+
+const (
+	OptAll OptLevel = iota // the default
+	OptExtended
+	OptBasic
+	OptDisable
+)
+
+// ParseOptLevel reads "all", "extended", "basic" or "disable".
+func ParseOptLevel(s string) (OptLevel, error) {
+	switch s {
+	case "", "all":
+		return OptAll, nil
+	case "extended":
+		return OptExtended, nil
+	case "basic":
+		return OptBasic, nil
+	case "disable", "none":
+		return OptDisable, nil
+	}
+	return 0, fmt.Errorf("unknown graph optimisation level %q (all | extended | basic | disable)", s)
+}
+
+func (l OptLevel) ort() ortgo.GraphOptimizationLevel {
+	switch l {
+	case OptExtended:
+		return ortgo.GraphOptimizationLevelEnableExtended
+	case OptBasic:
+		return ortgo.GraphOptimizationLevelEnableBasic
+	case OptDisable:
+		return ortgo.GraphOptimizationLevelDisableAll
+	}
+	return ortgo.GraphOptimizationLevelEnableAll
+}
+
+// SessionOptions choose where and how a graph runs.
+type SessionOptions struct {
+	EP       string // "cpu" (default) or "cuda"
+	Threads  int    // intra-op threads; 0 lets ONNX Runtime choose
+	OptLevel OptLevel
+	Device   int // CUDA device id
+}
+
+// Session is a graph loaded into ONNX Runtime.
+type Session struct {
+	s       *ortgo.DynamicAdvancedSession
+	inputs  []ortgo.InputOutputInfo
+	outputs []ortgo.InputOutputInfo
+	model   []byte // kept only when NETSSM_DUMP_ONNX is set
+}
+
+// NewSession compiles a serialized ONNX ModelProto. Init must have succeeded.
+func NewSession(model []byte, o SessionOptions) (*Session, error) {
+	if !ortgo.IsInitialized() {
+		return nil, errors.New("ONNX Runtime is not initialised (call ort.Init first)")
+	}
+	ins, outs, err := ortgo.GetInputOutputInfoWithONNXData(model)
+	if err != nil {
+		dumpModel(model, "load")
+		return nil, fmt.Errorf("reading the model's inputs and outputs: %w", err)
+	}
+	opts, err := ortgo.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("creating session options: %w", err)
+	}
+	defer opts.Destroy()
+	if o.Threads > 0 {
+		if err := opts.SetIntraOpNumThreads(o.Threads); err != nil {
+			return nil, fmt.Errorf("setting %d threads: %w", o.Threads, err)
+		}
+		if err := opts.SetInterOpNumThreads(1); err != nil {
+			return nil, fmt.Errorf("setting inter-op threads: %w", err)
+		}
+	}
+	if err := opts.SetGraphOptimizationLevel(o.OptLevel.ort()); err != nil {
+		return nil, fmt.Errorf("setting the optimisation level: %w", err)
+	}
+	switch o.EP {
+	case "", "cpu":
+	case "cuda":
+		if err := appendCUDA(opts, o.Device); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown execution provider %q (cpu | cuda)", o.EP)
+	}
+	names := func(infos []ortgo.InputOutputInfo) []string {
+		n := make([]string, len(infos))
+		for i, x := range infos {
+			n[i] = x.Name
+		}
+		return n
+	}
+	s, err := ortgo.NewDynamicAdvancedSessionWithONNXData(model, names(ins), names(outs), opts)
+	if err != nil {
+		dumpModel(model, "session")
+		return nil, fmt.Errorf("creating an ONNX Runtime session (%s): %w", epName(o.EP), err)
+	}
+	sess := &Session{s: s, inputs: ins, outputs: outs}
+	if os.Getenv("NETSSM_DUMP_ONNX") != "" {
+		sess.model = model
+	}
+	return sess, nil
+}
+
+func epName(ep string) string {
+	if ep == "" {
+		return "cpu"
+	}
+	return ep
+}
+
+// InputNames lists the graph's inputs in order.
+func (s *Session) InputNames() []string { return infoNames(s.inputs) }
+
+// OutputNames lists the graph's outputs in order.
+func (s *Session) OutputNames() []string { return infoNames(s.outputs) }
+
+func infoNames(infos []ortgo.InputOutputInfo) []string {
+	n := make([]string, len(infos))
+	for i, x := range infos {
+		n[i] = x.Name
+	}
+	return n
+}
+
+// Close releases the session.
+func (s *Session) Close() error {
+	if s == nil || s.s == nil {
+		return nil
+	}
+	err := s.s.Destroy()
+	s.s = nil
+	return err
+}
+
+// Run feeds every input by name and returns every output as Go-owned copies.
+func (s *Session) Run(feeds map[string]*Tensor) (map[string]*Tensor, error) {
+	inputs := make([]ortgo.Value, len(s.inputs))
+	defer func() {
+		for _, v := range inputs {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	for i, info := range s.inputs {
+		t, ok := feeds[info.Name]
+		if !ok {
+			return nil, fmt.Errorf("missing input %q (the graph takes %s)", info.Name, strings.Join(s.InputNames(), ", "))
+		}
+		v, err := t.value()
+		if err != nil {
+			return nil, fmt.Errorf("input %q: %w", info.Name, err)
+		}
+		inputs[i] = v
+	}
+	if len(feeds) != len(s.inputs) {
+		for name := range feeds {
+			if !contains(s.InputNames(), name) {
+				return nil, fmt.Errorf("unknown input %q (the graph takes %s)", name, strings.Join(s.InputNames(), ", "))
+			}
+		}
+	}
+	outputs := make([]ortgo.Value, len(s.outputs))
+	defer func() {
+		for _, v := range outputs {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	if err := s.s.Run(inputs, outputs); err != nil {
+		dumpModel(s.model, "run")
+		return nil, fmt.Errorf("running the graph: %w", err)
+	}
+	res := make(map[string]*Tensor, len(outputs))
+	for i, v := range outputs {
+		t, err := fromValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", s.outputs[i].Name, err)
+		}
+		res[s.outputs[i].Name] = t
+	}
+	return res, nil
+}
+
+// RunValues runs with caller-owned ONNX Runtime values in InputNames and
+// OutputNames order; a nil output is allocated by ONNX Runtime and must be
+// destroyed by the caller. It is the zero-copy path used by the training loop.
+func (s *Session) RunValues(inputs, outputs []ortgo.Value) error {
+	if err := s.s.Run(inputs, outputs); err != nil {
+		dumpModel(s.model, "run")
+		return fmt.Errorf("running the graph: %w", err)
+	}
+	return nil
+}
+
+// Raw exposes the underlying onnxruntime_go session (I/O binding).
+func (s *Session) Raw() *ortgo.DynamicAdvancedSession { return s.s }
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
+
+func dumpModel(model []byte, stage string) {
+	dir := os.Getenv("NETSSM_DUMP_ONNX")
+	if dir == "" || len(model) == 0 {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		slog.Warn("NETSSM_DUMP_ONNX: cannot create directory", "dir", dir, "err", err)
+		return
+	}
+	p := filepath.Join(dir, fmt.Sprintf("failed-%s-%s.onnx", stage, time.Now().Format("20060102-150405.000000")))
+	if err := os.WriteFile(p, model, 0o644); err != nil {
+		slog.Warn("NETSSM_DUMP_ONNX: cannot write model", "path", p, "err", err)
+		return
+	}
+	slog.Warn("saved the failing model for inspection", "path", p)
+}
+
+// haveCommand reports whether a program is on PATH.
+func haveCommand(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
+}
