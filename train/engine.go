@@ -1,0 +1,277 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/ort"
+)
+
+// buffer is a float32 tensor owned by Go and shared with ONNX Runtime.
+type buffer = ortgo.Tensor[float32]
+
+func newBuffer(shape []int64, data []float32) (*buffer, error) {
+	if data == nil {
+		return ortgo.NewEmptyTensor[float32](ortgo.NewShape(shape...))
+	}
+	return ortgo.NewTensor(ortgo.NewShape(shape...), data)
+}
+
+// Engine runs a train-step graph: it owns two sets of parameter, moment and
+// state buffers and swaps them after every Run, so nothing is copied between
+// steps; only the token window is written in and the loss read out.
+type Engine struct {
+	sg      *StepGraph
+	sess    *ort.Session
+	batch   int
+	ctx     int
+	cur     map[string]*buffer // inputs of the next Run, by input name
+	nxt     map[string]*buffer // outputs of the next Run, by the input they replace
+	outOf   map[string]string  // input name → the output that replaces it
+	ids     *ortgo.Tensor[int64]
+	targets *ortgo.Tensor[int64]
+	mask    *buffer
+	lr      *buffer
+	bc1     *buffer
+	bc2     *buffer
+	loss    *buffer
+	norm    *buffer
+	opt     AdamW
+	steps   int64 // optimiser steps taken (AdamW's t)
+	inputs  []ortgo.Value
+	outputs []ortgo.Value
+}
+
+// NewEngine compiles the step graph and loads initial parameters (by name).
+// Moments and recurrent states start at zero.
+func NewEngine(sg *StepGraph, B, L int, params map[string][]float32, opt AdamW, so ort.SessionOptions) (*Engine, error) {
+	sess, err := ort.NewSession(sg.Model, so)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{sg: sg, sess: sess, batch: B, ctx: L, cur: map[string]*buffer{}, nxt: map[string]*buffer{}, outOf: map[string]string{}, opt: opt}
+	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
+	pair := func(in, out string, shape []int64, init []float32) error {
+		a, err := newBuffer(shape, init)
+		if err != nil {
+			return fmt.Errorf("allocating %s %v: %w", in, shape, err)
+		}
+		b, err := newBuffer(shape, nil)
+		if err != nil {
+			return fmt.Errorf("allocating %s %v: %w", out, shape, err)
+		}
+		e.cur[in], e.nxt[in], e.outOf[in] = a, b, out
+		return nil
+	}
+	for i, p := range sg.Params {
+		data, ok := params[p]
+		if !ok {
+			return fail(fmt.Errorf("no initial value for parameter %s", p))
+		}
+		if int64(len(data)) != numel(sg.Shapes[i]) {
+			return fail(fmt.Errorf("parameter %s: %d values for shape %v", p, len(data), sg.Shapes[i]))
+		}
+		m, v := MomentNames(p)
+		for _, x := range []struct {
+			in   string
+			init []float32
+		}{{p, append([]float32(nil), data...)}, {m, nil}, {v, nil}} {
+			if err := pair(x.in, NextName(x.in), sg.Shapes[i], x.init); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	for i, s := range sg.StatesIn {
+		if err := pair(s, sg.StatesOut[i], sg.StateDims[i], nil); err != nil {
+			return fail(err)
+		}
+	}
+	if e.ids, err = ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(L))); err != nil {
+		return fail(err)
+	}
+	if e.targets, err = ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(L))); err != nil {
+		return fail(err)
+	}
+	for _, x := range []struct {
+		dst   **buffer
+		shape []int64
+	}{{&e.mask, []int64{int64(B), int64(L)}}, {&e.lr, []int64{1}}, {&e.bc1, []int64{1}}, {&e.bc2, []int64{1}}, {&e.loss, []int64{1}}, {&e.norm, []int64{1}}} {
+		if *x.dst, err = newBuffer(x.shape, nil); err != nil {
+			return fail(err)
+		}
+	}
+	e.inputs = make([]ortgo.Value, len(sess.InputNames()))
+	e.outputs = make([]ortgo.Value, len(sess.OutputNames()))
+	return e, nil
+}
+
+// Close releases the session and every buffer.
+func (e *Engine) Close() {
+	for _, m := range []map[string]*buffer{e.cur, e.nxt} {
+		for _, b := range m {
+			b.Destroy()
+		}
+	}
+	for _, v := range []ortgo.Value{e.ids, e.targets, e.mask, e.lr, e.bc1, e.bc2, e.loss, e.norm} {
+		if v != nil && !isNilValue(v) {
+			v.Destroy()
+		}
+	}
+	if e.sess != nil {
+		e.sess.Close()
+	}
+}
+
+func isNilValue(v ortgo.Value) bool {
+	switch x := v.(type) {
+	case *ortgo.Tensor[float32]:
+		return x == nil
+	case *ortgo.Tensor[int64]:
+		return x == nil
+	}
+	return false
+}
+
+// bind lays the current buffers out in the session's input and output order.
+func (e *Engine) bind() error {
+	for i, name := range e.sess.InputNames() {
+		switch name {
+		case InIDs:
+			e.inputs[i] = e.ids
+		case InTargets:
+			e.inputs[i] = e.targets
+		case InMask:
+			e.inputs[i] = e.mask
+		case InLR:
+			e.inputs[i] = e.lr
+		case InBiasCor1:
+			e.inputs[i] = e.bc1
+		case InBiasCor2:
+			e.inputs[i] = e.bc2
+		default:
+			b, ok := e.cur[name]
+			if !ok {
+				return fmt.Errorf("train step graph has an input %q the engine does not feed", name)
+			}
+			e.inputs[i] = b
+		}
+	}
+	byOut := make(map[string]*buffer, len(e.nxt))
+	for in, b := range e.nxt {
+		byOut[e.outOf[in]] = b
+	}
+	for i, name := range e.sess.OutputNames() {
+		switch name {
+		case OutLoss:
+			e.outputs[i] = e.loss
+		case OutNorm:
+			e.outputs[i] = e.norm
+		default:
+			b, ok := byOut[name]
+			if !ok {
+				return fmt.Errorf("train step graph has an output %q the engine does not take", name)
+			}
+			e.outputs[i] = b
+		}
+	}
+	return nil
+}
+
+// ErrNonFinite reports a NaN or infinite loss or gradient norm.
+var ErrNonFinite = fmt.Errorf("non-finite loss")
+
+// Step runs one optimiser step on a window with learning rate lr. Rows the
+// window marks Reset start from a zero recurrent state.
+func (e *Engine) Step(w *Window, lr float64) (loss, norm float64, err error) {
+	copy(e.ids.GetData(), w.Inputs)
+	copy(e.targets.GetData(), w.Targets)
+	copy(e.mask.GetData(), w.Mask)
+	e.resetRows(w.Reset)
+	t := float64(e.steps + 1)
+	e.lr.GetData()[0] = float32(lr)
+	e.bc1.GetData()[0] = float32(1 - math.Pow(e.opt.Beta1, t))
+	e.bc2.GetData()[0] = float32(1 - math.Pow(e.opt.Beta2, t))
+	if err := e.bind(); err != nil {
+		return 0, 0, err
+	}
+	if err := e.sess.RunValues(e.inputs, e.outputs); err != nil {
+		return 0, 0, err
+	}
+	loss, norm = float64(e.loss.GetData()[0]), float64(e.norm.GetData()[0])
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		// Keep the previous parameters: do not swap in the poisoned ones.
+		return loss, norm, fmt.Errorf("%w: loss %v, gradient norm %v", ErrNonFinite, loss, norm)
+	}
+	e.cur, e.nxt = e.nxt, e.cur
+	// After the swap the maps' keys still name inputs: cur[in] now holds the
+	// output that replaces in.
+	e.steps++
+	return loss, norm, nil
+}
+
+// resetRows zeroes the recurrent states of the rows that start a trace.
+func (e *Engine) resetRows(reset []bool) {
+	for _, s := range e.sg.StatesIn {
+		data := e.cur[s].GetData()
+		per := len(data) / e.batch
+		for r, z := range reset {
+			if z {
+				clear(data[r*per : (r+1)*per])
+			}
+		}
+	}
+}
+
+// Steps is the number of optimiser steps taken.
+func (e *Engine) Steps() int64 { return e.steps }
+
+// Snapshot copies out every parameter, moment and state (for checkpoints).
+func (e *Engine) Snapshot() (entries []TensorEntry, data [][]float32) {
+	add := func(name string, shape []int64) {
+		entries = append(entries, TensorEntry{Name: name, Shape: shape})
+		data = append(data, append([]float32(nil), e.cur[name].GetData()...))
+	}
+	for i, p := range e.sg.Params {
+		m, v := MomentNames(p)
+		add(p, e.sg.Shapes[i])
+		add(m, e.sg.Shapes[i])
+		add(v, e.sg.Shapes[i])
+	}
+	for i, s := range e.sg.StatesIn {
+		add(s, e.sg.StateDims[i])
+	}
+	return entries, data
+}
+
+// Restore loads a checkpoint's tensors and step count.
+func (e *Engine) Restore(c *Checkpoint) error {
+	for name, b := range e.cur {
+		d, ok := c.Tensor(name)
+		if !ok {
+			return fmt.Errorf("checkpoint lacks %s", name)
+		}
+		if len(d) != len(b.GetData()) {
+			return fmt.Errorf("checkpoint's %s has %d values, the model needs %d (was it made with another preset?)", name, len(d), len(b.GetData()))
+		}
+		copy(b.GetData(), d)
+	}
+	e.steps = c.Header.Step
+	return nil
+}
+
+// Param returns the current value of a parameter (not a copy).
+func (e *Engine) Param(name string) []float32 { return e.cur[name].GetData() }
+
+// paramTensors exposes current parameter buffers to the evaluator.
+func (e *Engine) paramTensors() map[string]*buffer {
+	m := make(map[string]*buffer, len(e.sg.Params))
+	for _, p := range e.sg.Params {
+		m[p] = e.cur[p]
+	}
+	return m
+}
+
+var _ = graph.Float32

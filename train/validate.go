@@ -1,0 +1,241 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/netssm/netssm/ort"
+)
+
+// ValResult is one validation pass.
+type ValResult struct {
+	Loss          float64 // nats per target token
+	BitsPerPacket float64 // total bits / packets, or NaN when no packet token is known
+	Unigram       float64 // the unigram baseline's nats per token on the same targets
+	Tokens        int64
+	Packets       int64
+}
+
+// Validator computes validation loss on held-out traces: batch row r walks
+// traces r, r+B, r+2B… in order, carrying recurrent state through each trace
+// window by window, exactly as training sees them. MaxTokens (if > 0) bounds
+// a pass, so frequent evaluations stay cheap; the same prefix is used each
+// time.
+type Validator struct {
+	eg        *EvalGraph
+	sess      *ort.Session
+	store     TraceStore
+	batch     int
+	ctx       int
+	maxTokens int64
+	unigram   []float64 // −log p(token) under training frequencies
+	pktToken  int       // id of <pkt>, or −1
+	states    map[string]*buffer
+	nextState map[string]*buffer
+}
+
+// NewValidator compiles the evaluation graph for B rows of ctx tokens.
+func NewValidator(eg *EvalGraph, store TraceStore, B, ctx int, maxTokens int64, unigram []float64, pktToken int, so ort.SessionOptions) (*Validator, error) {
+	sess, err := ort.NewSession(eg.Model, so)
+	if err != nil {
+		return nil, err
+	}
+	v := &Validator{eg: eg, sess: sess, store: store, batch: B, ctx: ctx, maxTokens: maxTokens, unigram: unigram, pktToken: pktToken, states: map[string]*buffer{}, nextState: map[string]*buffer{}}
+	for i, s := range eg.StatesIn {
+		a, err := newBuffer(eg.StateDims[i], nil)
+		if err != nil {
+			v.Close()
+			return nil, err
+		}
+		b, err := newBuffer(eg.StateDims[i], nil)
+		if err != nil {
+			v.Close()
+			return nil, err
+		}
+		v.states[s], v.nextState[s] = a, b
+	}
+	return v, nil
+}
+
+// Close releases the session and buffers.
+func (v *Validator) Close() {
+	for _, m := range []map[string]*buffer{v.states, v.nextState} {
+		for _, b := range m {
+			b.Destroy()
+		}
+	}
+	v.sess.Close()
+}
+
+// UnigramTable turns token counts into −log p with add-one smoothing.
+func UnigramTable(store TraceStore, vocab int) ([]float64, error) {
+	counts := make([]float64, vocab)
+	total := float64(vocab)
+	for i := 0; i < store.NumTraces(); i++ {
+		toks, err := store.TraceTokens(i)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range toks[min(1, len(toks)):] {
+			if int(t) < vocab {
+				counts[t]++
+				total++
+			}
+		}
+	}
+	nlp := make([]float64, vocab)
+	for i, c := range counts {
+		nlp[i] = -math.Log((c + 1) / total)
+	}
+	return nlp, nil
+}
+
+// Run evaluates the parameters (by name) on the validation traces.
+func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
+	B, T := v.batch, v.ctx
+	type rowWalk struct {
+		traces []int
+		cur    int // index into traces
+		off    int
+		toks   []uint16
+	}
+	rows := make([]rowWalk, B)
+	for i := 0; i < v.store.NumTraces(); i++ {
+		rows[i%B].traces = append(rows[i%B].traces, i)
+	}
+	ids, err := ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T)))
+	if err != nil {
+		return ValResult{}, err
+	}
+	defer ids.Destroy()
+	targets, err := ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T)))
+	if err != nil {
+		return ValResult{}, err
+	}
+	defer targets.Destroy()
+	mask, err := newBuffer([]int64{int64(B), int64(T)}, nil)
+	if err != nil {
+		return ValResult{}, err
+	}
+	defer mask.Destroy()
+	loss, err := newBuffer([]int64{1}, nil)
+	if err != nil {
+		return ValResult{}, err
+	}
+	defer loss.Destroy()
+	for _, b := range v.states {
+		b.ZeroContents()
+	}
+	var res ValResult
+	nats, uni := 0.0, 0.0
+	for {
+		if v.maxTokens > 0 && res.Tokens >= v.maxTokens {
+			break
+		}
+		in, tg, mk := ids.GetData(), targets.GetData(), mask.GetData()
+		clear(in)
+		clear(tg)
+		clear(mk)
+		live := 0
+		n := 0
+		for r := range rows {
+			row := &rows[r]
+			if row.toks == nil || row.off+1 >= len(row.toks) {
+				// Next trace for this row; zero its state.
+				row.toks = nil
+				for row.cur < len(row.traces) && row.toks == nil {
+					t, err := v.store.TraceTokens(row.traces[row.cur])
+					if err != nil {
+						return res, fmt.Errorf("validation trace %d: %w", row.traces[row.cur], err)
+					}
+					row.cur++
+					if len(t) >= 2 {
+						row.toks, row.off = t, 0
+					}
+				}
+				for _, s := range v.eg.StatesIn {
+					d := v.states[s].GetData()
+					per := len(d) / B
+					clear(d[r*per : (r+1)*per])
+				}
+				if row.toks == nil {
+					continue
+				}
+			}
+			live++
+			for t := 0; t < T; t++ {
+				i := row.off + t
+				if i+1 < len(row.toks) {
+					in[r*T+t] = int64(row.toks[i])
+					tg[r*T+t] = int64(row.toks[i+1])
+					mk[r*T+t] = 1
+					n++
+					uni += v.unigram[row.toks[i+1]]
+					if int(row.toks[i+1]) == v.pktToken {
+						res.Packets++
+					}
+				} else if i < len(row.toks) {
+					in[r*T+t] = int64(row.toks[i])
+				}
+			}
+			row.off += T
+		}
+		if live == 0 {
+			break
+		}
+		if n == 0 {
+			continue
+		}
+		inputs := make([]ortgo.Value, 0, len(v.sess.InputNames()))
+		for _, name := range v.sess.InputNames() {
+			switch name {
+			case InIDs:
+				inputs = append(inputs, ids)
+			case InTargets:
+				inputs = append(inputs, targets)
+			case InMask:
+				inputs = append(inputs, mask)
+			default:
+				if b, ok := v.states[name]; ok {
+					inputs = append(inputs, b)
+				} else if b, ok := params[name]; ok {
+					inputs = append(inputs, b)
+				} else {
+					return res, fmt.Errorf("validation graph input %q has no value", name)
+				}
+			}
+		}
+		outOf := map[string]*buffer{}
+		for i, s := range v.eg.StatesIn {
+			outOf[v.eg.StatesOut[i]] = v.nextState[s]
+		}
+		outputs := make([]ortgo.Value, 0, len(v.sess.OutputNames()))
+		for _, name := range v.sess.OutputNames() {
+			if name == OutLoss {
+				outputs = append(outputs, loss)
+			} else if b, ok := outOf[name]; ok {
+				outputs = append(outputs, b)
+			} else {
+				return res, fmt.Errorf("validation graph output %q has no buffer", name)
+			}
+		}
+		if err := v.sess.RunValues(inputs, outputs); err != nil {
+			return res, err
+		}
+		v.states, v.nextState = v.nextState, v.states
+		nats += float64(loss.GetData()[0]) * float64(n)
+		res.Tokens += int64(n)
+	}
+	if res.Tokens == 0 {
+		return res, fmt.Errorf("the validation set has no tokens to predict")
+	}
+	res.Loss = nats / float64(res.Tokens)
+	res.Unigram = uni / float64(res.Tokens)
+	res.BitsPerPacket = math.NaN()
+	if res.Packets > 0 {
+		res.BitsPerPacket = nats / math.Ln2 / float64(res.Packets)
+	}
+	return res, nil
+}
