@@ -13,6 +13,9 @@ import (
 	"time"
 
 	ortgo "github.com/yalue/onnxruntime_go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/netssm/netssm/onnxpb"
 )
 
 // InitOptions choose the library and whether a missing one is provisioned.
@@ -78,6 +81,7 @@ func initialize(o InitOptions) (Info, error) {
 	if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {
 		return Info{}, fmt.Errorf("loading ONNX Runtime from %s (%s) failed: %v; netssm needs ONNX Runtime %s (C API 24): run `netssm-cli setup` or point NETSSM_ORT_LIB at the right library", loc.Path, loc.Source, err, Version)
 	}
+	_ = ortgo.DisableTelemetry() // netssm sends nothing anywhere
 	v := ortgo.GetVersion()
 	if v != Version {
 		_ = ortgo.DestroyEnvironment()
@@ -134,8 +138,8 @@ type SessionOptions struct {
 // Session is a graph loaded into ONNX Runtime.
 type Session struct {
 	s       *ortgo.DynamicAdvancedSession
-	inputs  []ortgo.InputOutputInfo
-	outputs []ortgo.InputOutputInfo
+	inputs  []string
+	outputs []string
 	model   []byte // kept only when NETSSM_DUMP_ONNX is set
 }
 
@@ -144,10 +148,10 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 	if !ortgo.IsInitialized() {
 		return nil, errors.New("ONNX Runtime is not initialised (call ort.Init first)")
 	}
-	ins, outs, err := ortgo.GetInputOutputInfoWithONNXData(model)
+	ins, outs, err := modelIO(model)
 	if err != nil {
 		dumpModel(model, "load")
-		return nil, fmt.Errorf("reading the model's inputs and outputs: %w", err)
+		return nil, err
 	}
 	opts, err := ortgo.NewSessionOptions()
 	if err != nil {
@@ -174,14 +178,7 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 	default:
 		return nil, fmt.Errorf("unknown execution provider %q (cpu | cuda)", o.EP)
 	}
-	names := func(infos []ortgo.InputOutputInfo) []string {
-		n := make([]string, len(infos))
-		for i, x := range infos {
-			n[i] = x.Name
-		}
-		return n
-	}
-	s, err := ortgo.NewDynamicAdvancedSessionWithONNXData(model, names(ins), names(outs), opts)
+	s, err := ortgo.NewDynamicAdvancedSessionWithONNXData(model, ins, outs, opts)
 	if err != nil {
 		dumpModel(model, "session")
 		return nil, fmt.Errorf("creating an ONNX Runtime session (%s): %w", epName(o.EP), err)
@@ -201,17 +198,35 @@ func epName(ep string) string {
 }
 
 // InputNames lists the graph's inputs in order.
-func (s *Session) InputNames() []string { return infoNames(s.inputs) }
+func (s *Session) InputNames() []string { return s.inputs }
 
 // OutputNames lists the graph's outputs in order.
-func (s *Session) OutputNames() []string { return infoNames(s.outputs) }
+func (s *Session) OutputNames() []string { return s.outputs }
 
-func infoNames(infos []ortgo.InputOutputInfo) []string {
-	n := make([]string, len(infos))
-	for i, x := range infos {
-		n[i] = x.Name
+// modelIO reads the input and output names from the ModelProto itself
+// (inputs that are initializers excluded), without compiling a session.
+func modelIO(model []byte) (inputs, outputs []string, err error) {
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(model, &m); err != nil {
+		return nil, nil, fmt.Errorf("the model is not a valid ONNX ModelProto: %w", err)
 	}
-	return n
+	g := m.GetGraph()
+	if g == nil {
+		return nil, nil, fmt.Errorf("the ONNX model has no graph")
+	}
+	inits := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	for _, in := range g.GetInput() {
+		if !inits[in.GetName()] {
+			inputs = append(inputs, in.GetName())
+		}
+	}
+	for _, out := range g.GetOutput() {
+		outputs = append(outputs, out.GetName())
+	}
+	return inputs, outputs, nil
 }
 
 // Close releases the session.
@@ -234,14 +249,14 @@ func (s *Session) Run(feeds map[string]*Tensor) (map[string]*Tensor, error) {
 			}
 		}
 	}()
-	for i, info := range s.inputs {
-		t, ok := feeds[info.Name]
+	for i, name := range s.inputs {
+		t, ok := feeds[name]
 		if !ok {
-			return nil, fmt.Errorf("missing input %q (the graph takes %s)", info.Name, strings.Join(s.InputNames(), ", "))
+			return nil, fmt.Errorf("missing input %q (the graph takes %s)", name, strings.Join(s.InputNames(), ", "))
 		}
 		v, err := t.value()
 		if err != nil {
-			return nil, fmt.Errorf("input %q: %w", info.Name, err)
+			return nil, fmt.Errorf("input %q: %w", name, err)
 		}
 		inputs[i] = v
 	}
@@ -253,6 +268,11 @@ func (s *Session) Run(feeds map[string]*Tensor) (map[string]*Tensor, error) {
 		}
 	}
 	outputs := make([]ortgo.Value, len(s.outputs))
+	if err := s.s.Run(inputs, outputs); err != nil {
+		// Outputs are not allocated (or are typed nils) when Run fails.
+		dumpModel(s.model, "run")
+		return nil, fmt.Errorf("running the graph: %w", err)
+	}
 	defer func() {
 		for _, v := range outputs {
 			if v != nil {
@@ -260,17 +280,13 @@ func (s *Session) Run(feeds map[string]*Tensor) (map[string]*Tensor, error) {
 			}
 		}
 	}()
-	if err := s.s.Run(inputs, outputs); err != nil {
-		dumpModel(s.model, "run")
-		return nil, fmt.Errorf("running the graph: %w", err)
-	}
 	res := make(map[string]*Tensor, len(outputs))
 	for i, v := range outputs {
 		t, err := fromValue(v)
 		if err != nil {
-			return nil, fmt.Errorf("output %q: %w", s.outputs[i].Name, err)
+			return nil, fmt.Errorf("output %q: %w", s.outputs[i], err)
 		}
-		res[s.outputs[i].Name] = t
+		res[s.outputs[i]] = t
 	}
 	return res, nil
 }
