@@ -65,10 +65,6 @@ func newApp() *cli.App {
 		Commands:       commands,
 		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(os.Stderr, "netssm-cli: unknown command %q; see `netssm-cli --help`\n", name)
-			os.Exit(2)
-		},
 	}
 	return app
 }
@@ -113,7 +109,8 @@ func run(args []string) int {
 		return 0
 	}
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "Required flag") || strings.HasPrefix(err.Error(), "Required flags") {
+	msg := err.Error()
+	if errors.As(err, &ue) || strings.HasPrefix(msg, "Required flag") || strings.HasPrefix(msg, "No help topic for") {
 		fmt.Fprintf(os.Stderr, "netssm-cli: usage: %v (see --help)\n", err)
 		return 2
 	}
