@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/netssm/netssm/model"
+	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/train"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:  "train",
+		Usage: "train a Mamba-2 model on a tokenized dataset (CPU or CUDA)",
+		Description: "Example:\n   netssm-cli train --data traces.parquet --val-frac 0.2 --preset small --ctx 2048 --batch 4 --time 30m --out runs/small\n" +
+			"   netssm-cli train --out runs/small --resume        # continue a stopped run\n\n" +
+			"Stream mode (default) gives each batch row its own walk through whole traces in\n" +
+			"windows of --ctx tokens and carries the recurrent state from window to window, so\n" +
+			"the model sees captures of any length with memory bounded by --ctx. Validation\n" +
+			"uses whole traces held out by --val or --val-frac (split by trace, never by packet)\n" +
+			"and is reported next to a unigram (byte frequency) baseline. Ctrl-C or SIGTERM\n" +
+			"saves a checkpoint before exiting.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Usage: "training dataset (Parquet, from `netssm-cli tokenize`)"},
+			&cli.StringFlag{Name: "val", Usage: "validation dataset (default: --val-frac of --data's traces)"},
+			&cli.Float64Flag{Name: "val-frac", Value: 0.1, Usage: "share of traces held out for validation when --val is not given"},
+			&cli.StringFlag{Name: "preset", Value: "small", Usage: "model size: tiny | small | base | paper"},
+			&cli.IntFlag{Name: "ctx", Value: 2048, Usage: "tokens per window"},
+			&cli.IntFlag{Name: "batch", Value: 4, Usage: "windows per step"},
+			&cli.Int64Flag{Name: "steps", Usage: "budget: optimiser steps"},
+			&cli.Int64Flag{Name: "tokens", Usage: "budget: training tokens"},
+			&cli.DurationFlag{Name: "time", Usage: "budget: wall-clock time (e.g. 30m)"},
+			&cli.Float64Flag{Name: "lr", Value: 2e-3, Usage: "peak learning rate"},
+			&cli.Int64Flag{Name: "warmup", Value: 50, Usage: "warm-up steps"},
+			&cli.Float64Flag{Name: "weight-decay", Value: train.DefaultAdamW.WeightDecay, Usage: "AdamW decoupled weight decay (matrices only)"},
+			&cli.Float64Flag{Name: "clip", Value: train.DefaultAdamW.ClipNorm, Usage: "global gradient-norm clip (0: off)"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for initialisation and data order"},
+			&cli.StringFlag{Name: "data-mode", Value: "stream", Usage: "stream (whole traces, state carried) | random (independent windows)"},
+			epFlag(),
+			&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
+			&cli.Int64Flag{Name: "eval-every", Value: 100, Usage: "validate (and checkpoint) every N steps"},
+			&cli.Int64Flag{Name: "eval-tokens", Value: 200_000, Usage: "validation tokens per evaluation (0: all)"},
+			&cli.Int64Flag{Name: "checkpoint-every", Value: 50, Usage: "checkpoint every N steps"},
+			&cli.IntFlag{Name: "keep", Value: 3, Usage: "step checkpoints to keep (best.ckpt is kept too)"},
+			&cli.StringFlag{Name: "out", Usage: "run directory"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue the run in --out from its latest good checkpoint"},
+		},
+		Action: trainAction,
+	})
+}
+
+func trainAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("train takes no arguments (got %q); the dataset goes in --data", c.Args().Slice())
+	}
+	if err := checkEP(c); err != nil {
+		return err
+	}
+	out := c.String("out")
+	if out == "" {
+		return usagef("--out RUN_DIR is required")
+	}
+	var cfg train.RunConfig
+	resume := c.Bool("resume")
+	if resume {
+		var err error
+		if cfg, err = train.ReadConfig(out); err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		// Budgets and the execution provider may change on resume.
+		for _, f := range []string{"steps", "tokens", "time", "ep", "threads"} {
+			if c.IsSet(f) {
+				switch f {
+				case "steps":
+					cfg.Steps = c.Int64(f)
+				case "tokens":
+					cfg.Tokens = c.Int64(f)
+				case "time":
+					cfg.TimeBudget = train.Duration(c.Duration(f))
+				case "ep":
+					cfg.EP = c.String(f)
+				case "threads":
+					cfg.Threads = c.Int(f)
+				}
+			}
+		}
+	} else {
+		if c.String("data") == "" {
+			return usagef("--data DATA.parquet is required")
+		}
+		if !c.IsSet("steps") && !c.IsSet("tokens") && !c.IsSet("time") {
+			return usagef("give a budget: --steps, --tokens or --time")
+		}
+		if _, err := os.Stat(out + "/config.json"); err == nil {
+			return fmt.Errorf("%s already holds a run: continue it with --resume or choose another --out", out)
+		}
+		if c.Int("ctx") < 2 || c.Int("batch") < 1 {
+			return usagef("--ctx must be ≥ 2 and --batch ≥ 1")
+		}
+		if m := c.String("data-mode"); m != "stream" && m != "random" {
+			return usagef("--data-mode must be stream or random, not %q", m)
+		}
+		cfg = train.RunConfig{
+			Data: c.String("data"), Val: c.String("val"), ValFrac: c.Float64("val-frac"), Preset: c.String("preset"),
+			Ctx: c.Int("ctx"), Batch: c.Int("batch"), Steps: c.Int64("steps"), Tokens: c.Int64("tokens"),
+			TimeBudget: train.Duration(c.Duration("time")), LR: c.Float64("lr"), MinLRRatio: 0.1, Warmup: c.Int64("warmup"),
+			Opt:  train.AdamW{Beta1: train.DefaultAdamW.Beta1, Beta2: train.DefaultAdamW.Beta2, Eps: train.DefaultAdamW.Eps, WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip")},
+			Seed: c.Uint64("seed"), Mode: c.String("data-mode"), EP: c.String("ep"), Threads: c.Int("threads"),
+			LogEvery: 1, EvalEvery: c.Int64("eval-every"), EvalTokens: c.Int64("eval-tokens"),
+			CkptEvery: c.Int64("checkpoint-every"), Keep: c.Int("keep"),
+		}
+	}
+	mcfg, err := model.Preset(cfg.Preset)
+	if err != nil {
+		return usagef("--preset: %v", err)
+	}
+	data, spec, err := openTrainingData(&cfg)
+	if err != nil {
+		return err
+	}
+	mcfg = mcfg.WithVocab(spec.VocabSize)
+	if resume {
+		var saved model.Config
+		if err := json.Unmarshal(cfg.Model, &saved); err == nil && saved != mcfg {
+			return fmt.Errorf("the run in %s was trained with model %v, the data now gives %v", out, saved, mcfg)
+		}
+		if err := checkSpecMatches(cfg.Tokenizer, spec, cfg.Data); err != nil {
+			return err
+		}
+	} else {
+		cfg.Model, _ = json.Marshal(mcfg)
+		cfg.Tokenizer, _ = json.Marshal(spec)
+	}
+	if _, err := initORT(c); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := train.Model{
+		Loss:      model.TrainLoss(mcfg),
+		Init:      func(seed uint64) map[string][]float32 { return model.InitParams(mcfg, seed) },
+		Vocab:     mcfg.VocabSize,
+		PktToken:  pktToken(spec),
+		MemoryFor: func(b, l int) int64 { return trainMemoryEstimate(mcfg, b, l) },
+	}
+	fmt.Fprintf(os.Stderr, "training %s (%s parameters) on %d traces, validating on %d; run directory %s\n",
+		cfg.Preset, humanInt(model.ParamCount(mcfg)), data.Train.NumTraces(), numTraces(data.Val), out)
+	started := time.Now()
+	res, err := train.Train(ctx, out, cfg, m, data, resume)
+	if errors.Is(err, train.ErrInterrupted) {
+		fmt.Fprintf(os.Stderr, "%v\n", err)
+		return cli.Exit("", 130)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("trained %d steps (%s tokens) in %s; final training loss %.4f nats/token\n", res.Steps, humanInt(res.Tokens), time.Since(started).Round(time.Second), res.Loss)
+	if res.Val != nil {
+		fmt.Printf("validation loss %.4f nats/token (%.1f bits/packet); unigram baseline %.4f (ratio %.2f)\n",
+			res.Val.Loss, res.Val.BitsPerPacket, res.Val.Unigram, res.Val.Loss/res.Val.Unigram)
+	}
+	fmt.Printf("checkpoint %s; loss plot %s/loss.png\nnext: netssm-cli export %s -o BUNDLE\n", res.Checkpoint, out, out)
+	return nil
+}
+
+// trainMemoryEstimate is a conservative estimate of a train step's peak
+// memory: activations kept for the backward pass grow with B·L per layer
+// (the projections, the conv and SSD intermediates, the chunk-local Q×Q
+// decay matrices), plus parameters and two AdamW moments, twice (the loop
+// swaps buffers).
+func trainMemoryEstimate(c model.Config, B, L int) int64 {
+	perTokenLayer := int64(6*c.InProjWidth() + 8*c.ConvDim() + 12*c.DInner() + 6*c.Heads()*c.ChunkSize + 4*c.DModel)
+	perToken := perTokenLayer*int64(c.Layers) + int64(6*c.VocabSize) + int64(8*c.DModel)
+	acts := 4 * perToken * int64(B) * int64(L)
+	params := 4 * model.ParamCount(c) * 3 * 2
+	return acts + params + 200<<20
+}
+
+func numTraces(s train.TraceStore) int {
+	if s == nil {
+		return 0
+	}
+	return s.NumTraces()
+}
+
+func humanInt(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fG", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e4:
+		return fmt.Sprintf("%.1fk", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+var _ = ort.Version
+var _ = context.Background

@@ -1,0 +1,40 @@
+// Package eval owns netssm's judgement of generated traffic: how close a set
+// of synthetic captures is to a set of real ones. It works on any captures
+// (netssm's, NetShare's, NetDiffusion's), read through package capture, and
+// writes a report directory:
+//
+//	report.md      human-readable: tables, what each figure means, plots embedded
+//	metrics.json   every figure, under stable keys (see Report)
+//	plots/         PNG and SVG figures, and figures.json, the data behind them
+//	               (netssm-cli plot redraws single figures from it)
+//
+// What is measured:
+//
+//   - Statistical fidelity, per label and pooled: Jensen–Shannon divergence
+//     (bits), total variation and Hellinger distance (gonum/stat) over binned
+//     wire length, IP protocol, TTL/hop limit, TCP flags, TCP window, ports
+//     (well-known exact, others in 1024-port buckets), inter-arrival time (log
+//     bins); Wasserstein-1 (gonum/stat) for wire length (bytes) and log10
+//     inter-arrival; and at flow level (bidirectional 5-tuples, no idle
+//     timeout; one flow per 5-tuple per trace): flows per trace, packets and
+//     bytes per flow, flow duration, concurrent flows seen by each packet.
+//   - Protocol compliance of each side (Compliance): parse rates, IPv4 header
+//     checksums, length consistency, TCP flag legality, in-order handshakes,
+//     sequence/acknowledgement consistency, timestamp sanity; each against a
+//     bound that real captures meet, so a broken generator fails loudly.
+//   - Downstream utility (Utility): a workload classifier over windows of
+//     traffic, trained on synthetic and tested on real (TSTR) against trained
+//     and tested on real (TRTR). The learner is multinomial logistic
+//     regression whose weights gonum/optimize (L-BFGS) fits; a maintained
+//     optimiser does the fitting, this package only states the softmax loss.
+//   - Privacy (Privacy, with training captures): verbatim header copies via a
+//     hashed exact-match set, and the distance to the closest training record
+//     by a bounded brute-force search, against held-out real packets.
+//
+// Fidelity metrics read IP packets only (what a generator emits; the link
+// layer is a nuisance that differs between captures). Inter-arrival times are
+// between successive IP packets of one trace, in file order.
+//
+// This package must not touch model training, sampling or tokenisation, and
+// writes nothing outside the report directory it is given.
+package eval

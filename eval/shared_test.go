@@ -1,0 +1,230 @@
+package eval
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// sharedData returns ../shared/data relative to the repository root (the
+// directory holding go.mod), skipping the test when it is absent.
+func sharedData(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("repository root not found")
+		}
+		dir = parent
+	}
+	data := filepath.Join(dir, "..", "shared", "data", "pcaps")
+	if _, err := os.Stat(data); err != nil {
+		t.Skipf("shared captures absent (%v); data-driven test skipped", err)
+	}
+	return data
+}
+
+// sharedHalves loads the shared captures and splits each label's files, in
+// sorted order, alternately into halves a and b.
+func sharedHalves(t testing.TB) (a, b []*Trace) {
+	paths, err := ExpandCaptures([]string{sharedData(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces := loadAll(t, paths)
+	seen := map[string]int{}
+	for _, tr := range traces { // paths are sorted, so each label's files are in order
+		if seen[tr.Label]%2 == 0 {
+			a = append(a, tr)
+		} else {
+			b = append(b, tr)
+		}
+		seen[tr.Label]++
+	}
+	return a, b
+}
+
+func TestSharedHalvesOfALabelAreCloserThanOtherLabels(t *testing.T) {
+	a, b := sharedHalves(t)
+	aa, ba := analyzeAll(a), analyzeAll(b)
+	labels := labelsOf(aa)
+	if len(labels) < 2 {
+		t.Skip("fewer than two labels in the shared data")
+	}
+	only := func(l string) func(string) bool { return func(x string) bool { return x == l } }
+	measures := []struct {
+		name string
+		get  func(GroupFidelity) float64
+	}{
+		{"mean JSD", func(g GroupFidelity) float64 { return g.MeanJSD }},
+		{"mean TV", func(g GroupFidelity) float64 { return g.MeanTV }},
+		{"mean Hellinger", func(g GroupFidelity) float64 { return g.MeanHellinger }},
+	}
+	pa, pb := map[string]*sideSummary{}, map[string]*sideSummary{}
+	for _, l := range labels {
+		x, y := pool(aa, only(l)), pool(ba, only(l))
+		pa[l], pb[l] = &x, &y
+	}
+	dist := map[[2]string]GroupFidelity{}
+	for _, la := range labels {
+		for _, lb := range labels {
+			dist[[2]string{la, lb}] = compareGroups(pa[la], pb[lb])
+		}
+	}
+	for _, m := range measures {
+		var rows []string
+		for _, la := range labels {
+			row := fmt.Sprintf("%-16s", la)
+			for _, lb := range labels {
+				row += fmt.Sprintf(" %8.4f", m.get(dist[[2]string{la, lb}]))
+			}
+			rows = append(rows, row)
+		}
+		t.Logf("%s, rows: first half's label, columns: second half's label %v\n%s", m.name, labels, strings.Join(rows, "\n"))
+		for _, la := range labels {
+			same := m.get(dist[[2]string{la, la}])
+			for _, lb := range labels {
+				if lb == la {
+					continue
+				}
+				// Both directions: la's halves are closer than la to lb, either way round.
+				if other := m.get(dist[[2]string{la, lb}]); !(same < other) {
+					t.Errorf("%s: halves of %s at %.4f, but %s vs %s at %.4f", m.name, la, same, la, lb, other)
+				}
+				if other := m.get(dist[[2]string{lb, la}]); !(same < other) {
+					t.Errorf("%s: halves of %s at %.4f, but %s vs %s at %.4f", m.name, la, same, lb, la, other)
+				}
+			}
+		}
+	}
+}
+
+// tsharkCounts runs tshark on a capture and counts what it reports: frames
+// whose outermost IP layer carries TCP or UDP, and IPv4 header checksums by
+// status (tshark: 0 Bad, 1 Good, 2 Unverified). Reassembly is off so that
+// non-first fragments are not credited with their datagram's transport header.
+func tsharkCounts(t *testing.T, path string) (transport, v4Checked, v4Good int64) {
+	t.Helper()
+	out, err := exec.Command("tshark", "-n", "-r", path, "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
+		"-o", "ip.check_checksum:TRUE", "-T", "fields", "-E", "occurrence=f", "-e", "frame.protocols", "-e", "ip.checksum.status").Output()
+	if err != nil {
+		t.Fatalf("tshark on %s: %v", path, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		protos := strings.Split(f[0], ":")
+		for i, p := range protos {
+			if p != "ip" && p != "ipv6" {
+				continue
+			}
+			j := i + 1
+			for j < len(protos) && strings.HasPrefix(protos[j], "ipv6.") {
+				j++
+			}
+			if j < len(protos) && (protos[j] == "tcp" || protos[j] == "udp") {
+				transport++
+			}
+			break
+		}
+		if len(f) > 1 && protos[len(protos)-1] != "" {
+			switch f[1] {
+			case "0":
+				v4Checked++
+			case "1":
+				v4Checked++
+				v4Good++
+			}
+		}
+	}
+	return transport, v4Checked, v4Good
+}
+
+// TestParseAndChecksumFiguresAgreeWithTshark compares, file by file, the
+// parse and IPv4-checksum counts with tshark's: on captures made here (a
+// well-formed one and a broken one) always, and on the smallest two shared
+// captures of each label when ../shared is present (all of them with
+// NETSSM_EVAL_TSHARK_ALL=1).
+func TestParseAndChecksumFiguresAgreeWithTshark(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark not on PATH")
+	}
+	dir := t.TempDir()
+	files := makeWorkloadCaptures(t, dir, []string{"bulk", "call"}, 1, 600, 40)
+	bad := filepath.Join(dir, "broken", "broken.pcap")
+	brokenCapture(t, bad)
+	files = append(files, bad)
+	if _, err := os.Stat(filepath.Join(filepath.Dir(mustWd(t)), "..", "shared", "data", "pcaps")); err == nil {
+		files = append(files, sharedSubset(t, os.Getenv("NETSSM_EVAL_TSHARK_ALL") == "1")...)
+	}
+	var sumOurs, sumTshark [3]int64
+	for _, f := range files {
+		tr, err := LoadTrace(f, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := analyzeTrace(tr).comp
+		ours := [3]int64{c.IPTransport, c.IPv4, c.IPv4ChecksumOK}
+		tt, tc, tg := tsharkCounts(t, f)
+		theirs := [3]int64{tt, tc, tg}
+		for i, name := range []string{"IP+TCP/UDP frames", "IPv4 checksums checked", "IPv4 checksums valid"} {
+			sumOurs[i] += ours[i]
+			sumTshark[i] += theirs[i]
+			if ours[i] != theirs[i] {
+				t.Errorf("%s: %s netssm %d, tshark %d", filepath.Base(f), name, ours[i], theirs[i])
+			}
+		}
+	}
+	t.Logf("%d files: IP+TCP/UDP frames netssm %d tshark %d; IPv4 checksums checked %d/%d, valid %d/%d",
+		len(files), sumOurs[0], sumTshark[0], sumOurs[1], sumTshark[1], sumOurs[2], sumTshark[2])
+}
+
+func mustWd(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
+}
+
+// sharedSubset lists the two smallest shared captures of each label (or all).
+func sharedSubset(t *testing.T, all bool) []string {
+	paths, err := ExpandCaptures([]string{sharedData(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all {
+		return paths
+	}
+	byLabel := map[string][]string{}
+	size := map[string]int64{}
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size[p] = st.Size()
+		l := filepath.Base(filepath.Dir(p))
+		byLabel[l] = append(byLabel[l], p)
+	}
+	var out []string
+	for _, ps := range byLabel {
+		sort.Slice(ps, func(i, j int) bool { return size[ps[i]] < size[ps[j]] })
+		out = append(out, ps[:min(2, len(ps))]...)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,223 @@
+package eval
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/netssm/netssm/capture"
+	"github.com/netssm/netssm/internal/progress"
+)
+
+// Trace is one capture file, parsed: every record in file order (non-IP
+// records included, with Version 0) and the workload label it belongs to.
+type Trace struct {
+	Path    string
+	Label   string
+	Packets []PacketFields
+}
+
+// IPPackets returns the number of records that carry a parsed IP header.
+func (t *Trace) IPPackets() int {
+	n := 0
+	for i := range t.Packets {
+		if t.Packets[i].has(stIP) {
+			n++
+		}
+	}
+	return n
+}
+
+// LoadTrace reads and parses one capture file (pcap or pcapng, any link type
+// that package capture understands).
+func LoadTrace(path, label string) (*Trace, error) {
+	r, err := capture.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening capture %s: %w", path, err)
+	}
+	defer r.Close()
+	t := &Trace{Path: path, Label: label}
+	for {
+		pkt, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s after packet %d: %w", path, len(t.Packets), err)
+		}
+		wireLen := pkt.WireLen
+		if pkt.IP != nil {
+			wireLen = max(pkt.IPWireLen(), len(pkt.IP)) // the frame's length from the IP header on
+		}
+		t.Packets = append(t.Packets, parseFields(pkt.Timestamp.UnixNano(), wireLen, pkt.IP))
+	}
+	return t, nil
+}
+
+// LoadTraces reads captures in parallel (up to GOMAXPROCS at once) and
+// returns them in the order of paths. labels gives each file's label.
+func LoadTraces(paths []string, labels Labeler, what string) ([]*Trace, error) {
+	traces := make([]*Trace, len(paths))
+	errs := make([]error, len(paths))
+	bar := progress.New(int64(len(paths)), "reading "+what, "files")
+	defer bar.Finish()
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			traces[i], errs[i] = LoadTrace(p, labels.Label(p))
+			bar.Add(1)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return traces, nil
+}
+
+// captureExts are the file name endings taken when a directory is given.
+var captureExts = []string{".pcap", ".pcapng", ".cap"}
+
+// ExpandCaptures turns command-line arguments (capture files or directories,
+// searched recursively for *.pcap, *.pcapng, *.cap) into a sorted file list.
+func ExpandCaptures(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no such capture file or directory (check the path): %w", a, fs.ErrNotExist)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("capture %s: %w", a, err)
+		}
+		if !st.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return nil
+			}
+			name := strings.ToLower(d.Name())
+			for _, ext := range captureExts {
+				if strings.HasSuffix(name, ext) {
+					found = append(found, p)
+					break
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listing captures under %s: %w", a, err)
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("no capture files (*.pcap, *.pcapng, *.cap) under %s", a)
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+// Labeler names the workload label of a capture file: from a table read with
+// ReadLabels, else the name of the directory that holds the file.
+type Labeler struct {
+	byPath map[string]string // cleaned path as listed
+	byBase map[string]string // file name alone
+}
+
+// Label returns the label of the capture at path.
+func (l Labeler) Label(path string) string {
+	if v, ok := l.byPath[filepath.Clean(path)]; ok {
+		return v
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		if v, ok := l.byPath[abs]; ok {
+			return v
+		}
+	}
+	if v, ok := l.byBase[filepath.Base(path)]; ok {
+		return v
+	}
+	dir := filepath.Base(filepath.Dir(path))
+	if dir == "." || dir == string(filepath.Separator) || dir == "" {
+		return "unlabelled"
+	}
+	return dir
+}
+
+// ReadLabels reads a CSV table with columns file,label (a header row naming
+// them is allowed, extra columns are ignored). A file matches by its path as
+// written, its absolute path, or its base name. An empty path gives the
+// directory-name rule alone.
+func ReadLabels(path string) (Labeler, error) {
+	l := Labeler{byPath: map[string]string{}, byBase: map[string]string{}}
+	if path == "" {
+		return l, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return l, fmt.Errorf("reading labels: %w", err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.FieldsPerRecord = -1
+	fileCol, labelCol := 0, 1
+	for line := 1; ; line++ {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return l, fmt.Errorf("labels file %s: %w", path, err)
+		}
+		if line == 1 {
+			fc, lc := -1, -1
+			for i, h := range rec {
+				switch strings.ToLower(strings.TrimSpace(h)) {
+				case "file", "path":
+					fc = i
+				case "label":
+					lc = i
+				}
+			}
+			if fc >= 0 && lc >= 0 {
+				fileCol, labelCol = fc, lc
+				continue
+			}
+		}
+		if len(rec) <= max(fileCol, labelCol) {
+			return l, fmt.Errorf("labels file %s line %d: want columns file,label, got %d fields", path, line, len(rec))
+		}
+		file, label := strings.TrimSpace(rec[fileCol]), strings.TrimSpace(rec[labelCol])
+		if file == "" || label == "" {
+			return l, fmt.Errorf("labels file %s line %d: empty file or label", path, line)
+		}
+		l.byPath[filepath.Clean(file)] = label
+		if !filepath.IsAbs(file) {
+			// Relative paths are taken relative to the labels file too.
+			if abs, err := filepath.Abs(filepath.Join(filepath.Dir(path), file)); err == nil {
+				l.byPath[abs] = label
+			}
+		}
+		l.byBase[filepath.Base(file)] = label
+	}
+	return l, nil
+}

@@ -1,0 +1,180 @@
+package infer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/netssm/netssm/infer/sampling"
+	"github.com/netssm/netssm/model"
+	"github.com/netssm/netssm/ort/orttest"
+)
+
+func tinyMamba2(t testing.TB, preset string) *ONNXModel {
+	t.Helper()
+	orttest.Init(t)
+	c, err := model.Preset(preset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMamba2(c, model.InitParams(c, 7), ortOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// The chunked prefill graph and the step graph stepped through the same
+// prompt leave the same logits (float32 tolerance): the state the batch
+// forks is the state the recurrence would have reached.
+func TestMamba2PrefillMatchesSteppedPrompt(t *testing.T) {
+	m := tinyMamba2(t, "tiny")
+	prompt := []int{fakeVocab.Labels[0], fakeVocab.Packet, fakeVocab.DT0 + 3}
+	for _, b := range fakeHeader {
+		prompt = append(prompt, int(b))
+	}
+	prompt = append(prompt, fakeVocab.Packet)
+	want, st, err := m.Prefill(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stepped := *m
+	stepped.PrefillFunc = nil
+	got, st2, err := stepped.Prefill(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := 0.0
+	for i := range want {
+		diff = max(diff, math.Abs(float64(want[i]-got[i])))
+	}
+	for k := range st {
+		for i := range st[k] {
+			diff = max(diff, math.Abs(float64(st[k][i]-st2[k][i])))
+		}
+	}
+	t.Logf("max |prefill − stepped| over logits and states: %.2e", diff)
+	if diff > 1e-3 {
+		t.Errorf("prefill and stepped prompt differ by %v", diff)
+	}
+}
+
+func TestMamba2BatchSizeDoesNotChangeTraces(t *testing.T) {
+	m := tinyMamba2(t, "tiny")
+	var ref map[int]*bytes.Buffer
+	for _, b := range []int{1, 4} {
+		s := newMemSink()
+		job := baseJob()
+		job.Traces, job.Batch = 4, b
+		job.Limits = Limits{Tokens: 200}
+		job.Sampling = sampling.Paper()
+		if _, err := Generate(context.Background(), m, s, job); err != nil {
+			t.Fatal(err)
+		}
+		if ref == nil {
+			ref = s.files
+			continue
+		}
+		sameFiles(t, ref, s.files, fmt.Sprintf("Mamba-2 batch 1 vs %d", b))
+	}
+}
+
+// BenchmarkMamba2Step measures step decoding (the step graph alone, no
+// sampling) in tokens/s: go test -run XXX -bench Mamba2Step ./infer/
+func BenchmarkMamba2Step(b *testing.B) {
+	for _, preset := range []string{"tiny", "small"} {
+		m := tinyMamba2(b, preset)
+		for _, batch := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/batch=%d", preset, batch), func(b *testing.B) {
+				bt, err := m.NewBatch(batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer bt.Close()
+				tok := make([]int, batch)
+				for b.Loop() {
+					if _, err := bt.Step(tok); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
+}
+
+// BenchmarkMamba2Generate is the whole loop: step, mask, paper sampling,
+// packet assembly (written nowhere).
+func BenchmarkMamba2Generate(b *testing.B) {
+	m := tinyMamba2(b, "small")
+	for _, batch := range []int{1, 32} {
+		b.Run(fmt.Sprintf("small/batch=%d", batch), func(b *testing.B) {
+			tokens := 0
+			for b.Loop() {
+				job := baseJob()
+				job.Traces, job.Batch = batch, batch
+				job.Limits = Limits{Tokens: 200}
+				job.Sampling = sampling.Paper()
+				job.NewGrammar = newEndlessGrammar
+				st, err := Generate(context.Background(), m, &discardSink{}, job)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tokens += st.Tokens
+			}
+			b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// A sequence's logits do not depend on the batch around it or on its slot:
+// bit for bit, which is what makes traces identical across batch sizes.
+func TestMamba2RowsDoNotDependOnBatchSize(t *testing.T) {
+	m := tinyMamba2(t, "tiny")
+	_, st, err := m.Prefill([]int{fakeVocab.Labels[0], fakeVocab.Packet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := []int{fakeVocab.DT0 + 1, 0x45, 0, 0, 0x1c, 7, 7, 0x40}
+	run := func(size, slot int) [][]float32 {
+		b, err := m.NewBatch(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		for i := 0; i < size; i++ {
+			if err := b.Load(i, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var rows [][]float32
+		tok := make([]int, size)
+		for _, id := range seq {
+			for i := range tok {
+				tok[i] = (id + 31*i) % 256 // other slots feed other tokens
+			}
+			tok[slot] = id
+			out, err := b.Step(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, append([]float32(nil), out[slot*fakeLogits:(slot+1)*fakeLogits]...))
+		}
+		return rows
+	}
+	ref := run(1, 0)
+	for _, c := range []struct{ size, slot int }{{4, 0}, {4, 3}, {5, 2}, {32, 17}} {
+		got := run(c.size, c.slot)
+		worst := 0.0
+		for s := range ref {
+			for i := range ref[s] {
+				worst = max(worst, math.Abs(float64(ref[s][i]-got[s][i])))
+			}
+		}
+		if worst != 0 {
+			t.Errorf("batch %d slot %d: logits differ from batch 1 by up to %.2g", c.size, c.slot, worst)
+		}
+	}
+}

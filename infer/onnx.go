@@ -1,0 +1,264 @@
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"unsafe"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+
+	"github.com/netssm/netssm/ort"
+)
+
+// StepSignature names a step graph's inputs and outputs: one token per
+// sequence in, logits out, and each recurrent state tensor in and out (the
+// same shape, batch first). Every other input or output is an error.
+type StepSignature struct {
+	Token  string // int64 (B) or (B, 1)
+	Logits string // float32 (B, V) or (B, 1, V)
+	States []StatePair
+}
+
+// StatePair is one recurrent state tensor's input and output name.
+type StatePair struct{ In, Out string }
+
+// ONNXModel runs a model's step graph on ONNX Runtime. Graphs have static
+// shapes, so StepGraph builds (or picks) the graph for each batch size
+// asked for; the prompt is prefilled by stepping a batch-1 graph through it
+// (exactly the recurrence the chunked prefill computes, and one pass per
+// job), unless Prefill is set.
+type ONNXModel struct {
+	Logits    int // V
+	Signature StepSignature
+	StepGraph func(batch int) ([]byte, error)
+	// PrefillFunc, if set, replaces the stepped prefill (e.g. a chunked
+	// prefill graph built for the prompt's length).
+	PrefillFunc func(prompt []int) ([]float32, State, error)
+	Session     ort.SessionOptions
+}
+
+// Vocab implements Model.
+func (m *ONNXModel) Vocab() int { return m.Logits }
+
+// Prefill implements Model.
+func (m *ONNXModel) Prefill(prompt []int) ([]float32, State, error) {
+	if m.PrefillFunc != nil {
+		return m.PrefillFunc(prompt)
+	}
+	b, err := m.newBatch(1)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer b.Close()
+	var logits []float32
+	tok := []int{0}
+	for _, id := range prompt {
+		tok[0] = id
+		if logits, err = b.Step(tok); err != nil {
+			return nil, nil, err
+		}
+	}
+	st := make(State, len(b.in))
+	for k, t := range b.in {
+		st[k] = slices.Clone(t.GetData())
+	}
+	return slices.Clone(logits[:m.Logits]), st, nil
+}
+
+// NewBatch implements Model.
+func (m *ONNXModel) NewBatch(size int) (Batch, error) { return m.newBatch(size) }
+
+// onnxBatch holds a step session and its tensors: the state is double
+// buffered (a step reads in, writes out, then they swap), so nothing is
+// allocated or copied between steps.
+type onnxBatch struct {
+	sess    *ort.Session
+	size    int
+	vocab   int
+	tok64   *ortgo.Tensor[int64]
+	in, out []*ortgo.Tensor[float32]
+	logits  *ortgo.Tensor[float32]
+	inVals  []ortgo.Value
+	outVals []ortgo.Value
+	stateIn []int // position of state k among the inputs
+	stateOu []int // … and among the outputs
+	per     []int // elements of state k per sequence
+}
+
+func (m *ONNXModel) newBatch(size int) (*onnxBatch, error) {
+	if m.StepGraph == nil {
+		return nil, errors.New("no step graph")
+	}
+	graph, err := m.StepGraph(size)
+	if err != nil {
+		return nil, fmt.Errorf("step graph for batch %d: %w", size, err)
+	}
+	ins, outs, err := ortgo.GetInputOutputInfoWithONNXData(graph)
+	if err != nil {
+		return nil, fmt.Errorf("reading the step graph's inputs and outputs: %w", err)
+	}
+	sess, err := ort.NewSession(graph, m.Session)
+	if err != nil {
+		return nil, err
+	}
+	b := &onnxBatch{sess: sess, size: size, vocab: m.Logits}
+	if err := b.bind(m.Signature, ins, outs); err != nil {
+		sess.Close()
+		b.destroy()
+		return nil, err
+	}
+	return b, nil
+}
+
+func find(infos []ortgo.InputOutputInfo, name string) int {
+	for i, x := range infos {
+		if x.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (b *onnxBatch) bind(sig StepSignature, ins, outs []ortgo.InputOutputInfo) error {
+	b.inVals = make([]ortgo.Value, len(ins))
+	b.outVals = make([]ortgo.Value, len(outs))
+	ti := find(ins, sig.Token)
+	if ti < 0 {
+		return fmt.Errorf("step graph has no token input %q", sig.Token)
+	}
+	if ins[ti].DataType != ortgo.TensorElementDataTypeInt64 {
+		return fmt.Errorf("step graph's token input %q is not int64", sig.Token)
+	}
+	var err error
+	if b.tok64, err = alignedTensor[int64](ins[ti].Dimensions); err != nil {
+		return fmt.Errorf("token tensor: %w", err)
+	}
+	if int(ins[ti].Dimensions.FlattenedSize()) != b.size || ins[ti].Dimensions[0] != int64(b.size) {
+		return fmt.Errorf("step graph's token input has shape %v, want batch %d", ins[ti].Dimensions, b.size)
+	}
+	b.inVals[ti] = b.tok64
+	li := find(outs, sig.Logits)
+	if li < 0 {
+		return fmt.Errorf("step graph has no logits output %q", sig.Logits)
+	}
+	if outs[li].Dimensions.FlattenedSize() != int64(b.size*b.vocab) {
+		return fmt.Errorf("step graph's logits have shape %v, want %d×%d", outs[li].Dimensions, b.size, b.vocab)
+	}
+	if b.logits, err = alignedTensor[float32](outs[li].Dimensions); err != nil {
+		return fmt.Errorf("logits tensor: %w", err)
+	}
+	b.outVals[li] = b.logits
+	for _, sp := range sig.States {
+		i, o := find(ins, sp.In), find(outs, sp.Out)
+		if i < 0 || o < 0 {
+			return fmt.Errorf("step graph lacks state %q → %q", sp.In, sp.Out)
+		}
+		dims := ins[i].Dimensions
+		if !slices.Equal(dims, outs[o].Dimensions) || len(dims) == 0 || dims[0] != int64(b.size) {
+			return fmt.Errorf("state %q has shape %v in, %v out; want equal shapes with batch %d first", sp.In, dims, outs[o].Dimensions, b.size)
+		}
+		tin, err := alignedTensor[float32](dims)
+		if err != nil {
+			return fmt.Errorf("state %q: %w", sp.In, err)
+		}
+		b.in = append(b.in, tin)
+		tout, err := alignedTensor[float32](dims)
+		if err != nil {
+			return fmt.Errorf("state %q: %w", sp.Out, err)
+		}
+		b.out = append(b.out, tout)
+		b.stateIn = append(b.stateIn, i)
+		b.stateOu = append(b.stateOu, o)
+		b.per = append(b.per, int(dims.FlattenedSize())/b.size)
+		b.inVals[i], b.outVals[o] = tin, tout
+	}
+	for i, v := range b.inVals {
+		if v == nil {
+			return fmt.Errorf("step graph input %q is neither the token nor a state of the signature", ins[i].Name)
+		}
+	}
+	for i, v := range b.outVals {
+		if v == nil {
+			return fmt.Errorf("step graph output %q is neither the logits nor a state of the signature", outs[i].Name)
+		}
+	}
+	return nil
+}
+
+func (b *onnxBatch) Load(slot int, st State) error {
+	if slot < 0 || slot >= b.size {
+		return fmt.Errorf("slot %d outside a batch of %d", slot, b.size)
+	}
+	if len(st) != len(b.in) {
+		return fmt.Errorf("state has %d tensors, the step graph %d", len(st), len(b.in))
+	}
+	for k, t := range b.in {
+		if len(st[k]) != b.per[k] {
+			return fmt.Errorf("state tensor %d has %d elements per sequence, the step graph %d", k, len(st[k]), b.per[k])
+		}
+		copy(t.GetData()[slot*b.per[k]:(slot+1)*b.per[k]], st[k])
+	}
+	return nil
+}
+
+func (b *onnxBatch) Step(tokens []int) ([]float32, error) {
+	if len(tokens) != b.size {
+		// A wrong count is the caller's bug; say so rather than misfeed.
+		return nil, fmt.Errorf("%d tokens for a batch of %d", len(tokens), b.size)
+	}
+	td := b.tok64.GetData()
+	for i, t := range tokens {
+		td[i] = int64(t)
+	}
+	if err := b.sess.RunValues(b.inVals, b.outVals); err != nil {
+		return nil, err
+	}
+	b.in, b.out = b.out, b.in
+	for k := range b.in {
+		b.inVals[b.stateIn[k]] = b.in[k]
+		b.outVals[b.stateOu[k]] = b.out[k]
+	}
+	return b.logits.GetData(), nil
+}
+
+func (b *onnxBatch) destroy() {
+	for _, t := range append(slices.Clone(b.in), b.out...) {
+		t.Destroy()
+	}
+	if b.tok64 != nil {
+		b.tok64.Destroy()
+	}
+	if b.logits != nil {
+		b.logits.Destroy()
+	}
+	b.in, b.out, b.tok64, b.logits = nil, nil, nil, nil
+}
+
+func (b *onnxBatch) Close() error {
+	err := b.sess.Close()
+	b.destroy()
+	return err
+}
+
+// alignedTensor makes a zeroed tensor whose data starts on a 64-byte
+// boundary. ONNX Runtime's CPU kernels take different vector paths for
+// differently aligned buffers, so the same inputs round the same way in
+// every run only if every run sees the same alignment (found by
+// TestONNXForkedStateContinuesThePrompt: a 1-ulp difference between two
+// sessions of one graph).
+func alignedTensor[T float32 | int64](dims ortgo.Shape) (*ortgo.Tensor[T], error) {
+	return ortgo.NewTensor(dims, alignedSlice[T](int(dims.FlattenedSize())))
+}
+
+// alignedSlice returns n zeroed elements starting on a 64-byte boundary.
+func alignedSlice[T float32 | int64](n int) []T {
+	var zero T
+	size := int(unsafe.Sizeof(zero))
+	buf := make([]T, n+64/size)
+	off := 0
+	for uintptr(unsafe.Pointer(&buf[off]))%64 != 0 {
+		off++
+	}
+	return buf[off : off+n : off+n]
+}

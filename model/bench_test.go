@@ -1,0 +1,212 @@
+package model_test
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/model"
+	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
+)
+
+// Benchmarks run float32 graphs on ONNX Runtime's CPU provider with as many
+// intra-op threads as there are CPUs. They are opt-in (go test -bench).
+
+// fwdBwd builds forward + masked CE loss + gradients of every parameter for
+// batch B and length L, and returns the session and its feeds.
+func fwdBwd(tb testing.TB, c model.Config, B, L int) (*ort.Session, map[string]*ort.Tensor, int) {
+	g := graph.New("fwd_bwd", graph.WithFloat(graph.Float32))
+	ids := g.Input("ids", graph.Int64, B, L)
+	targets := g.Input("targets", graph.Int64, B, L)
+	mask := g.Input("mask", graph.Float32, B, L)
+	loss, _, _, params := model.TrainLoss(c)(g, ids, targets, mask)
+	grads, err := graph.Gradients(loss, params)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g.Output("loss", graph.Reshape(loss, 1))
+	for i, p := range params {
+		g.Output("grad."+p.Name(), grads[i])
+	}
+	orttest.Init(tb)
+	b, err := g.Serialize()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := ort.NewSession(b, ort.SessionOptions{Threads: runtime.NumCPU()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	feeds := map[string]*ort.Tensor{}
+	p := model.InitParams(c, 1)
+	for _, ps := range model.ParamShapes(c) {
+		feeds[ps.Name] = ort.NewTensor(int64s(ps.Shape), p[ps.Name])
+	}
+	in, _ := model.StateNames(c)
+	for i, sh := range model.StateShapes(c, B) {
+		feeds[in[i]] = ort.NewTensor(int64s(sh), make([]float32, size(sh)))
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	tok := make([]int64, B*L)
+	tgt := make([]int64, B*L)
+	m := make([]float32, B*L)
+	for i := range tok {
+		tok[i], tgt[i], m[i] = int64(r.IntN(256)), int64(r.IntN(256)), 1
+	}
+	shape := []int64{int64(B), int64(L)}
+	feeds["ids"], feeds["targets"], feeds["mask"] = ort.NewTensor(shape, tok), ort.NewTensor(shape, tgt), ort.NewTensor(shape, m)
+	return s, feeds, g.NumNodes()
+}
+
+func preset(tb testing.TB, name string) model.Config {
+	c, err := model.Preset(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// BenchmarkForwardBackward: one forward + backward over B=4 windows of
+// L=2048 tokens; reports tokens/s.
+func BenchmarkForwardBackward(b *testing.B) {
+	for _, name := range []string{"tiny", "small"} {
+		b.Run(name, func(b *testing.B) {
+			const B, L = 4, 2048
+			s, feeds, nodes := fwdBwd(b, preset(b, name), B, L)
+			if _, err := s.Run(feeds); err != nil { // warm-up
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for b.Loop() {
+				if _, err := s.Run(feeds); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(B*L*b.N)/time.Since(start).Seconds(), "tokens/s")
+			b.ReportMetric(float64(nodes), "nodes")
+		})
+	}
+}
+
+// BenchmarkStep: one decoding step of the small preset (weights as
+// initializers, states fed back) at batch 1 and 32; reports the latency per
+// step and tokens/s.
+func BenchmarkStep(b *testing.B) {
+	c := preset(b, "small")
+	p := model.InitParams(c, 1)
+	for _, B := range []int{1, 32} {
+		b.Run(fmt.Sprintf("small/B=%d", B), func(b *testing.B) {
+			g, err := model.NewStepGraph(c, B, graph.Float32)
+			if err != nil {
+				b.Fatal(err)
+			}
+			orttest.Init(b)
+			bs, err := g.Serialize(graph.Initializers(model.Values(p)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := ort.NewSession(bs, ort.SessionOptions{Threads: runtime.NumCPU()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			in, out := model.StateNames(c)
+			feeds := map[string]*ort.Tensor{}
+			for i, sh := range model.StateShapes(c, B) {
+				feeds[in[i]] = ort.NewTensor(int64s(sh), make([]float32, size(sh)))
+			}
+			ids := make([]int64, B)
+			feeds[model.InIDs] = ort.NewTensor([]int64{int64(B)}, ids)
+			step := func(i int) {
+				for j := range ids {
+					ids[j] = int64((i*7 + j) % 256)
+				}
+				res, err := s.Run(feeds)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for k := range in {
+					feeds[in[k]] = res[out[k]]
+				}
+			}
+			for i := range 10 {
+				step(i)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			i := 0
+			for b.Loop() {
+				step(i)
+				i++
+			}
+			el := time.Since(start)
+			b.ReportMetric(float64(el.Microseconds())/float64(b.N), "µs/step")
+			b.ReportMetric(float64(B*b.N)/el.Seconds(), "tokens/s")
+		})
+	}
+}
+
+// rssEnv makes the test binary run one forward+backward in a child process
+// and print its peak resident set (VmHWM).
+const rssEnv = "NETSSM_MODEL_RSS_CHILD"
+
+// BenchmarkPeakRSSForwardBackward: peak resident memory (VmHWM of a child
+// process) of one forward + backward of the small preset at B=1, L=16,384.
+func BenchmarkPeakRSSForwardBackward(b *testing.B) {
+	for b.Loop() {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPeakRSSChild$", "-test.v")
+		cmd.Env = append(os.Environ(), rssEnv+"=small:1:16384")
+		outb, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("child: %v\n%s", err, outb)
+		}
+		sc := bufio.NewScanner(strings.NewReader(string(outb)))
+		for sc.Scan() {
+			if f, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "peak-rss-kib "); ok {
+				fields := strings.Fields(f)
+				kib, _ := strconv.ParseFloat(fields[0], 64)
+				sec, _ := strconv.ParseFloat(fields[1], 64)
+				b.ReportMetric(kib/1024, "peak-MiB")
+				b.ReportMetric(16384/sec, "tokens/s")
+			}
+		}
+	}
+}
+
+// TestPeakRSSChild is the child of BenchmarkPeakRSSForwardBackward; it does
+// nothing unless the benchmark started it.
+func TestPeakRSSChild(t *testing.T) {
+	spec := os.Getenv(rssEnv)
+	if spec == "" {
+		t.Skip("runs only as BenchmarkPeakRSSForwardBackward's child process")
+	}
+	parts := strings.Split(spec, ":")
+	B, _ := strconv.Atoi(parts[1])
+	L, _ := strconv.Atoi(parts[2])
+	s, feeds, _ := fwdBwd(t, preset(t, parts[0]), B, L)
+	start := time.Now()
+	if _, err := s.Run(feeds); err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(start)
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fmt.Printf("peak-rss-kib %s %g\n", strings.Fields(v)[0], el.Seconds())
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Config is a Mamba-2 language model's architecture. JSON field names follow
+// the Mamba reference implementation's.
+type Config struct {
+	DModel    int `json:"d_model"`    // D: residual stream width
+	Layers    int `json:"n_layer"`    // mixer blocks (no MLP blocks)
+	DState    int `json:"d_state"`    // N: SSM state size per head
+	HeadDim   int `json:"headdim"`    // P
+	Expand    int `json:"expand"`     // d_inner = Expand·D
+	DConv     int `json:"d_conv"`     // W: depthwise causal convolution width
+	ChunkSize int `json:"chunk_size"` // Q: SSD chunk length
+	VocabSize int `json:"vocab_size"` // V: padded to a multiple of 16
+	NGroups   int `json:"ngroups"`    // G: B/C groups (only 1 is built)
+}
+
+// DefaultVocab is the padded vocabulary the presets use: 256 byte values and
+// 16 special and label ids, as the PyTorch reference benchmarks.
+const DefaultVocab = 272
+
+// VocabMultiple is what the vocabulary is padded to a multiple of.
+const VocabMultiple = 16
+
+var presets = map[string]Config{
+	"tiny":  {DModel: 64, Layers: 2, DState: 16, HeadDim: 16, Expand: 2, DConv: 4, ChunkSize: 64, VocabSize: DefaultVocab, NGroups: 1},
+	"small": {DModel: 256, Layers: 4, DState: 64, HeadDim: 32, Expand: 2, DConv: 4, ChunkSize: 128, VocabSize: DefaultVocab, NGroups: 1},
+	"base":  {DModel: 512, Layers: 8, DState: 64, HeadDim: 64, Expand: 2, DConv: 4, ChunkSize: 256, VocabSize: DefaultVocab, NGroups: 1},
+	// NetSSM's released configuration: about 90 M parameters.
+	"paper": {DModel: 768, Layers: 24, DState: 128, HeadDim: 64, Expand: 2, DConv: 4, ChunkSize: 256, VocabSize: DefaultVocab, NGroups: 1},
+}
+
+// Presets lists the preset names, sorted.
+func Presets() []string {
+	names := make([]string, 0, len(presets))
+	for n := range presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Preset returns a named configuration (tiny, small, base, paper) with the
+// default vocabulary; use WithVocab for a tokenizer's.
+func Preset(name string) (Config, error) {
+	c, ok := presets[name]
+	if !ok {
+		return Config{}, fmt.Errorf("unknown model preset %q (one of %s)", name, strings.Join(Presets(), ", "))
+	}
+	return c, nil
+}
+
+// PadVocab rounds a tokenizer's vocabulary size up to a multiple of 16.
+func PadVocab(n int) int { return (n + VocabMultiple - 1) / VocabMultiple * VocabMultiple }
+
+// WithVocab returns c with the vocabulary of a tokenizer of n ids, padded.
+func (c Config) WithVocab(n int) Config {
+	c.VocabSize = PadVocab(n)
+	return c
+}
+
+// DInner is Expand·DModel.
+func (c Config) DInner() int { return c.Expand * c.DModel }
+
+// Heads is H = d_inner / P.
+func (c Config) Heads() int { return c.DInner() / c.HeadDim }
+
+// ConvDim is the width of xBC: d_inner + 2·G·N.
+func (c Config) ConvDim() int { return c.DInner() + 2*c.NGroups*c.DState }
+
+// InProjWidth is 2·d_inner + 2·G·N + H.
+func (c Config) InProjWidth() int { return 2*c.DInner() + 2*c.NGroups*c.DState + c.Heads() }
+
+// Validate reports the first inconsistency of c.
+func (c Config) Validate() error {
+	var errs []error
+	pos := func(name string, v int) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", name, v))
+		}
+	}
+	pos("d_model", c.DModel)
+	pos("n_layer", c.Layers)
+	pos("d_state", c.DState)
+	pos("headdim", c.HeadDim)
+	pos("expand", c.Expand)
+	pos("d_conv", c.DConv)
+	pos("chunk_size", c.ChunkSize)
+	pos("vocab_size", c.VocabSize)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if c.NGroups != 1 {
+		return fmt.Errorf("ngroups %d: only 1 group is implemented", c.NGroups)
+	}
+	if c.DInner()%c.HeadDim != 0 {
+		return fmt.Errorf("d_inner %d (expand %d · d_model %d) is not a multiple of headdim %d", c.DInner(), c.Expand, c.DModel, c.HeadDim)
+	}
+	if c.VocabSize%VocabMultiple != 0 {
+		return fmt.Errorf("vocab_size %d is not a multiple of %d (use PadVocab)", c.VocabSize, VocabMultiple)
+	}
+	return nil
+}
+
+// String is a one-line summary.
+func (c Config) String() string {
+	return fmt.Sprintf("Mamba-2 D=%d layers=%d N=%d P=%d H=%d expand=%d W=%d Q=%d V=%d", c.DModel, c.Layers, c.DState, c.HeadDim, c.Heads(), c.Expand, c.DConv, c.ChunkSize, c.VocabSize)
+}
+
+// ParamShape is one parameter's state-dict name and shape.
+type ParamShape struct {
+	Name  string
+	Shape []int
+}
+
+// Size is the number of elements.
+func (p ParamShape) Size() int {
+	n := 1
+	for _, d := range p.Shape {
+		n *= d
+	}
+	return n
+}
+
+// LayerPrefix is the scope of layer i's parameters and states: "layers.i".
+func LayerPrefix(i int) string { return fmt.Sprintf("layers.%d", i) }
+
+// ParamShapes lists every parameter in the fixed order the graphs declare
+// them: embedding.weight, then per layer norm.weight and the mixer's
+// in_proj.weight, conv1d.weight, conv1d.bias, dt_bias, A_log, D, norm.weight,
+// out_proj.weight, then norm_f.weight. The embedding is tied to the output.
+func ParamShapes(c Config) []ParamShape {
+	D, di, H, C, W := c.DModel, c.DInner(), c.Heads(), c.ConvDim(), c.DConv
+	ps := []ParamShape{{"embedding.weight", []int{c.VocabSize, D}}}
+	for i := range c.Layers {
+		l := LayerPrefix(i)
+		m := l + ".mixer."
+		ps = append(ps,
+			ParamShape{l + ".norm.weight", []int{D}},
+			ParamShape{m + "in_proj.weight", []int{c.InProjWidth(), D}},
+			ParamShape{m + "conv1d.weight", []int{C, W}},
+			ParamShape{m + "conv1d.bias", []int{C}},
+			ParamShape{m + "dt_bias", []int{H}},
+			ParamShape{m + "A_log", []int{H}},
+			ParamShape{m + "D", []int{H}},
+			ParamShape{m + "norm.weight", []int{di}},
+			ParamShape{m + "out_proj.weight", []int{D, di}},
+		)
+	}
+	return append(ps, ParamShape{"norm_f.weight", []int{D}})
+}
+
+// ParamCount is the number of parameters (the tied embedding counted once).
+func ParamCount(c Config) int64 {
+	var n int64
+	for _, p := range ParamShapes(c) {
+		n += int64(p.Size())
+	}
+	return n
+}
+
+// StateNames lists the recurrent-state graph inputs and the matching outputs,
+// layer by layer: conv_state then ssm_state.
+func StateNames(c Config) (in, out []string) {
+	for i := range c.Layers {
+		for _, s := range []string{"conv_state", "ssm_state"} {
+			n := LayerPrefix(i) + "." + s
+			in = append(in, n)
+			out = append(out, n+NextSuffix)
+		}
+	}
+	return in, out
+}
+
+// NextSuffix turns a state input's name into its output's.
+const NextSuffix = ".next"
+
+// StateShapes gives the shape of each state of StateNames for batch B:
+// conv (B, conv_dim, W), ssm (B, H, P, N).
+func StateShapes(c Config, B int) [][]int {
+	var s [][]int
+	for range c.Layers {
+		s = append(s, []int{B, c.ConvDim(), c.DConv}, []int{B, c.Heads(), c.HeadDim, c.DState})
+	}
+	return s
+}

@@ -1,0 +1,29 @@
+// Package model owns netssm's Mamba-2 language model as a specification:
+// its configuration and presets, the parameter names, shapes and seeded
+// initialisation, the ONNX graphs that compute it (training forward and loss,
+// prefill, one decoding step) and a pure-Go float64 sequential reference used
+// only as the tests' oracle. The math follows the project's Mamba-2 note
+// (chunked SSD for whole windows, the recurrence for single steps).
+//
+// It builds graphs with package graph and never runs them: running is package
+// ort's, the training loop is package train's (it consumes TrainLoss through
+// its LossBuilder type), files on disk are package export's.
+//
+// # Graph inputs and outputs
+//
+// Token ids are the Int64 input "ids" ((B, L) for forward and prefill, (B)
+// for step). Each layer i carries two recurrent states in the graph's float
+// type: inputs "layers.i.conv_state" (B, conv_dim, W), the last W raw
+// (pre-convolution) xBC columns, and "layers.i.ssm_state" (B, H, P, N); the
+// graphs return their next values as "layers.i.conv_state.next" and
+// "layers.i.ssm_state.next" (StateNames lists them). Forward outputs
+// "logits" (B, L, V); prefill and step output the last position's "logits"
+// (B, V). Parameters are graph inputs named as in ParamShapes unless the graph
+// is serialised with graph.Initializers(Values(params)).
+//
+// # Errors
+//
+// Config.Validate reports a bad configuration; graph building records the
+// first error on the graph (graph.Graph.Err), as package graph does. Nothing
+// here panics across the package boundary.
+package model

@@ -1,0 +1,343 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/netssm/netssm/graph"
+)
+
+// Graph input and output names besides parameters and states.
+const (
+	InIDs     = "ids"
+	OutLogits = "logits"
+)
+
+// LM is the model's parameters declared in one graph, in ParamShapes order.
+type LM struct {
+	cfg    Config
+	params []*graph.Tensor
+	byName map[string]*graph.Tensor
+}
+
+// LayerState is one layer's recurrent state: Conv (B, conv_dim, W) holds the
+// last W raw xBC columns, SSM (B, H, P, N) the SSD state.
+type LayerState struct {
+	Conv, SSM *graph.Tensor
+}
+
+// DeclareParams declares every parameter of c in g with g.Param (outside any
+// scope, so their names are the state-dict names of ParamShapes).
+func DeclareParams(g *graph.Graph, c Config) (*LM, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	m := &LM{cfg: c, byName: map[string]*graph.Tensor{}}
+	for _, ps := range ParamShapes(c) {
+		t := g.Param(ps.Name, ps.Shape...)
+		m.params = append(m.params, t)
+		m.byName[ps.Name] = t
+	}
+	return m, g.Err()
+}
+
+// Params are the declared parameters in ParamShapes order.
+func (m *LM) Params() []*graph.Tensor { return append([]*graph.Tensor(nil), m.params...) }
+
+// Config is the model's configuration.
+func (m *LM) Config() Config { return m.cfg }
+
+func (m *LM) p(name string) *graph.Tensor { return m.byName[name] }
+
+// DeclareStates declares the recurrent-state inputs of every layer for
+// batch B (names from StateNames), in the graph's float type.
+func DeclareStates(g *graph.Graph, c Config, B int) []LayerState {
+	in, _ := StateNames(c)
+	shapes := StateShapes(c, B)
+	st := make([]LayerState, c.Layers)
+	for i := range st {
+		st[i].Conv = g.Input(in[2*i], g.Float(), shapes[2*i]...)
+		st[i].SSM = g.Input(in[2*i+1], g.Float(), shapes[2*i+1]...)
+	}
+	return st
+}
+
+// OutputStates declares the next states as the graph outputs of StateNames.
+func OutputStates(g *graph.Graph, c Config, st []LayerState) []*graph.Tensor {
+	_, out := StateNames(c)
+	var ts []*graph.Tensor
+	for i, s := range st {
+		g.Output(out[2*i], s.Conv)
+		g.Output(out[2*i+1], s.SSM)
+		ts = append(ts, s.Conv, s.SSM)
+	}
+	return ts
+}
+
+func flatten(st []LayerState) []*graph.Tensor {
+	var ts []*graph.Tensor
+	for _, s := range st {
+		ts = append(ts, s.Conv, s.SSM)
+	}
+	return ts
+}
+
+// Forward is the parallel (chunked SSD) forward pass: ids (B, L) Int64 and
+// the states carried in → logits (B, L, V) and the states carried out.
+func (m *LM) Forward(ids *graph.Tensor, states []LayerState) (logits *graph.Tensor, next []LayerState) {
+	x, next := m.residual(ids, states)
+	return m.logits(x), next
+}
+
+// LastLogits is Forward computing the logits of the last position only
+// (B, V): the prefill, which need not project every position onto the
+// vocabulary.
+func (m *LM) LastLogits(ids *graph.Tensor, states []LayerState) (logits *graph.Tensor, next []LayerState) {
+	x, next := m.residual(ids, states) // (B, L, D)
+	B, L, D := x.Dim(0), x.Dim(1), x.Dim(2)
+	return m.logits(graph.Reshape(graph.Slice(x, 1, L-1, L), B, D)), next
+}
+
+// residual runs the embedding and every layer: x_{l+1} = x_l +
+// Mixer_l(RMSNorm_l(x_l)); it returns the residual stream (B, L, D) before
+// the final norm.
+func (m *LM) residual(ids *graph.Tensor, states []LayerState) (x *graph.Tensor, next []LayerState) {
+	c := m.cfg
+	x = graph.Gather(m.p("embedding.weight"), ids, 0) // x: (B, L, D)
+	for i := range c.Layers {
+		l := LayerPrefix(i)
+		u := normRMS(x, m.p(l+".norm.weight"))
+		out, st := m.mixer(l+".mixer.", u, states[i])
+		x = graph.Add(x, out)
+		next = append(next, st)
+	}
+	return x, next
+}
+
+// logits is RMSNorm_f(x)·Eᵀ over the last axis (tied embeddings).
+func (m *LM) logits(x *graph.Tensor) *graph.Tensor {
+	xn := normRMS(x, m.p("norm_f.weight"))
+	return graph.MatMul(xn, graph.Transpose(m.p("embedding.weight"), 1, 0))
+}
+
+// Step is one decoding step: ids (B) Int64 and the states → logits (B, V)
+// and the next states, by the recurrence.
+func (m *LM) Step(ids *graph.Tensor, states []LayerState) (logits *graph.Tensor, next []LayerState) {
+	c := m.cfg
+	x := graph.Gather(m.p("embedding.weight"), ids, 0) // x: (B, D)
+	for i := range c.Layers {
+		l := LayerPrefix(i)
+		u := normRMS(x, m.p(l+".norm.weight"))
+		out, st := m.mixerStep(l+".mixer.", u, states[i])
+		x = graph.Add(x, out)
+		next = append(next, st)
+	}
+	return m.logits(x), next // (B, V)
+}
+
+// normRMS is x / √(mean(x²) + 1e-5) ⊙ w over the last axis.
+func normRMS(x, w *graph.Tensor) *graph.Tensor {
+	ms := graph.ReduceMeanKeep(graph.Square(x), -1)
+	return graph.Mul(graph.Div(x, graph.Sqrt(ms.AddScalar(normEps))), w)
+}
+
+// mixer is one Mamba-2 mixer over a window, u: (B, L, D):
+//  1. zxbcdt = u·W_inᵀ, split into z, xBC, dt_raw;
+//  2. causal depthwise conv over time, continuing the carried conv state; silu;
+//  3. split x, Bm, Cm; dt = softplus(dt_raw + dt_bias); A = −exp(A_log);
+//  4. chunked SSD from the carried SSM state; + D·x;
+//  5. gated RMSNorm (gate first), out_proj.
+func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, LayerState) {
+	c := m.cfg
+	B, L := u.Dim(0), u.Dim(1)
+	di, C, W, H, P, N := c.DInner(), c.ConvDim(), c.DConv, c.Heads(), c.HeadDim, c.DState
+	zxbcdt := graph.MatMul(u, graph.Transpose(m.p(pre+"in_proj.weight"), 1, 0)) // (B, L, width)
+	parts := graph.Split(zxbcdt, -1, di, C, H)
+	z, xbc, dtRaw := parts[0], parts[1], parts[2]
+
+	// Convolution over time in (B, C, time) layout.
+	xbcT := graph.Transpose(xbc, 0, 2, 1)             // (B, C, L)
+	full := graph.Concat(2, st.Conv, xbcT)            // (B, C, W+L): carried columns first
+	nextConv := graph.Slice(full, 2, L, L+W)          // (B, C, W): the last W raw columns
+	w := m.p(pre + "conv1d.weight")                   // (C, W)
+	acc := graph.Unsqueeze(m.p(pre+"conv1d.bias"), 1) // (C, 1)
+	for k := range W {
+		// output t reads full[1+t+k] = xBC[t−W+1+k]
+		acc = graph.Add(acc, graph.Mul(graph.Slice(full, 2, 1+k, 1+k+L), graph.Slice(w, 1, k, k+1)))
+	}
+	xbcC := graph.Silu(graph.Transpose(acc, 0, 2, 1)) // (B, L, C)
+	xs := graph.Split(xbcC, -1, di, N, N)
+	x := graph.Reshape(xs[0], B, L, H, P) // (B, L, H, P)
+	bm, cm := xs[1], xs[2]                // (B, L, N) each (one group)
+
+	dt := graph.Softplus(graph.Add(dtRaw, m.p(pre+"dt_bias"))) // (B, L, H)
+	A := graph.Neg(graph.Exp(m.p(pre + "A_log")))              // (H)
+	y, nextSSM := ssd(x, dt, A, bm, cm, st.SSM, c.ChunkSize)   // (B, L, H, P), (B, H, P, N)
+	y = graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1)))
+	y = graph.Reshape(y, B, L, di)
+	out := m.gatedOut(pre, y, z)
+	return out, LayerState{Conv: nextConv, SSM: nextSSM}
+}
+
+// gatedOut is the gated RMSNorm (g = y ⊙ silu(z), normalised, ⊙ norm.weight)
+// followed by out_proj.
+func (m *LM) gatedOut(pre string, y, z *graph.Tensor) *graph.Tensor {
+	g := graph.Mul(y, graph.Silu(z))
+	return graph.MatMul(normRMS(g, m.p(pre+"norm.weight")), graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
+}
+
+// ssd is the chunked state-space dual form of the recurrence
+// h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t⊗Bm_t, y_t = h_t·Cm_t, for
+// x (B, L, H, P), dt (B, L, H), A (H), Bm and Cm (B, L, N), h₋₁ = h0
+// (B, H, P, N). It returns y (B, L, H, P) (without the D·x skip) and the
+// final state. L is padded with zeros to a multiple of Q after
+// discretising, so the final state is exact.
+func ssd(x, dt, A, bm, cm, h0 *graph.Tensor, Q int) (y, final *graph.Tensor) {
+	B, L, H, P, N := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3), bm.Dim(2)
+	Q = min(Q, L)
+	nc := (L + Q - 1) / Q
+	Lp := nc * Q
+	xd := graph.Mul(x, graph.Unsqueeze(dt, 3)) // X̃ = x·dt: (B, L, H, P)
+	ad := graph.Mul(dt, A)                     // Ã = A·dt ≤ 0: (B, L, H)
+	if pad := Lp - L; pad > 0 {
+		xd = graph.Pad(xd, []int{0, 0, 0, 0}, []int{0, pad, 0, 0}, 0)
+		ad = graph.Pad(ad, []int{0, 0, 0}, []int{0, pad, 0}, 0)
+		bm = graph.Pad(bm, []int{0, 0, 0}, []int{0, pad, 0}, 0)
+		cm = graph.Pad(cm, []int{0, 0, 0}, []int{0, pad, 0}, 0)
+	}
+	xc := graph.Transpose(graph.Reshape(xd, B, nc, Q, H, P), 0, 1, 3, 2, 4) // (B, nc, H, Q, P)
+	ac := graph.Transpose(graph.Reshape(ad, B, nc, Q, H), 0, 1, 3, 2)       // (B, nc, H, Q)
+	bc := graph.Unsqueeze(graph.Reshape(bm, B, nc, Q, N), 2)                // (B, nc, 1, Q, N)
+	cc := graph.Unsqueeze(graph.Reshape(cm, B, nc, Q, N), 2)                // (B, nc, 1, Q, N)
+
+	acum := graph.CumSum(ac, -1, false, false) // (B, nc, H, Q), inclusive
+	// 1. Inside chunks: Y_diag = ((Cm·Bmᵀ) ⊙ exp(segsum))·X̃.
+	lmat := expSegsum(acum)                                    // (B, nc, H, Q, Q)
+	cb := graph.MatMul(cc, graph.Transpose(bc, 0, 1, 2, 4, 3)) // (B, nc, 1, Q, Q)
+	yDiag := graph.MatMul(graph.Mul(cb, lmat), xc)             // (B, nc, H, Q, P)
+
+	// 2. Chunk states: S_c = Σ_l exp(Acum_last − Acum_l)·X̃_l ⊗ Bm_l.
+	alast := graph.Slice(acum, -1, Q-1, Q)                         // (B, nc, H, 1)
+	decay := graph.Exp(graph.Sub(alast, acum))                     // (B, nc, H, Q)
+	xw := graph.Mul(xc, graph.Unsqueeze(decay, 4))                 // (B, nc, H, Q, P)
+	states := graph.MatMul(graph.Transpose(xw, 0, 1, 2, 4, 3), bc) // (B, nc, H, P, N)
+
+	// 3. Across chunks: H_{c+1} = exp(a_c)·H_c + S_c, as one matmul with
+	// exp(segsum) of the chunk totals padded with a leading 0.
+	all := graph.Concat(1, graph.Unsqueeze(h0, 1), states)                                            // (B, nc+1, H, P, N)
+	allT := graph.Reshape(graph.Transpose(all, 0, 2, 1, 3, 4), B, H, nc+1, P*N)                       // (B, H, nc+1, P·N)
+	a := graph.Transpose(graph.Reshape(alast, B, nc, H), 0, 2, 1)                                     // (B, H, nc)
+	a = graph.Pad(a, []int{0, 0, 1}, []int{0, 0, 0}, 0)                                               // (B, H, nc+1)
+	decayChunk := expSegsumOf(a)                                                                      // (B, H, nc+1, nc+1)
+	hs := graph.MatMul(decayChunk, allT)                                                              // (B, H, nc+1, P·N)
+	final = graph.Reshape(graph.Slice(hs, 2, nc, nc+1), B, H, P, N)                                   // H_{n_c}
+	hPrev := graph.Transpose(graph.Reshape(graph.Slice(hs, 2, 0, nc), B, H, nc, P, N), 0, 2, 1, 4, 3) // (B, nc, H, N, P)
+
+	// 4. From earlier chunks: Y_off[l] = exp(Acum_l)·(Cm_l·H_cᵀ).
+	yOff := graph.Mul(graph.MatMul(cc, hPrev), graph.Unsqueeze(graph.Exp(acum), 4)) // (B, nc, H, Q, P)
+
+	y = graph.Transpose(graph.Add(yDiag, yOff), 0, 1, 3, 2, 4) // (B, nc, Q, H, P)
+	y = graph.Reshape(y, B, Lp, H, P)
+	if Lp > L {
+		y = graph.Slice(y, 1, 0, L)
+	}
+	return y, final
+}
+
+// expSegsum is exp(cs_l − cs_s) for l ≥ s and 0 above the diagonal, over the
+// last axis of the cumulative sums cs (…, T) → (…, T, T). The mask is applied
+// with Where before the Exp: masking after it would turn an overflowed entry
+// into inf·0 = NaN under autodiff.
+func expSegsum(cs *graph.Tensor) *graph.Tensor {
+	g := cs.Graph()
+	T := cs.Dim(-1)
+	diff := graph.Sub(graph.Unsqueeze(cs, -1), graph.Unsqueeze(cs, -2)) // [l, s] = cs_l − cs_s
+	causal := make([]bool, T*T)
+	for l := range T {
+		for s := 0; s <= l; s++ {
+			causal[l*T+s] = true
+		}
+	}
+	mask := g.Const(causal, T, T)
+	return graph.Exp(graph.Where(mask, diff, graph.ScalarLike(diff, math.Inf(-1))))
+}
+
+// expSegsumOf is exp(Σ_{s<i≤l} a_i) for l ≥ s and 0 above the diagonal, for
+// a (…, T) → (…, T, T). Unlike expSegsum it sums the segment itself instead of
+// subtracting two long cumulative sums, so in float32 a decay between chunks
+// far into a long window keeps its precision. It costs T² per row: use it on
+// the chunk totals, where T = n_c + 1 is small.
+func expSegsumOf(a *graph.Tensor) *graph.Tensor {
+	g := a.Graph()
+	T := a.Dim(-1)
+	strict, lower := make([]bool, T*T), make([]bool, T*T)
+	for l := range T {
+		for s := 0; s <= l; s++ {
+			strict[l*T+s] = s < l
+			lower[l*T+s] = true
+		}
+	}
+	zero := graph.ScalarLike(a, 0)
+	terms := graph.Where(g.Const(strict, T, T), graph.Unsqueeze(a, -1), zero) // [i, s] = a_i for i > s
+	seg := graph.CumSum(terms, -2, false, false)                              // [l, s] = Σ_{s<i≤l} a_i
+	return graph.Exp(graph.Where(g.Const(lower, T, T), seg, graph.ScalarLike(a, math.Inf(-1))))
+}
+
+// mixerStep is one mixer decoding step, u: (B, D).
+func (m *LM) mixerStep(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, LayerState) {
+	c := m.cfg
+	B := u.Dim(0)
+	di, C, W, H, P, N := c.DInner(), c.ConvDim(), c.DConv, c.Heads(), c.HeadDim, c.DState
+	zxbcdt := graph.MatMul(u, graph.Transpose(m.p(pre+"in_proj.weight"), 1, 0)) // (B, width)
+	parts := graph.Split(zxbcdt, -1, di, C, H)
+	z, xbc, dtRaw := parts[0], parts[1], parts[2]
+	// Shift the conv state left by one and write xBC into the last column.
+	conv := graph.Concat(2, graph.Slice(st.Conv, 2, 1, W), graph.Unsqueeze(xbc, 2)) // (B, C, W)
+	acc := graph.ReduceSum(graph.Mul(conv, m.p(pre+"conv1d.weight")), 2)            // (B, C)
+	xbcC := graph.Silu(graph.Add(acc, m.p(pre+"conv1d.bias")))
+	xs := graph.Split(xbcC, -1, di, N, N)
+	x := graph.Reshape(xs[0], B, H, P)                                     // (B, H, P)
+	bm, cm := xs[1], xs[2]                                                 // (B, N)
+	dt := graph.Softplus(graph.Add(dtRaw, m.p(pre+"dt_bias")))             // (B, H)
+	dA := graph.Exp(graph.Mul(dt, graph.Neg(graph.Exp(m.p(pre+"A_log"))))) // (B, H)
+	// ssm ← ssm·dA + (dt·x) ⊗ Bm
+	dtx := graph.Unsqueeze(graph.Mul(x, graph.Unsqueeze(dt, 2)), 3)               // (B, H, P, 1)
+	outer := graph.Mul(dtx, graph.Reshape(bm, B, 1, 1, N))                        // (B, H, P, N)
+	ssm := graph.Add(graph.Mul(st.SSM, graph.Reshape(dA, B, H, 1, 1)), outer)     // (B, H, P, N)
+	y := graph.Reshape(graph.MatMul(ssm, graph.Reshape(cm, B, 1, N, 1)), B, H, P) // ssm·Cm
+	y = graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1)))
+	out := m.gatedOut(pre, graph.Reshape(y, B, di), z)
+	return out, LayerState{Conv: conv, SSM: ssm}
+}
+
+// MaskedCrossEntropy is the mean next-token cross-entropy in nats over the
+// positions where mask is 1: logits (B, L, V), targets (B, L) Int64, mask
+// (B, L) float. An all-zero mask gives 0.
+func MaskedCrossEntropy(logits, targets, mask *graph.Tensor) *graph.Tensor {
+	V := logits.Dim(-1)
+	logp := graph.LogSoftmax(logits, -1)
+	picked := graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1) // (B, L)
+	total := graph.ReduceSum(graph.Mul(picked, mask))
+	count := graph.Max(graph.ReduceSum(mask), graph.ScalarLike(total, 1))
+	return graph.Neg(graph.Div(total, count))
+}
+
+// TrainLoss returns the loss builder the training loop consumes (its type
+// matches train.LossBuilder): it declares the parameters (ParamShapes order)
+// and the carried-in states, runs Forward on ids and returns the masked
+// next-token cross-entropy, the state inputs and outputs, and the parameters.
+// A bad configuration is recorded as the graph's error.
+func TrainLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
+	return func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
+		m, err := DeclareParams(g, c)
+		if err != nil {
+			// Record the error on the graph through a build step that fails.
+			g.Param(fmt.Sprintf("invalid model config: %v", err), -1)
+			return graph.ScalarLike(mask, 0), nil, nil, nil
+		}
+		in := DeclareStates(g, c, ids.Dim(0))
+		logits, next := m.Forward(ids, in)
+		loss = MaskedCrossEntropy(logits, targets, mask)
+		return loss, flatten(in), OutputStates(g, c, next), m.Params()
+	}
+}

@@ -1,0 +1,167 @@
+package model_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/model"
+	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
+)
+
+// testConfig is the tiny preset with a short chunk, so that windows of a few
+// dozen tokens span several chunks and end inside one.
+func testConfig(t testing.TB) model.Config {
+	t.Helper()
+	c, err := model.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ChunkSize = 8
+	return c
+}
+
+// session serialises g (with opts) and loads it into ONNX Runtime on one thread.
+func session(t testing.TB, g *graph.Graph, opts ...graph.BuildOption) *ort.Session {
+	t.Helper()
+	orttest.Init(t)
+	b, err := g.Serialize(opts...)
+	if err != nil {
+		t.Fatalf("serialise %s: %v", g.Name(), err)
+	}
+	return sessionBytes(t, b)
+}
+
+func sessionBytes(t testing.TB, b []byte) *ort.Session {
+	t.Helper()
+	orttest.Init(t)
+	s, err := ort.NewSession(b, ort.SessionOptions{Threads: 1})
+	if err != nil {
+		t.Fatalf("session: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func run(t testing.TB, s *ort.Session, feeds map[string]*ort.Tensor) map[string]*ort.Tensor {
+	t.Helper()
+	out, err := s.Run(feeds)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return out
+}
+
+// paramFeeds feeds float64 parameters by name.
+func paramFeeds(c model.Config, p map[string][]float64, feeds map[string]*ort.Tensor) map[string]*ort.Tensor {
+	if feeds == nil {
+		feeds = map[string]*ort.Tensor{}
+	}
+	for _, ps := range model.ParamShapes(c) {
+		feeds[ps.Name] = ort.NewTensor(int64s(ps.Shape), p[ps.Name])
+	}
+	return feeds
+}
+
+// stateFeeds feeds reference states for batch B.
+func stateFeeds(c model.Config, B int, st model.States64, feeds map[string]*ort.Tensor) {
+	in, _ := model.StateNames(c)
+	shapes := model.StateShapes(c, B)
+	for i, v := range st.Flat() {
+		feeds[in[i]] = ort.NewTensor(int64s(shapes[i]), v)
+	}
+}
+
+// statesOut collects a graph's next states as reference states.
+func statesOut(c model.Config, out map[string]*ort.Tensor) model.States64 {
+	_, names := model.StateNames(c)
+	var st model.States64
+	for i := range c.Layers {
+		st.Conv = append(st.Conv, out[names[2*i]].Float64())
+		st.SSM = append(st.SSM, out[names[2*i+1]].Float64())
+	}
+	return st
+}
+
+// randomStates draws states uniform in [−1, 1).
+func randomStates(c model.Config, B int, r *rand.Rand) model.States64 {
+	shapes := model.StateShapes(c, B)
+	var st model.States64
+	for i := range c.Layers {
+		st.Conv = append(st.Conv, uniform(r, size(shapes[2*i]), -1, 1))
+		st.SSM = append(st.SSM, uniform(r, size(shapes[2*i+1]), -1, 1))
+	}
+	return st
+}
+
+func randomIDs(c model.Config, B, L int, r *rand.Rand) [][]int64 {
+	ids := make([][]int64, B)
+	for b := range ids {
+		for range L {
+			ids[b] = append(ids[b], int64(r.IntN(c.VocabSize)))
+		}
+	}
+	return ids
+}
+
+func flatIDs(ids [][]int64) []int64 {
+	var f []int64
+	for _, s := range ids {
+		f = append(f, s...)
+	}
+	return f
+}
+
+func uniform(r *rand.Rand, n int, lo, hi float64) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = lo + (hi-lo)*r.Float64()
+	}
+	return v
+}
+
+func size(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+func int64s(s []int) []int64 {
+	o := make([]int64, len(s))
+	for i, d := range s {
+		o[i] = int64(d)
+	}
+	return o
+}
+
+// maxRelErr is max |a−b| / max(1, |b|); a length mismatch is infinite.
+func maxRelErr(a, b []float64) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	worst := 0.0
+	for i := range a {
+		d := math.Abs(a[i]-b[i]) / max(1, math.Abs(b[i]))
+		if math.IsNaN(d) {
+			return math.Inf(1)
+		}
+		worst = max(worst, d)
+	}
+	return worst
+}
+
+func statesErr(a, b model.States64) float64 {
+	worst := 0.0
+	fa, fb := a.Flat(), b.Flat()
+	if len(fa) != len(fb) {
+		return math.Inf(1)
+	}
+	for i := range fb {
+		worst = max(worst, maxRelErr(fa[i], fb[i]))
+	}
+	return worst
+}

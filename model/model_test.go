@@ -1,0 +1,238 @@
+package model_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/model"
+	"github.com/netssm/netssm/ort"
+)
+
+const tol = 1e-9 // float64 through ONNX Runtime against the Go reference
+
+func TestParamCountMatchesClosedForm(t *testing.T) {
+	for _, name := range model.Presets() {
+		c, _ := model.Preset(name)
+		perLayer := c.DModel + c.InProjWidth()*c.DModel + c.ConvDim()*c.DConv + c.ConvDim() + 3*c.Heads() + c.DInner() + c.DModel*c.DInner()
+		want := int64(c.VocabSize*c.DModel + c.Layers*perLayer + c.DModel)
+		if got := model.ParamCount(c); got != want {
+			t.Errorf("%s: ParamCount %d, closed form %d", name, got, want)
+		}
+	}
+	c, _ := model.Preset("paper")
+	if n := model.ParamCount(c); n < 88e6 || n > 92e6 {
+		t.Errorf("paper preset has %d parameters, NetSSM's has about 90 M", n)
+	}
+}
+
+func TestPresetsMatchTorchReference(t *testing.T) {
+	// D, layers, P, N, Q as in the PyTorch reference benchmark's PRESETS.
+	want := map[string][5]int{"tiny": {64, 2, 16, 16, 64}, "small": {256, 4, 32, 64, 128}, "base": {512, 8, 64, 64, 256}, "paper": {768, 24, 64, 128, 256}}
+	for name, w := range want {
+		c, err := model.Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := [5]int{c.DModel, c.Layers, c.HeadDim, c.DState, c.ChunkSize}
+		if got != w || c.Expand != 2 || c.DConv != 4 || c.NGroups != 1 || c.VocabSize != 272 {
+			t.Errorf("%s: %+v, want D/layers/P/N/Q %v, expand 2, W 4, V 272", name, c, w)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := model.Preset("huge"); err == nil || !strings.Contains(err.Error(), "tiny") {
+		t.Errorf("unknown preset: %v, want an error listing the presets", err)
+	}
+}
+
+func TestVocabIsPaddedToMultipleOf16(t *testing.T) {
+	for n, want := range map[int]int{256: 256, 257: 272, 272: 272, 330: 336} {
+		if got := model.PadVocab(n); got != want {
+			t.Errorf("PadVocab(%d) = %d, want %d", n, got, want)
+		}
+	}
+	c, _ := model.Preset("tiny")
+	c.VocabSize = 270
+	if err := c.Validate(); err == nil {
+		t.Error("vocab 270 validated")
+	}
+}
+
+func TestInitFollowsNote(t *testing.T) {
+	c, _ := model.Preset("small")
+	p := model.InitParams64(c, 7)
+	if err := model.CheckParams64(c, p); err != nil {
+		t.Fatal(err)
+	}
+	inRange := func(name string, lo, hi float64, f func(float64) float64) {
+		for _, v := range p[name] {
+			if x := f(v); x < lo || x > hi {
+				t.Fatalf("%s: value %g (→ %g) outside [%g, %g]", name, v, x, lo, hi)
+			}
+		}
+	}
+	id := func(x float64) float64 { return x }
+	softplus := func(x float64) float64 { return math.Log1p(math.Exp(x)) }
+	m := "layers.1.mixer."
+	inRange(m+"in_proj.weight", -1/math.Sqrt(256), 1/math.Sqrt(256), id)
+	inRange(m+"conv1d.weight", -0.5, 0.5, id)
+	inRange(m+"conv1d.bias", -0.5, 0.5, id)
+	inRange(m+"out_proj.weight", -1/math.Sqrt(512), 1/math.Sqrt(512), id)
+	inRange(m+"A_log", 0, math.Log(16), id)
+	inRange(m+"dt_bias", 1e-3*(1-1e-9), 0.1*(1+1e-9), softplus) // softplus(dt_bias) = dt
+	inRange(m+"D", 1, 1, id)
+	inRange(m+"norm.weight", 1, 1, id)
+	inRange("layers.0.norm.weight", 1, 1, id)
+	inRange("norm_f.weight", 1, 1, id)
+	e := p["embedding.weight"]
+	ss := 0.0
+	for _, v := range e {
+		ss += v * v
+	}
+	if std := math.Sqrt(ss / float64(len(e))); math.Abs(std-0.02) > 0.001 {
+		t.Errorf("embedding std %g, want 0.02", std)
+	}
+	again, other := model.InitParams64(c, 7), model.InitParams64(c, 8)
+	if maxRelErr(again[m+"in_proj.weight"], p[m+"in_proj.weight"]) != 0 {
+		t.Error("same seed, different values")
+	}
+	if maxRelErr(other[m+"in_proj.weight"], p[m+"in_proj.weight"]) == 0 {
+		t.Error("different seeds, same values")
+	}
+}
+
+// forward runs the forward graph (float64, parameters fed) on ids from st.
+func forward(t *testing.T, c model.Config, p map[string][]float64, ids [][]int64, st model.States64) ([]float64, model.States64) {
+	t.Helper()
+	B, L := len(ids), len(ids[0])
+	g, err := model.NewForwardGraph(c, B, L, graph.Float64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, g)
+	feeds := paramFeeds(c, p, nil)
+	stateFeeds(c, B, st, feeds)
+	feeds[model.InIDs] = ort.NewTensor([]int64{int64(B), int64(L)}, flatIDs(ids))
+	out := run(t, s, feeds)
+	return out[model.OutLogits].Float64(), statesOut(c, out)
+}
+
+func TestChunkedSSDEqualsSequentialReference(t *testing.T) {
+	c := testConfig(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	p := model.InitParams64(c, 1)
+	cases := []struct {
+		name    string
+		L, Q    int
+		initial bool
+	}{
+		{"zero state, L multiple of Q", 24, 8, false},
+		{"zero state, L not a multiple of Q", 21, 8, false},
+		{"initial state, L not a multiple of Q", 21, 8, true},
+		{"initial state, L shorter than Q and W", 3, 8, true},
+		{"initial state, one chunk of the tiny preset", 37, 64, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := c
+			c.ChunkSize = tc.Q
+			ids := randomIDs(c, 2, tc.L, r)
+			st := model.ZeroStates64(c, 2)
+			if tc.initial {
+				st = randomStates(c, 2, r)
+			}
+			want, wantSt, err := model.ReferenceForward(c, p, flatIDs(ids), 2, tc.L, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, gotSt := forward(t, c, p, ids, st)
+			if e := maxRelErr(got, want); e > tol {
+				t.Errorf("logits differ from the sequential reference by %.3g", e)
+			}
+			if e := statesErr(gotSt, wantSt); e > tol {
+				t.Errorf("final states differ from the sequential reference by %.3g", e)
+			}
+		})
+	}
+}
+
+func TestStepByStepEqualsParallelLogits(t *testing.T) {
+	c := testConfig(t)
+	r := rand.New(rand.NewPCG(3, 4))
+	p := model.InitParams64(c, 2)
+	const B, L = 2, 19
+	ids := randomIDs(c, B, L, r)
+	st0 := randomStates(c, B, r)
+	parallel, parSt := forward(t, c, p, ids, st0)
+
+	g, err := model.NewStepGraph(c, B, graph.Float64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, g)
+	st := st0
+	V := c.VocabSize
+	for pos := range L {
+		feeds := paramFeeds(c, p, nil)
+		stateFeeds(c, B, st, feeds)
+		feeds[model.InIDs] = ort.NewTensor([]int64{B}, []int64{ids[0][pos], ids[1][pos]})
+		out := run(t, s, feeds)
+		logits := out[model.OutLogits].Float64()
+		for b := range B {
+			want := parallel[(b*L+pos)*V : (b*L+pos+1)*V]
+			if e := maxRelErr(logits[b*V:(b+1)*V], want); e > tol {
+				t.Fatalf("position %d, sequence %d: step logits differ from the parallel forward by %.3g", pos, b, e)
+			}
+		}
+		st = statesOut(c, out)
+	}
+	if e := statesErr(st, parSt); e > tol {
+		t.Errorf("states after %d steps differ from the parallel forward's by %.3g", L, e)
+	}
+}
+
+func TestPrefillOfConcatenationEqualsPrefillContinued(t *testing.T) {
+	c := testConfig(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	p := model.InitParams64(c, 3)
+	const B, La, Lb = 2, 11, 14
+	ids := randomIDs(c, B, La+Lb, r)
+	prefill := func(ids [][]int64, st model.States64) ([]float64, model.States64) {
+		B, L := len(ids), len(ids[0])
+		g, err := model.NewPrefillGraph(c, B, L, graph.Float64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feeds := paramFeeds(c, p, nil)
+		stateFeeds(c, B, st, feeds)
+		feeds[model.InIDs] = ort.NewTensor([]int64{int64(B), int64(L)}, flatIDs(ids))
+		out := run(t, session(t, g), feeds)
+		return out[model.OutLogits].Float64(), statesOut(c, out)
+	}
+	split := func(lo, hi int) [][]int64 {
+		var s [][]int64
+		for _, seq := range ids {
+			s = append(s, seq[lo:hi])
+		}
+		return s
+	}
+	zero := model.ZeroStates64(c, B)
+	whole, wholeSt := prefill(ids, zero)
+	_, aSt := prefill(split(0, La), zero)
+	cont, contSt := prefill(split(La, La+Lb), aSt)
+	if e := maxRelErr(cont, whole); e > tol {
+		t.Errorf("last logits: prefill(b) from prefill(a)'s state differs from prefill(a++b) by %.3g", e)
+	}
+	if e := statesErr(contSt, wholeSt); e > tol {
+		t.Errorf("states: prefill(b) from prefill(a)'s state differs from prefill(a++b) by %.3g", e)
+	}
+	// The invariant must be able to fail: a fresh prefill(b) differs.
+	fresh, _ := prefill(split(La, La+Lb), zero)
+	if maxRelErr(fresh, whole) < 1e-6 {
+		t.Error("prefill(b) from zero state equals prefill(a++b): the state carries nothing")
+	}
+}

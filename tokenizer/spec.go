@@ -1,0 +1,273 @@
+// Package tokenizer owns netssm's token format (spec v1 of the design notes):
+// the vocabulary (bytes 0–255, then specials, inter-arrival buckets and
+// labels), which bytes of a packet are kept, encoding packets into a trace's
+// tokens, decoding tokens back into packets, and the packet grammar that a
+// sampler uses to mask impossible tokens.
+//
+// It knows nothing about files: captures, Parquet and pcap output belong to
+// packages capture, arrowdata and pcapout.
+//
+// A trace is
+//
+//	<label:NAME> { <pkt> [<dt:k>] byte… [<pad>…] } <eos>
+//
+// with <dt:k> present when timing is on, and <pad> only in the paper layout,
+// which pads (or cuts) each packet's bytes to exactly PaperPacketLen tokens.
+package tokenizer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Token ids that do not depend on the spec.
+const (
+	NumByteTokens = 256
+	TokPad        = 256 // padding (paper layout)
+	TokPkt        = 257 // starts a packet
+	TokEOS        = 258 // ends a trace
+	TokDt0        = 259 // first of the inter-arrival buckets
+)
+
+// Layout is how a packet's bytes are laid out in tokens.
+type Layout string
+
+// Layouts.
+const (
+	LayoutV1    Layout = "v1"    // kept bytes only, <pkt> marks the boundary
+	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen (NetSSM)
+)
+
+// Payload is how many payload bytes are kept after the L4 header, per protocol.
+type Payload struct {
+	TCP   int `json:"tcp"`
+	UDP   int `json:"udp"`
+	ICMP  int `json:"icmp"`  // ICMP and ICMPv6, after their 8-byte header
+	Other int `json:"other"` // other protocols and non-first fragments, after the IP header
+}
+
+// Spec is a tokenizer configuration; it is stored as JSON in every dataset
+// and model bundle so that later stages decode with the same rules.
+type Spec struct {
+	Version        int      `json:"version"`
+	Layout         Layout   `json:"layout"`
+	Timing         bool     `json:"timing"`
+	Payload        Payload  `json:"payload"`
+	Labels         []string `json:"labels"`
+	DtBuckets      int      `json:"dt_buckets"`
+	DtMinNs        int64    `json:"dt_min_ns"`
+	DtMaxNs        int64    `json:"dt_max_ns"`
+	PaperPacketLen int      `json:"paper_packet_len,omitempty"`
+	// Derived, written for readers of the JSON; recomputed by Validate.
+	VocabSize    int            `json:"vocab_size"`
+	SpecialToken map[string]int `json:"special_tokens"`
+	FirstLabelID int            `json:"first_label_id"`
+
+	labelID map[string]int
+}
+
+// DefaultSpec is spec v1 with its defaults: timing on, TCP payload 0, UDP 12.
+func DefaultSpec() Spec {
+	return Spec{
+		Version:   1,
+		Layout:    LayoutV1,
+		Timing:    true,
+		Payload:   Payload{TCP: 0, UDP: 12, ICMP: 0, Other: 0},
+		DtBuckets: 64,
+		DtMinNs:   1_000,
+		DtMaxNs:   60_000_000_000,
+	}
+}
+
+// PaperSpec reproduces NetSSM's layout: 128 tokens per packet, TCP payload
+// dropped, 12 UDP payload bytes, no timing tokens.
+func PaperSpec() Spec {
+	s := DefaultSpec()
+	s.Layout = LayoutPaper
+	s.Timing = false
+	s.PaperPacketLen = 128
+	return s
+}
+
+// Validate checks the spec and computes its derived fields; call it after
+// changing fields by hand. Encode and Decode call it too.
+func (s *Spec) Validate() error {
+	if s.Version != 1 {
+		return fmt.Errorf("tokenizer spec version %d: only version 1 is known", s.Version)
+	}
+	switch s.Layout {
+	case LayoutV1:
+	case LayoutPaper:
+		if s.PaperPacketLen <= 0 {
+			s.PaperPacketLen = 128
+		}
+	default:
+		return fmt.Errorf("tokenizer layout %q: want v1 or paper", s.Layout)
+	}
+	for name, n := range map[string]int{"tcp": s.Payload.TCP, "udp": s.Payload.UDP, "icmp": s.Payload.ICMP, "other": s.Payload.Other} {
+		if n < 0 || n > 65535 {
+			return fmt.Errorf("tokenizer payload %s=%d: want 0..65535", name, n)
+		}
+	}
+	if s.DtBuckets < 2 || s.DtMinNs <= 0 || s.DtMaxNs <= s.DtMinNs {
+		return fmt.Errorf("tokenizer timing buckets: %d buckets from %d ns to %d ns is not a range", s.DtBuckets, s.DtMinNs, s.DtMaxNs)
+	}
+	s.labelID = make(map[string]int, len(s.Labels))
+	s.FirstLabelID = TokDt0 + s.DtBuckets
+	for i, l := range s.Labels {
+		if l == "" || strings.ContainsAny(l, "<>\n") {
+			return fmt.Errorf("tokenizer label %q: empty or contains <, > or a newline", l)
+		}
+		if _, dup := s.labelID[l]; dup {
+			return fmt.Errorf("tokenizer label %q listed twice", l)
+		}
+		s.labelID[l] = s.FirstLabelID + i
+	}
+	s.VocabSize = s.FirstLabelID + len(s.Labels)
+	s.SpecialToken = map[string]int{"<pad>": TokPad, "<pkt>": TokPkt, "<eos>": TokEOS, "<dt:0>": TokDt0}
+	return nil
+}
+
+// AddLabel appends a label if it is new and returns its token id.
+func (s *Spec) AddLabel(name string) (int, error) {
+	if s.labelID == nil {
+		if err := s.Validate(); err != nil {
+			return 0, err
+		}
+	}
+	if id, ok := s.labelID[name]; ok {
+		return id, nil
+	}
+	s.Labels = append(s.Labels, name)
+	if err := s.Validate(); err != nil {
+		s.Labels = s.Labels[:len(s.Labels)-1]
+		_ = s.Validate()
+		return 0, err
+	}
+	return s.labelID[name], nil
+}
+
+// LabelToken returns the token id of a label.
+func (s *Spec) LabelToken(name string) (int, bool) {
+	id, ok := s.labelID[name]
+	return id, ok
+}
+
+// IsLabel reports whether tok is a label token.
+func (s *Spec) IsLabel(tok int) bool { return tok >= s.FirstLabelID && tok < s.VocabSize }
+
+// IsDt reports whether tok is an inter-arrival token.
+func (s *Spec) IsDt(tok int) bool { return tok >= TokDt0 && tok < TokDt0+s.DtBuckets }
+
+// TokenString names a token: a byte as two hex digits, the others as <…>.
+func (s *Spec) TokenString(tok int) string {
+	switch {
+	case tok >= 0 && tok < NumByteTokens:
+		return fmt.Sprintf("%02x", tok)
+	case tok == TokPad:
+		return "<pad>"
+	case tok == TokPkt:
+		return "<pkt>"
+	case tok == TokEOS:
+		return "<eos>"
+	case s.IsDt(tok):
+		return fmt.Sprintf("<dt:%d>", tok-TokDt0)
+	case s.IsLabel(tok):
+		return "<label:" + s.Labels[tok-s.FirstLabelID] + ">"
+	}
+	return fmt.Sprintf("<unknown:%d>", tok)
+}
+
+// MarshalJSON writes the spec with its derived fields filled in.
+func (s Spec) MarshalJSON() ([]byte, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	type plain Spec
+	return json.Marshal(plain(s))
+}
+
+// ParseSpec reads a spec from JSON and validates it.
+func ParseSpec(data []byte) (Spec, error) {
+	type plain Spec
+	var p plain
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Spec{}, fmt.Errorf("tokenizer spec JSON: %w", err)
+	}
+	s := Spec(p)
+	vocab := s.VocabSize
+	if err := s.Validate(); err != nil {
+		return Spec{}, err
+	}
+	if vocab != 0 && vocab != s.VocabSize {
+		return Spec{}, fmt.Errorf("tokenizer spec JSON: vocab_size %d disagrees with its labels and buckets (%d)", vocab, s.VocabSize)
+	}
+	return s, nil
+}
+
+// DtBucket maps an inter-arrival time in nanoseconds to its bucket: bucket 0
+// holds dt ≤ DtMinNs, the last bucket dt > DtMaxNs, and the ones between are
+// log-spaced: bucket k holds (edge(k-1), edge(k)].
+func (s *Spec) DtBucket(dtNs int64) int {
+	if dtNs <= s.DtMinNs {
+		return 0
+	}
+	last := s.DtBuckets - 1
+	if dtNs > s.DtMaxNs {
+		return last
+	}
+	k := int(math.Ceil(math.Log(float64(dtNs)/float64(s.DtMinNs)) / s.logStep()))
+	// guard the floating-point edges
+	for k > 1 && dtNs <= s.dtEdge(k-1) {
+		k--
+	}
+	for k < last-1 && dtNs > s.dtEdge(k) {
+		k++
+	}
+	if k < 1 {
+		k = 1
+	}
+	return k
+}
+
+func (s *Spec) logStep() float64 {
+	return math.Log(float64(s.DtMaxNs)/float64(s.DtMinNs)) / float64(s.DtBuckets-2)
+}
+
+// dtEdge is the upper edge of bucket k (0 ≤ k ≤ DtBuckets-2), in ns.
+func (s *Spec) dtEdge(k int) int64 {
+	if k <= 0 {
+		return s.DtMinNs
+	}
+	if k >= s.DtBuckets-2 {
+		return s.DtMaxNs
+	}
+	return int64(math.Round(float64(s.DtMinNs) * math.Exp(float64(k)*s.logStep())))
+}
+
+// DtBounds returns the range (lo, hi] of inter-arrival times in bucket k, in
+// ns; bucket 0 is [0, DtMinNs] and the last bucket has hi = math.MaxInt64.
+func (s *Spec) DtBounds(k int) (lo, hi int64) {
+	switch {
+	case k <= 0:
+		return 0, s.DtMinNs
+	case k >= s.DtBuckets-1:
+		return s.DtMaxNs, math.MaxInt64
+	}
+	return s.dtEdge(k - 1), s.dtEdge(k)
+}
+
+// DtMid is a representative inter-arrival time of bucket k: the geometric
+// middle of its range (half of DtMinNs for bucket 0, DtMaxNs for the last).
+func (s *Spec) DtMid(k int) int64 {
+	lo, hi := s.DtBounds(k)
+	switch {
+	case k <= 0:
+		return s.DtMinNs / 2
+	case k >= s.DtBuckets-1:
+		return s.DtMaxNs
+	}
+	return int64(math.Round(math.Sqrt(float64(lo) * float64(hi))))
+}
