@@ -23,4 +23,6 @@
 //
 // Setting NETSSM_DUMP_ONNX=DIR makes a session whose creation or Run fails
 // write its model to DIR for inspection (e.g. with Netron or onnx.checker).
+// NETSSM_ORT_PROFILE=PREFIX makes every session write ONNX Runtime's per-op
+// profile (Chrome trace JSON) to PREFIX_<date>.json when it is closed.
 package ort

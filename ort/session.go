@@ -169,6 +169,12 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 	if err := opts.SetGraphOptimizationLevel(o.OptLevel.ort()); err != nil {
 		return nil, fmt.Errorf("setting the optimisation level: %w", err)
 	}
+	if prefix := os.Getenv("NETSSM_ORT_PROFILE"); prefix != "" {
+		// ONNX Runtime writes a Chrome-trace JSON of every op per session.
+		if err := opts.EnableProfiling(prefix); err != nil {
+			return nil, fmt.Errorf("enabling ONNX Runtime profiling: %w", err)
+		}
+	}
 	switch o.EP {
 	case "", "cpu":
 	case "cuda":

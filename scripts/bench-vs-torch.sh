@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Measures netssm next to the PyTorch reference of the same Mamba-2
+# (../shared/bench/torch_ref) in one sitting on one machine, and prints the
+# ratios. The machines are shared and noisy: compare only figures from the same
+# run of this script.
+#
+#   scripts/bench-vs-torch.sh [train|decode|all]
+#
+# Needs /usr/bin/python3 with python3-torch (apt-get install python3-torch
+# python3-numpy libjemalloc2). PyTorch runs with the reference's "tuned"
+# profile (OMP_WAIT_POLICY=PASSIVE, jemalloc), its fairest setting.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+ref=../shared/bench/torch_ref
+[ -f "$ref/bench.py" ] || { echo "no PyTorch reference at $ref" >&2; exit 1; }
+/usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "python3-torch is not installed: apt-get install python3-torch python3-numpy libjemalloc2" >&2; exit 1; }
+
+tuned=(env OMP_WAIT_POLICY=PASSIVE)
+for je in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
+  if [ -f "$je" ]; then tuned+=(LD_PRELOAD="$je" MALLOC_CONF=oversize_threshold:0,thp:always,dirty_decay_ms:-1,muzzy_decay_ms:-1); break; fi
+done
+
+torch_worker() { # spec-json → tokens/s
+  "${tuned[@]}" /usr/bin/python3 "$ref/bench.py" --worker "$1" | grep '^{' | tail -1 |
+    /usr/bin/python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["tokens_per_s"])'
+}
+go_bench() { # package, bench regexp, benchtime → "name tokens/s" lines
+  go test -run '^$' -bench "$2" -benchtime "$3" "$1" | awk '/tokens\/s/ { for (i=1;i<=NF;i++) if ($(i+1)=="tokens/s") print $1, $i }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a/b }'; }
+
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-28s %14s %14s %8s\n' figure netssm pytorch ratio
+if [ "$what" = train ] || [ "$what" = all ]; then
+  go_out=$(go_bench ./train 'TrainStep/(tiny|small)/' 3x)
+  for p in tiny small; do
+    ours=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/" {print $2}')
+    theirs=$(torch_worker "{\"kind\":\"train\",\"preset\":\"$p\"}")
+    printf '%-28s %14s %14s %8s\n' "train $p B=4 L=2048 tok/s" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
+  done
+fi
+if [ "$what" = decode ] || [ "$what" = all ]; then
+  go_out=$(go_bench ./infer 'Decode/small/' 200x)
+  for b in 1 32; do
+    ours=$(echo "$go_out" | awk -v b="$b" '$1 ~ "B="b"(-|$)" {print $2}')
+    theirs=$(torch_worker "{\"kind\":\"gen\",\"preset\":\"small\",\"batch\":$b,\"temperature\":1.0}")
+    printf '%-28s %14s %14s %8s\n' "decode small B=$b tok/s" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
+  done
+fi
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
