@@ -130,14 +130,13 @@ func (d *Dataset) rowGroupOf(i int) int {
 
 // readRowGroup reads the given leaf columns of one row group, one array per
 // column; release frees them.
-func (d *Dataset) readRowGroup(rg int, cols []int) (release func(), out []arrow.Array, err error) {
+func (d *Dataset) readRowGroup(rg int, cols []int) (func(), []arrow.Array, error) {
 	tbl, err := d.fr.ReadRowGroups(context.Background(), cols, []int{rg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset %s: row group %d: %w", d.path, rg, err)
 	}
-	defer release()
-	out = make([]arrow.Array, len(cols))
-	release = func() {
+	out := make([]arrow.Array, len(cols))
+	release := func() {
 		for _, a := range out {
 			if a != nil {
 				a.Release()
@@ -151,11 +150,15 @@ func (d *Dataset) readRowGroup(rg int, cols []int) (release func(), out []arrow.
 			out[i].Retain()
 			continue
 		}
-		if out[i], err = array.Concatenate(ch.Chunks(), d.mem); err != nil {
+		a, err := array.Concatenate(ch.Chunks(), d.mem)
+		if err != nil {
+			tbl.Release()
 			release()
 			return nil, nil, fmt.Errorf("dataset %s: row group %d: %w", d.path, rg, err)
 		}
+		out[i] = a
 	}
+	tbl.Release()
 	return release, out, nil
 }
 

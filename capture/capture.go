@@ -138,7 +138,7 @@ func newReader(name string, src io.Reader) (r *Reader, err error) {
 	switch {
 	case binary.BigEndian.Uint32(magic) == 0x0a0d0d0a:
 		r.format = FormatPcapNG
-		r.ng, err = pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		r.ng, err = pcapgo.NewNgReader(newNgGuard(br), pcapgo.NgReaderOptions{WantMixedLinkType: true})
 		if err != nil {
 			return nil, fmt.Errorf("%s: reading pcapng section header: %w", name, err)
 		}

@@ -44,8 +44,9 @@ type complianceCounts struct {
 	SeqChecked, SeqOK                      int64
 	AckChecked, AckOK                      int64
 	InterArrivals, NonNegative, Zero       int64
-	Traces, TracesWithAdvancingClock       int64
-	UDP, UDPFlows, Flows                   int64
+	Traces, TracesMultiPacket              int64 // all; with ≥ 2 IP packets
+	TracesWithAdvancingClock               int64
+	UDPFlows, Flows                        int64
 }
 
 func (c *complianceCounts) add(o complianceCounts) {
@@ -70,8 +71,8 @@ func (c *complianceCounts) add(o complianceCounts) {
 	c.NonNegative += o.NonNegative
 	c.Zero += o.Zero
 	c.Traces += o.Traces
+	c.TracesMultiPacket += o.TracesMultiPacket
 	c.TracesWithAdvancingClock += o.TracesWithAdvancingClock
-	c.UDP += o.UDP
 	c.UDPFlows += o.UDPFlows
 	c.Flows += o.Flows
 }
@@ -152,7 +153,7 @@ func analyzeTrace(t *Trace) traceAnalysis {
 			}
 			a.values[mInterArrival] = append(a.values[mInterArrival], float64(dt)/1e9)
 		} else {
-			firstTS = p.TimeNS
+			firstTS, lastTS = p.TimeNS, p.TimeNS
 		}
 		prevTS, havePrev = p.TimeNS, true
 		lastTS = max(lastTS, p.TimeNS)
@@ -184,9 +185,6 @@ func analyzeTrace(t *Trace) traceAnalysis {
 		f.first, f.last = min(f.first, p.TimeNS), max(f.last, p.TimeNS)
 		f.packets++
 		f.bytes += int64(p.WireLen)
-		if p.Proto == protoUDP && p.has(stL4) {
-			c.UDP++
-		}
 		if p.Proto != protoTCP || !p.has(stL4) {
 			continue
 		}
@@ -198,8 +196,11 @@ func analyzeTrace(t *Trace) traceAnalysis {
 		a.values[mTCPWindow] = append(a.values[mTCPWindow], float64(p.Window))
 		checkTCP(f, p, dir, c)
 	}
-	if havePrev && lastTS > firstTS {
-		c.TracesWithAdvancingClock = 1
+	if c.IP >= 2 {
+		c.TracesMultiPacket = 1
+		if lastTS > firstTS {
+			c.TracesWithAdvancingClock = 1
+		}
 	}
 	c.Flows = int64(len(flows))
 	starts := make([]int64, 0, len(flows))

@@ -109,7 +109,8 @@ type Compliance struct {
 	TimestampsNondecreasing Share `json:"timestamps_nondecreasing"`
 	// ZeroInterArrival: inter-arrival gaps that are exactly 0.
 	ZeroInterArrival Share `json:"zero_inter_arrival"`
-	// TracesWithAdvancingClock: traces whose last packet is later than their first.
+	// TracesWithAdvancingClock: traces with two or more IP packets whose last
+	// packet is later than their first.
 	TracesWithAdvancingClock Share `json:"traces_with_advancing_clock"`
 
 	Checks []Check `json:"checks"`
@@ -117,9 +118,13 @@ type Compliance struct {
 	Pass bool `json:"pass"`
 }
 
-// Compliance thresholds. Real captures pass them with a margin (they carry
-// some retransmissions, checksum-offloaded packets and flows seen mid-way);
-// random or corrupted traffic does not.
+// Compliance bounds. Every shared real capture meets them file by file:
+// real traffic has retransmissions (sequence numbers going back: down to 88 %
+// monotone on a lossy mobile Wi-Fi trace), checksum-offloaded packets, flows
+// seen mid-way, multi-interface pcapng files whose records interleave out of
+// time order (down to 95 %), and segmentation-offload bursts sharing one
+// timestamp (up to 65 % zero gaps on an upload). Random, corrupted or
+// clock-less traffic misses them by far.
 var complianceBounds = []struct {
 	name     string
 	get      func(*Compliance) Share
@@ -130,12 +135,16 @@ var complianceBounds = []struct {
 	{"ip_length_consistent", func(c *Compliance) Share { return c.LengthConsistent }, 0.95, -1},
 	{"tcp_flags_valid", func(c *Compliance) Share { return c.TCPFlagsValid }, 0.99, -1},
 	{"tcp_handshake_in_order", func(c *Compliance) Share { return c.HandshakeInOrder }, 0.50, -1},
-	{"tcp_seq_monotone", func(c *Compliance) Share { return c.SeqMonotone }, 0.90, -1},
+	{"tcp_seq_monotone", func(c *Compliance) Share { return c.SeqMonotone }, 0.80, -1},
 	{"tcp_ack_not_ahead", func(c *Compliance) Share { return c.AckNotAhead }, 0.90, -1},
-	{"timestamps_nondecreasing", func(c *Compliance) Share { return c.TimestampsNondecreasing }, 0.99, -1},
-	{"zero_inter_arrival", func(c *Compliance) Share { return c.ZeroInterArrival }, 0, 0.5},
+	{"timestamps_nondecreasing", func(c *Compliance) Share { return c.TimestampsNondecreasing }, 0.90, -1},
+	{"zero_inter_arrival", func(c *Compliance) Share { return c.ZeroInterArrival }, 0, 0.90},
 	{"traces_with_advancing_clock", func(c *Compliance) Share { return c.TracesWithAdvancingClock }, 1, -1},
 }
+
+// minJudged is the fewest observations a share needs before its bound is
+// applied (7 of 8 acks is no evidence either way).
+const minJudged = 20
 
 func newCompliance(c complianceCounts) Compliance {
 	out := Compliance{
@@ -158,7 +167,7 @@ func newCompliance(c complianceCounts) Compliance {
 		AckNotAhead:                  newShare(c.AckOK, c.AckChecked),
 		TimestampsNondecreasing:      newShare(c.NonNegative, c.InterArrivals),
 		ZeroInterArrival:             newShare(c.Zero, c.InterArrivals),
-		TracesWithAdvancingClock:     newShare(c.TracesWithAdvancingClock, c.Traces),
+		TracesWithAdvancingClock:     newShare(c.TracesWithAdvancingClock, c.TracesMultiPacket),
 	}
 	out.Pass = true
 	for _, b := range complianceBounds {
@@ -174,6 +183,8 @@ func newCompliance(c complianceCounts) Compliance {
 		switch {
 		case s.Total == 0:
 			ch.Note = "nothing to check"
+		case s.Total < minJudged && b.name != "traces_with_advancing_clock":
+			ch.Note = fmt.Sprintf("only %d observations, not judged", s.Total)
 		case b.max >= 0 && s.Value > b.max:
 			ch.Pass = false
 		case b.max < 0 && s.Value < b.min:

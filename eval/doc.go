@@ -31,6 +31,15 @@
 //     hashed exact-match set, and the distance to the closest training record
 //     by a bounded brute-force search, against held-out real packets.
 //
+// metrics.json is a Report: schema, inputs (files, packet counts per label),
+// fidelity.pooled and fidelity.per_label.LABEL (metrics.KEY.{jsd, tv,
+// hellinger, wasserstein1, n_real, n_synth} and their means), compliance.real
+// and compliance.synth (each share as {hits, total, value}, the checks and a
+// pass verdict), utility (trtr, tstr: accuracy, macro_f1, per_label_f1),
+// privacy, figures. Metric keys: wire_len, ip_proto, ttl, tcp_flags,
+// tcp_window, port, inter_arrival, flows_per_trace, flow_packets, flow_bytes,
+// flow_duration, concurrent_flows. A key changes only with SchemaVersion.
+//
 // Fidelity metrics read IP packets only (what a generator emits; the link
 // layer is a nuisance that differs between captures). Inter-arrival times are
 // between successive IP packets of one trace, in file order.

@@ -129,6 +129,15 @@ func Markdown(r *Report) string {
 
 	if len(r.Figures) > 0 {
 		w("\n## Figures\n\n")
+		if len(r.Fidelity.PerLabel) > 0 {
+			var labels []string
+			for l := range r.Fidelity.PerLabel {
+				labels = append(labels, l)
+			}
+			sort.Strings(labels)
+			w("Pooled over labels. The same CDFs for each label (%s) are kept as data: draw one with `netssm-cli plot figure REPORT_DIR wire_len_cdf__%s` (list them with `netssm-cli plot list REPORT_DIR`).\n\n",
+				strings.Join(labels, ", "), labels[0])
+		}
 		for _, f := range r.Figures {
 			w("### %s\n\n![%s](%s)\n\n%s ([SVG](%s))\n\n", f.Title, f.Name, f.PNG, f.Caption, f.SVG)
 		}
@@ -142,6 +151,9 @@ func mark(c Check) string {
 		return "–"
 	}
 	s := c.Share.String()
+	if c.Note != "" && c.Share.Total > 0 {
+		s += " (" + c.Note + ")"
+	}
 	if !c.Pass {
 		s = "**FAIL** " + s
 	}

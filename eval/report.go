@@ -90,7 +90,9 @@ type Report struct {
 	Utility    *Utility         `json:"utility,omitempty"`
 	Privacy    *Privacy         `json:"privacy,omitempty"`
 	Figures    []FigureRef      `json:"figures"`
-	ElapsedS   float64          `json:"elapsed_s"`
+	// ElapsedS is the evaluation's wall time in seconds (with reading the
+	// captures when made by Run; drawing the figures not included).
+	ElapsedS float64 `json:"elapsed_s"`
 }
 
 // Options tune an evaluation.
@@ -121,7 +123,9 @@ func analyzeAll(traces []*Trace) []traceAnalysis {
 
 // Evaluate compares synthetic traces with real ones (and, when train is not
 // empty, measures memorisation of the training traces). It returns the report
-// and the figures that go with it; nothing is written.
+// and the figures that go with it: those listed in Report.Figures are drawn
+// into the report, the others (per-label CDFs, named NAME__LABEL) are kept as
+// data for `netssm-cli plot`. Nothing is written.
 func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figure) {
 	start := time.Now()
 	if opts.WindowPackets <= 0 {
@@ -137,6 +141,7 @@ func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figur
 	rp, sp := pool(ra, nil), pool(sa, nil)
 	r.Fidelity.Pooled = compareGroups(&rp, &sp)
 	r.Fidelity.PerLabel = map[string]GroupFidelity{}
+	var labelFigs []plots.Figure // per-label CDFs: data for `netssm-cli plot`, not drawn
 	rl, sl := labelsOf(ra), labelsOf(sa)
 	for _, l := range rl {
 		if !slices.Contains(sl, l) {
@@ -146,6 +151,7 @@ func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figur
 		keep := func(x string) bool { return x == l }
 		rg, sg := pool(ra, keep), pool(sa, keep)
 		r.Fidelity.PerLabel[l] = compareGroups(&rg, &sg)
+		labelFigs = append(labelFigs, labelCDFs(l, &rg, &sg)...)
 	}
 	for _, l := range sl {
 		if !slices.Contains(rl, l) {
@@ -165,7 +171,43 @@ func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figur
 			PNG: "plots/" + f.Name + ".png", SVG: "plots/" + f.Name + ".svg"})
 	}
 	r.ElapsedS = time.Since(start).Seconds()
-	return r, figs
+	return r, append(figs, labelFigs...)
+}
+
+// labelCDFs are the CDF figures of one label, named NAME__LABEL.
+func labelCDFs(label string, rp, sp *sideSummary) []plots.Figure {
+	var out []plots.Figure
+	for _, c := range cdfSpecs {
+		if len(rp.values[c.m]) == 0 && len(sp.values[c.m]) == 0 {
+			continue
+		}
+		f := plots.CDFFigure(c.name+"__"+label, metricDefs[c.m].title+" ("+label+")", c.xLabel, c.logX,
+			map[string][]float64{"real": rp.values[c.m], "synthetic": sp.values[c.m]}, "real", "synthetic")
+		f.Caption = c.caption + " Label " + label + " only."
+		out = append(out, f)
+	}
+	return out
+}
+
+// cdfSpecs are the CDF figures of a report (pooled, and per label as data
+// for `netssm-cli plot`).
+var cdfSpecs = []struct {
+	m       metric
+	name    string
+	xLabel  string
+	logX    bool
+	caption string
+}{
+	{mWireLen, "wire_len_cdf", "IP packet length (bytes)", false,
+		"CDF of IP packet length (from the IP header) over all IP packets. Curves that coincide mean the generator reproduces the size mix: ACK-sized packets near 40–80 B, full-size segments near the MTU."},
+	{mInterArrival, "inter_arrival_cdf", "inter-arrival time (s, log scale)", true,
+		"CDF of the time between successive IP packets of a trace (log scale; zero gaps drawn at the left edge). Shows whether bursts and pauses are reproduced."},
+	{mFlowPackets, "flow_packets_cdf", "packets per flow (log scale)", true,
+		"CDF of flow size in packets, flows being bidirectional 5-tuples within one trace."},
+	{mFlowBytes, "flow_bytes_cdf", "bytes per flow (log scale)", true,
+		"CDF of flow size in bytes (sum of IP lengths)."},
+	{mFlowDuration, "flow_duration_cdf", "flow duration (s, log scale)", true,
+		"CDF of flow duration, first to last packet (single-packet flows have duration 0, drawn at the left edge)."},
 }
 
 // figures builds the report's figures from the pooled values.
@@ -178,24 +220,7 @@ func figures(rp, sp *sideSummary, real, synth []*Trace) []plots.Figure {
 		return f
 	}
 	var figs []plots.Figure
-	for _, c := range []struct {
-		m       metric
-		name    string
-		xLabel  string
-		logX    bool
-		caption string
-	}{
-		{mWireLen, "wire_len_cdf", "IP packet length (bytes)", false,
-			"CDF of IP packet length (from the IP header) over all IP packets. Curves that coincide mean the generator reproduces the size mix: ACK-sized packets near 40–80 B, full-size segments near the MTU."},
-		{mInterArrival, "inter_arrival_cdf", "inter-arrival time (s, log scale)", true,
-			"CDF of the time between successive IP packets of a trace (log scale; zero gaps drawn at the left edge). Shows whether bursts and pauses are reproduced."},
-		{mFlowPackets, "flow_packets_cdf", "packets per flow (log scale)", true,
-			"CDF of flow size in packets, flows being bidirectional 5-tuples within one trace."},
-		{mFlowBytes, "flow_bytes_cdf", "bytes per flow (log scale)", true,
-			"CDF of flow size in bytes (sum of IP lengths)."},
-		{mFlowDuration, "flow_duration_cdf", "flow duration (s, log scale)", true,
-			"CDF of flow duration, first to last packet (single-packet flows have duration 0, drawn at the left edge)."},
-	} {
+	for _, c := range cdfSpecs {
 		if len(rp.values[c.m]) > 0 || len(sp.values[c.m]) > 0 {
 			f := cdf(c.m, c.name, c.xLabel, c.logX, c.caption)
 			if c.m == mWireLen && shareAtMost(rp.values[c.m], 1600) >= 0.995 && shareAtMost(sp.values[c.m], 1600) >= 0.995 {
@@ -385,7 +410,14 @@ type Config struct {
 // Run reads the captures, evaluates, and writes the report directory. A
 // side failing protocol compliance is not an error: the report says so
 // (Report.Compliance), and the caller decides how loud to be.
-func Run(cfg Config) (*Report, error) {
+func Run(cfg Config) (r *Report, err error) {
+	defer func() {
+		// A bug must not crash the caller: it becomes an error naming the report.
+		if x := recover(); x != nil {
+			r, err = nil, fmt.Errorf("evaluating into %s: internal error: %v", cfg.OutDir, x)
+		}
+	}()
+	start := time.Now()
 	real, err := LoadTraces(cfg.Real, cfg.Labels, "real captures")
 	if err != nil {
 		return nil, err
@@ -401,10 +433,11 @@ func Run(cfg Config) (*Report, error) {
 		}
 	}
 	r, figs := Evaluate(real, synth, train, cfg.Options)
+	r.ElapsedS = time.Since(start).Seconds() // reading the captures included
 	if err := WriteReport(cfg.OutDir, r, figs, cfg.Plot); err != nil {
 		return nil, err
 	}
-	slog.Info("evaluation written", "dir", cfg.OutDir, "seconds", r.ElapsedS,
+	slog.Debug("evaluation written", "dir", cfg.OutDir, "seconds", r.ElapsedS,
 		"real_compliance", r.Compliance.Real.Pass, "synth_compliance", r.Compliance.Synth.Pass)
 	return r, nil
 }
@@ -416,7 +449,14 @@ func WriteReport(dir string, r *Report, figs []plots.Figure, po plots.Options) e
 	if err := os.MkdirAll(plotDir, 0o755); err != nil {
 		return fmt.Errorf("creating report directory: %w", err)
 	}
+	drawn := map[string]bool{}
+	for _, f := range r.Figures {
+		drawn[f.Name] = true
+	}
 	for _, f := range figs {
+		if !drawn[f.Name] {
+			continue
+		}
 		if err := plots.Save(f, filepath.Join(plotDir, f.Name), po); err != nil {
 			return fmt.Errorf("report %s: %w", dir, err)
 		}

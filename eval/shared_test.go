@@ -12,9 +12,9 @@ import (
 	"testing"
 )
 
-// sharedData returns ../shared/data relative to the repository root (the
-// directory holding go.mod), skipping the test when it is absent.
-func sharedData(t testing.TB) string {
+// sharedDataDir returns ../shared/data/pcaps relative to the repository root
+// (the directory holding go.mod), or "" when it is absent.
+func sharedDataDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -26,15 +26,25 @@ func sharedData(t testing.TB) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Skip("repository root not found")
+			return ""
 		}
 		dir = parent
 	}
 	data := filepath.Join(dir, "..", "shared", "data", "pcaps")
 	if _, err := os.Stat(data); err != nil {
-		t.Skipf("shared captures absent (%v); data-driven test skipped", err)
+		return ""
 	}
 	return data
+}
+
+// sharedData is sharedDataDir, skipping the test when the data is absent.
+func sharedData(t testing.TB) string {
+	t.Helper()
+	d := sharedDataDir(t)
+	if d == "" {
+		t.Skip("../shared/data absent; data-driven test skipped")
+	}
+	return d
 }
 
 // sharedHalves loads the shared captures and splits each label's files, in
@@ -167,7 +177,7 @@ func TestParseAndChecksumFiguresAgreeWithTshark(t *testing.T) {
 	bad := filepath.Join(dir, "broken", "broken.pcap")
 	brokenCapture(t, bad)
 	files = append(files, bad)
-	if _, err := os.Stat(filepath.Join(filepath.Dir(mustWd(t)), "..", "shared", "data", "pcaps")); err == nil {
+	if sharedDataDir(t) != "" {
 		files = append(files, sharedSubset(t, os.Getenv("NETSSM_EVAL_TSHARK_ALL") == "1")...)
 	}
 	var sumOurs, sumTshark [3]int64
@@ -190,14 +200,6 @@ func TestParseAndChecksumFiguresAgreeWithTshark(t *testing.T) {
 	}
 	t.Logf("%d files: IP+TCP/UDP frames netssm %d tshark %d; IPv4 checksums checked %d/%d, valid %d/%d",
 		len(files), sumOurs[0], sumTshark[0], sumOurs[1], sumTshark[1], sumOurs[2], sumTshark[2])
-}
-
-func mustWd(t *testing.T) string {
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wd
 }
 
 // sharedSubset lists the two smallest shared captures of each label (or all).
@@ -226,5 +228,43 @@ func sharedSubset(t *testing.T, all bool) []string {
 		out = append(out, ps[:min(2, len(ps))]...)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// TestEverySharedCapturePassesCompliance checks the compliance bounds are
+// calibrated: each real capture, alone, must pass them.
+func TestEverySharedCapturePassesCompliance(t *testing.T) {
+	paths, err := ExpandCaptures([]string{sharedData(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range loadAll(t, paths) {
+		if c := newCompliance(analyzeTrace(tr).comp); !c.Pass {
+			t.Errorf("%s fails compliance: %v", filepath.Base(tr.Path), c.Failed())
+		}
+	}
+}
+
+func TestSharedRealVersusItselfHasZeroDivergence(t *testing.T) {
+	a, b := sharedHalves(t)
+	all := append(a, b...)
+	r, _ := Evaluate(all, all, nil, Options{SkipUtility: true})
+	for _, g := range append([]GroupFidelity{r.Fidelity.Pooled}, mapValues(r.Fidelity.PerLabel)...) {
+		if g.MeanJSD != 0 || g.MeanTV != 0 || g.MeanHellinger != 0 {
+			t.Errorf("real vs itself: mean JSD %g TV %g H %g", g.MeanJSD, g.MeanTV, g.MeanHellinger)
+		}
+		for k, d := range g.Metrics {
+			if d.Wasserstein1 != nil && *d.Wasserstein1 != 0 {
+				t.Errorf("real vs itself: %s W1 %g", k, *d.Wasserstein1)
+			}
+		}
+	}
+}
+
+func mapValues[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
 	return out
 }

@@ -17,6 +17,11 @@
 // checks each graph's inputs, outputs and parameter initializers against the
 // config, refusing a mismatched bundle with an error that names the file.
 //
+// Readers get a graph's bytes with Bundle.Graph (external weights inlined,
+// which caps a usable model at protobuf's 2 GB) and the parameters with
+// Bundle.Params, from which package infer rebuilds step graphs for any batch
+// size.
+//
 // It owns the bundle's layout and integrity only: the graphs come from
 // package model, running them is package ort's (and infer's), the tokenizer
 // spec and timing tables are stored verbatim and interpreted elsewhere.

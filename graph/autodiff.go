@@ -21,16 +21,18 @@ func init() {
 	vjps = map[string]vjp{
 		// z = x + y → dx = dz ; dy = dz
 		"Add": func(n *node, d []*Tensor) []*Tensor { return []*Tensor{d[0], d[0]} },
-		// z = x − y → dx = dz ; dy = −dz
-		"Sub": func(n *node, d []*Tensor) []*Tensor { return []*Tensor{d[0], Neg(d[0])} },
+		// z = x − y → dx = dz ; dy = −dz (negated after the broadcast sum: fewer elements)
+		"Sub": func(n *node, d []*Tensor) []*Tensor {
+			return []*Tensor{d[0], Neg(sumToShape(d[0], n.inputs[1].shape))}
+		},
 		// z = x·y → dx = dz·y ; dy = dz·x
 		"Mul": func(n *node, d []*Tensor) []*Tensor {
 			return []*Tensor{Mul(d[0], n.inputs[1]), Mul(d[0], n.inputs[0])}
 		},
-		// z = x/y → dx = dz/y ; dy = −dz·z/y
+		// z = x/y → dx = dz/y ; dy = −dz·z/y (negated after the broadcast sum)
 		"Div": func(n *node, d []*Tensor) []*Tensor {
 			dx := Div(d[0], n.inputs[1])
-			return []*Tensor{dx, Neg(Mul(dx, n.outputs[0]))}
+			return []*Tensor{dx, Neg(sumToShape(Mul(dx, n.outputs[0]), n.inputs[1].shape))}
 		},
 		// y = −x → dx = −dy
 		"Neg": func(n *node, d []*Tensor) []*Tensor { return []*Tensor{Neg(d[0])} },

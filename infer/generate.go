@@ -56,8 +56,11 @@ type Job struct {
 	// NewGrammar returns a fresh packet grammar positioned before the
 	// prompt; nil decodes unconstrained.
 	NewGrammar func() Grammar
-	Timing     Timing    // nil: gaps of 0
-	Start      time.Time // absolute time of every trace's start
+	// IgnoreEOS never samples `<eos>`, so every trace runs to its limit
+	// (Hugging Face's and vLLM's ignore_eos).
+	IgnoreEOS bool
+	Timing    Timing    // nil: gaps of 0
+	Start     time.Time // absolute time of every trace's start
 	// Progress, if set, is called after every step with the totals so far.
 	Progress func(Stats)
 }
@@ -284,9 +287,18 @@ func (g *generator) feed(i int, logits []float32) error {
 			return nil
 		}
 		var allowed []bool
-		if s.gram != nil {
+		switch {
+		case s.gram != nil:
 			s.gram.Allowed(g.mask)
 			allowed = g.mask
+		case g.job.IgnoreEOS:
+			for i := range g.mask {
+				g.mask[i] = true
+			}
+			allowed = g.mask
+		}
+		if g.job.IgnoreEOS {
+			allowed[g.job.Vocab.EOS] = false
 		}
 		id, err := g.sampler.Sample(logits[:g.job.Vocab.Size], allowed, s.hist, s.rng)
 		if err != nil {

@@ -408,6 +408,30 @@ func TestPromptOutsideGrammarIsAnError(t *testing.T) {
 	}
 }
 
+func TestIgnoreEOSRunsEveryTraceToItsLimit(t *testing.T) {
+	for _, grammar := range []bool{true, false} {
+		s := newMemSink()
+		job := baseJob()
+		job.Sampling.Temperature = 3 // <eos> would often win at a packet end
+		job.Limits = Limits{Packets: 25}
+		job.IgnoreEOS = true
+		if !grammar {
+			job.NewGrammar = nil
+		}
+		st := generate(t, &markovModel{noise: 0}, s, job)
+		if st.EOS != 0 {
+			t.Errorf("grammar %v: %d traces ended by <eos>", grammar, st.EOS)
+		}
+		if grammar {
+			for tr, p := range s.packets {
+				if len(p) != 25 {
+					t.Errorf("trace %d: %d packets, want 25", tr, len(p))
+				}
+			}
+		}
+	}
+}
+
 func TestJobWithoutLimitIsRejected(t *testing.T) {
 	job := baseJob()
 	job.Limits = Limits{}

@@ -302,7 +302,7 @@ func (m *LM) mixerStep(pre string, u *graph.Tensor, st LayerState) (*graph.Tenso
 	dA := graph.Exp(graph.Mul(dt, graph.Neg(graph.Exp(m.p(pre+"A_log"))))) // (B, H)
 	// ssm ← ssm·dA + (dt·x) ⊗ Bm
 	dtx := graph.Unsqueeze(graph.Mul(x, graph.Unsqueeze(dt, 2)), 3)               // (B, H, P, 1)
-	outer := graph.Mul(dtx, graph.Reshape(bm, B, 1, 1, N))                        // (B, H, P, N)
+	outer := graph.MatMul(dtx, graph.Reshape(bm, B, 1, 1, N))                     // (B, H, P, N), a rank-1 product
 	ssm := graph.Add(graph.Mul(st.SSM, graph.Reshape(dA, B, H, 1, 1)), outer)     // (B, H, P, N)
 	y := graph.Reshape(graph.MatMul(ssm, graph.Reshape(cm, B, 1, N, 1)), B, H, P) // ssm·Cm
 	y = graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1)))

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/netssm/netssm/graph"
@@ -161,4 +162,65 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 		}
 	}
 	t.Logf("%d coordinates of %d parameters agree with central differences", checked, len(params))
+}
+
+// TestGradientsStayFiniteUnderStrongDecay: with dt ≈ 8 and A = −16 every
+// step decays by e^−128, so the segment sums above the causal diagonal reach
+// +10⁴ and their exponential overflows float32. Masking with Where before
+// the Exp keeps those entries out of the graph; masking after it would turn
+// them into inf·0 = NaN in the loss or its gradients.
+func TestGradientsStayFiniteUnderStrongDecay(t *testing.T) {
+	c, _ := model.Preset("tiny") // Q = 64: long chunks, large segment sums
+	const B, L = 1, 100
+	g := graph.New("decay", graph.WithFloat(graph.Float32))
+	ids := g.Input("ids", graph.Int64, B, L)
+	targets := g.Input("targets", graph.Int64, B, L)
+	mask := g.Input("mask", graph.Float32, B, L)
+	loss, _, _, params := model.TrainLoss(c)(g, ids, targets, mask)
+	grads, err := graph.Gradients(loss, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Output("loss", graph.Reshape(loss, 1))
+	for i, p := range params {
+		g.Output("grad."+p.Name(), grads[i])
+	}
+	s := session(t, g)
+	p := model.InitParams(c, 1)
+	for name, v := range p {
+		switch {
+		case strings.HasSuffix(name, "dt_bias"):
+			fill32(v, 8) // softplus(8) ≈ 8
+		case strings.HasSuffix(name, "A_log"):
+			fill32(v, float32(math.Log(16)))
+		}
+	}
+	feeds := map[string]*ort.Tensor{}
+	for _, ps := range model.ParamShapes(c) {
+		feeds[ps.Name] = ort.NewTensor(int64s(ps.Shape), p[ps.Name])
+	}
+	in, _ := model.StateNames(c)
+	for i, sh := range model.StateShapes(c, B) {
+		feeds[in[i]] = ort.NewTensor(int64s(sh), make([]float32, size(sh)))
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	tok, tgt, m := make([]int64, B*L), make([]int64, B*L), make([]float32, B*L)
+	for i := range tok {
+		tok[i], tgt[i], m[i] = int64(r.IntN(256)), int64(r.IntN(256)), 1
+	}
+	feeds["ids"], feeds["targets"], feeds["mask"] = ort.NewTensor([]int64{B, L}, tok), ort.NewTensor([]int64{B, L}, tgt), ort.NewTensor([]int64{B, L}, m)
+	out := run(t, s, feeds)
+	for name, v := range out {
+		for i, x := range v.Float32() {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				t.Fatalf("%s[%d] = %v under strong decay", name, i, x)
+			}
+		}
+	}
+}
+
+func fill32(v []float32, x float32) {
+	for i := range v {
+		v[i] = x
+	}
 }

@@ -195,7 +195,13 @@ func stem(base string) string {
 
 // Save draws f and writes base.png and base.svg (or the formats in opts),
 // each atomically.
-func Save(f Figure, base string, opts Options) error {
+func Save(f Figure, base string, opts Options) (err error) {
+	// gonum/plot panics on some degenerate data; callers get an error.
+	defer func() {
+		if x := recover(); x != nil {
+			err = fmt.Errorf("drawing figure %q: %v", f.Name, x)
+		}
+	}()
 	opts = opts.withDefaults()
 	p, err := Draw(f)
 	if err != nil {
@@ -252,6 +258,7 @@ const (
 )
 
 // Draw turns a Figure into a gonum plot, styled for paper column width.
+// Prefer Save, which also places a log x axis's label properly (see render).
 func Draw(f Figure) (*plot.Plot, error) {
 	if len(f.Series) == 0 {
 		return nil, errors.New("no series to draw")

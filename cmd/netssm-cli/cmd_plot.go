@@ -70,7 +70,7 @@ func outStem(c *cli.Context, name string) string {
 	if s := c.String("out"); s != "" {
 		return strings.TrimSuffix(strings.TrimSuffix(s, ".png"), ".svg")
 	}
-	return name
+	return strings.NewReplacer("/", "_", string(filepath.Separator), "_").Replace(name)
 }
 
 func init() {
@@ -88,8 +88,12 @@ func init() {
 			if err != nil {
 				return fmt.Errorf("%w (is %s a report written by `netssm-cli eval`?)", err, c.Args().First())
 			}
+			width := 0
 			for _, f := range figs {
-				fmt.Printf("%-20s %-6s %s\n", f.Name, f.Kind, f.Title)
+				width = max(width, len(f.Name))
+			}
+			for _, f := range figs {
+				fmt.Printf("%-*s  %-5s  %s\n", width, f.Name, f.Kind, f.Title)
 			}
 			return nil
 		},

@@ -59,6 +59,7 @@ func init() {
 			&cli.IntFlag{Name: "repetition-window", Usage: "penalise only the last N generated tokens (0: the whole trace)"},
 			&cli.BoolFlag{Name: "greedy", Usage: "always take the most probable allowed token"},
 			&cli.BoolFlag{Name: "no-constrain", Usage: "do not mask tokens with the packet grammar"},
+			&cli.BoolFlag{Name: "ignore-eos", Usage: "never end a trace by <eos>: every trace runs to its limit"},
 			&cli.StringFlag{Name: "prompt", Usage: "capture whose first packets prompt every trace"},
 			&cli.IntFlag{Name: "prompt-packets", Value: 16, Usage: "packets of --prompt to use"},
 			&cli.TimestampFlag{Name: "start", Layout: time.RFC3339, Usage: "time of each trace's start (RFC 3339; default 2024-01-01T00:00:00Z, so files are reproducible)"},
@@ -112,7 +113,7 @@ func sampleJob(c *cli.Context) (infer.Job, *infer.PcapSink, error) {
 	if err := checkEP(c); err != nil {
 		return infer.Job{}, nil, err
 	}
-	job := infer.Job{Traces: c.Int("traces"), Batch: c.Int("batch"), Seed: c.Uint64("seed")}
+	job := infer.Job{Traces: c.Int("traces"), Batch: c.Int("batch"), Seed: c.Uint64("seed"), IgnoreEOS: c.Bool("ignore-eos")}
 	if job.Traces < 1 {
 		return job, nil, usagef("--traces %d: need at least 1", job.Traces)
 	}
@@ -155,11 +156,11 @@ func sampleJob(c *cli.Context) (infer.Job, *infer.PcapSink, error) {
 	case isDir || strings.HasSuffix(out, string(filepath.Separator)):
 		sink.Dir = true
 	case job.Traces > 1:
-		return job, nil, usagef("-o %s: --traces %d writes one file per trace; give a directory", out, job.Traces)
+		return job, nil, usagef("-o %s: --traces %d writes one file per trace; name a directory (existing, or ending in /)", out, job.Traces)
 	case job.Shard.Count > 1:
-		return job, nil, usagef("-o %s: --shard writes one file per trace; give a directory", out)
+		return job, nil, usagef("-o %s: --shard writes one file per trace; name a directory (existing, or ending in /)", out)
 	case !strings.HasSuffix(out, ".pcap"):
-		return job, nil, usagef("-o %s: a single trace goes to a FILE.pcap; give a directory for one file per trace", out)
+		return job, nil, usagef("-o %s: name a FILE.pcap, or a directory (existing, or ending in /) for one file per trace", out)
 	}
 	return job, sink, nil
 }
@@ -185,6 +186,9 @@ func runSample(c *cli.Context) error {
 		return err
 	}
 	label := c.String("label")
+	if _, err := b.LabelToken(label); err != nil {
+		return usagef("--label: %v", err)
+	}
 	if job.Prompt, err = b.Prompt(label, c.String("prompt"), c.Int("prompt-packets")); err != nil {
 		return err
 	}
@@ -230,6 +234,12 @@ func runSample(c *cli.Context) error {
 	}
 	if st.Truncated > 0 {
 		fmt.Printf(", %d packets cut short by a limit dropped", st.Truncated)
+	}
+	if n := b.Checks.Repaired.Load(); n > 0 {
+		fmt.Printf(", %d packets had their IP length field raised to the bytes generated", n)
+	}
+	if n := b.Checks.Invalid.Load(); n > 0 {
+		fmt.Printf(", %d packets are not valid IP (written as generated)", n)
 	}
 	fmt.Println(")")
 	return nil

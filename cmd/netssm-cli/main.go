@@ -78,11 +78,16 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 	return usageError{err}
 }
 
+// wrapped marks commands whose Action already shows help on usage errors
+// (newApp may run more than once in a process: the demo runs each stage).
+var wrapped = map[*cli.Command]bool{}
+
 func setUsageHandlers(c *cli.Command) {
 	if c.OnUsageError == nil {
 		c.OnUsageError = onUsageError
 	}
-	if action := c.Action; action != nil {
+	if action := c.Action; action != nil && !wrapped[c] {
+		wrapped[c] = true
 		c.Action = func(ctx *cli.Context) error {
 			err := action(ctx)
 			var ue usageError
@@ -104,7 +109,7 @@ func main() {
 // run executes the CLI and maps the outcome to an exit code.
 func run(args []string) int {
 	app := newApp()
-	err := app.Run(args)
+	err := app.Run(interspersed(app, args))
 	if err == nil {
 		return 0
 	}

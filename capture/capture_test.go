@@ -1,0 +1,262 @@
+package capture_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netssm/netssm/capture"
+	"github.com/netssm/netssm/capture/capturetest"
+)
+
+func readAll(t *testing.T, r *capture.Reader) (pkts []capture.Packet, err error) {
+	t.Helper()
+	for {
+		p, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return pkts, nil
+		}
+		if err != nil {
+			return pkts, err
+		}
+		p.IP = append([]byte(nil), p.IP...)
+		pkts = append(pkts, p)
+	}
+}
+
+func TestProjectCapturesCoverFormatsAndLinkTypes(t *testing.T) {
+	formats := map[capture.Format]bool{}
+	links := map[uint16]bool{}
+	v6 := false
+	for _, f := range capturetest.ProjectCaptures(t) {
+		r, err := capture.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts, err := readAll(t, r)
+		r.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(pkts) < 20 {
+			t.Errorf("%s: %d packets", f, len(pkts))
+		}
+		formats[r.Format()] = true
+		for i, p := range pkts {
+			if p.Index != i {
+				t.Fatalf("%s: packet %d has index %d", f, i, p.Index)
+			}
+			links[p.LinkTypeID] = true
+			if p.IP != nil && p.IP[0]>>4 == 6 {
+				v6 = true
+			}
+			if p.IP != nil && p.IPWireLen() != p.WireLen-p.LinkHdrLen {
+				t.Fatalf("IPWireLen inconsistent")
+			}
+		}
+	}
+	for _, f := range []capture.Format{capture.FormatPcap, capture.FormatPcapNG} {
+		if !formats[f] {
+			t.Errorf("no %s among the project captures", f)
+		}
+	}
+	for _, l := range []uint16{capture.LinkTypeEthernet, capture.LinkTypeLinuxSLL, capture.LinkTypeLinuxSLL2} {
+		if !links[l] {
+			t.Errorf("no link type %d among the project captures", l)
+		}
+	}
+	if !v6 {
+		t.Error("no IPv6 packet among the project captures")
+	}
+}
+
+func TestWireLenComesFromRecordHeaderNotCapLen(t *testing.T) {
+	// http_curl.pcap is captured with a 128-byte snap length.
+	f := filepath.Join(capturetest.RepoRoot(t), "testdata", "captures", "web", "http_curl.pcap")
+	r, err := capture.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pkts, err := readAll(t, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clipped := 0
+	for _, p := range pkts {
+		if p.WireLen > p.CapLen {
+			clipped++
+			if p.CapLen > 128 {
+				t.Fatalf("packet %d: caplen %d over the snap length", p.Index, p.CapLen)
+			}
+		}
+	}
+	if clipped == 0 || r.Stats().CapLenClipped != clipped {
+		t.Fatalf("%d records with wire length > caplen, stats say %d", clipped, r.Stats().CapLenClipped)
+	}
+}
+
+var t0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func ethFrame(ethertype uint16, payload []byte) []byte {
+	b := make([]byte, 14, 14+len(payload))
+	b[12], b[13] = byte(ethertype>>8), byte(ethertype)
+	return append(b, payload...)
+}
+
+func TestStripLinkLayers(t *testing.T) {
+	ip4 := capturetest.IPv4UDP([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, []byte("x"))
+	ip6 := capturetest.IPv6UDP(false, []byte("y"))
+	vlan := append([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0x00, 0x00, 0x07, 0x08, 0x00}, ip4...)
+	sll := append(make([]byte, 14), 0x08, 0x00)
+	sll = append(sll, ip4...)
+	sll2 := append([]byte{0x86, 0xdd}, make([]byte, 18)...)
+	sll2 = append(sll2, ip6...)
+	null := append([]byte{2, 0, 0, 0}, ip4...)
+	loop := append([]byte{0, 0, 0, 24}, ip6...)
+	for _, c := range []struct {
+		name  string
+		link  uint16
+		frame []byte
+		hdr   int
+		res   capture.LinkResult
+	}{
+		{"ethernet", capture.LinkTypeEthernet, ethFrame(0x0800, ip4), 14, capture.LinkOK},
+		{"ethernet-vlan", capture.LinkTypeEthernet, vlan, 18, capture.LinkOK},
+		{"ethernet-arp", capture.LinkTypeEthernet, ethFrame(0x0806, make([]byte, 28)), 0, capture.LinkNotIP},
+		{"ethernet-short", capture.LinkTypeEthernet, make([]byte, 10), 0, capture.LinkShort},
+		{"ethertype-lies", capture.LinkTypeEthernet, ethFrame(0x0800, ip6), 0, capture.LinkNotIP},
+		{"sll", capture.LinkTypeLinuxSLL, sll, 16, capture.LinkOK},
+		{"sll2", capture.LinkTypeLinuxSLL2, sll2, 20, capture.LinkOK},
+		{"raw", capture.LinkTypeRaw, ip6, 0, capture.LinkOK},
+		{"null", capture.LinkTypeNull, null, 4, capture.LinkOK},
+		{"loop", capture.LinkTypeLoop, loop, 4, capture.LinkOK},
+		{"unknown", 147, ip4, 0, capture.LinkUnknown},
+	} {
+		ip, hdr, res := capture.StripLink(c.link, c.frame)
+		if res != c.res || hdr != c.hdr {
+			t.Errorf("%s: result %d header %d, want %d %d", c.name, res, hdr, c.res, c.hdr)
+		}
+		if res == capture.LinkOK && !bytes.Equal(ip, c.frame[c.hdr:]) {
+			t.Errorf("%s: wrong IP bytes", c.name)
+		}
+	}
+}
+
+func writeTemp(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBadInputErrorsNameFileAndPacket(t *testing.T) {
+	ip := capturetest.IPv4UDP([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, make([]byte, 30))
+	good := capturetest.PcapBytes(101, 65535, []capturetest.Record{{Time: t0, Data: ip}, {Time: t0, Data: ip}})
+	bigCap := capturetest.PcapBytes(101, 40, []capturetest.Record{{Time: t0, Data: ip}})
+	for _, c := range []struct {
+		name, file string
+		data       []byte
+		openErr    string // substring of Open's error
+		nextErr    string // substring of Next's error (after the good packets)
+		good       int
+	}{
+		{"zero-length", "empty.pcap", nil, "empty file", "", 0},
+		{"wrong-magic", "text.pcap", []byte("hello, this is not a capture at all"), "not a pcap or pcapng", "", 0},
+		{"short-header", "short.pcap", good[:10], "truncated pcap file header", "", 0},
+		{"truncated-record", "cut.pcap", good[:len(good)-5], "", "packet 1: file truncated", 1},
+		{"truncated-record-header", "cuthdr.pcap", good[:24+16+len(ip)+7], "", "packet 1", 1},
+		{"caplen-over-snaplen", "snap.pcap", bigCap, "", "packet 0", 0},
+		{"pcapng-garbage", "bad.pcapng", []byte{0x0a, 0x0d, 0x0d, 0x0a, 1, 2, 3}, "bad.pcapng", "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeTemp(t, c.file, c.data)
+			r, err := capture.Open(path)
+			if c.openErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.openErr) || !strings.Contains(err.Error(), c.file) {
+					t.Fatalf("Open error %v, want one naming %s and saying %q", err, c.file, c.openErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			pkts, err := readAll(t, r)
+			if len(pkts) != c.good {
+				t.Errorf("%d packets before the error, want %d", len(pkts), c.good)
+			}
+			if err == nil || !strings.Contains(err.Error(), c.nextErr) || !strings.Contains(err.Error(), c.file) {
+				t.Fatalf("Next error %v, want one naming %s and saying %q", err, c.file, c.nextErr)
+			}
+			if _, again := r.Next(); again == nil || again.Error() != err.Error() {
+				t.Fatalf("error not sticky: %v then %v", err, again)
+			}
+		})
+	}
+}
+
+func TestUnknownLinkTypeAndNonIPAreCounted(t *testing.T) {
+	ip := capturetest.IPv4UDP([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, nil)
+	path := writeTemp(t, "unk.pcap", capturetest.PcapBytes(147, 65535, []capturetest.Record{{Time: t0, Data: ip}}))
+	r, err := capture.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, err := readAll(t, r)
+	if err != nil || len(pkts) != 1 || pkts[0].IP != nil || r.Stats().UnknownLink != 1 {
+		t.Fatalf("unknown link type: %d packets, err %v, stats %+v", len(pkts), err, r.Stats())
+	}
+	path = writeTemp(t, "arp.pcap", capturetest.PcapBytes(1, 65535, []capturetest.Record{
+		{Time: t0, Data: ethFrame(0x0806, make([]byte, 28))}, {Time: t0, Data: ethFrame(0x0800, ip)}}))
+	r, _ = capture.Open(path)
+	pkts, err = readAll(t, r)
+	if err != nil || len(pkts) != 2 || r.Stats().NonIP != 1 || r.Stats().IP != 1 {
+		t.Fatalf("ARP + IP: %d packets, err %v, stats %+v", len(pkts), err, r.Stats())
+	}
+}
+
+func TestNextDoesNotAllocatePerPacket(t *testing.T) {
+	ip := capturetest.IPv4UDP([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, make([]byte, 100))
+	recs := make([]capturetest.Record, 5000)
+	for i := range recs {
+		recs[i] = capturetest.Record{Time: t0.Add(time.Duration(i) * time.Millisecond), Data: ethFrame(0x0800, ip)}
+	}
+	path := writeTemp(t, "many.pcap", capturetest.PcapBytes(1, 65535, recs))
+	r, err := capture.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.Next() // the first call sizes the record buffer
+	allocs := testing.AllocsPerRun(2000, func() {
+		if _, err := r.Next(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per packet: memory would grow with the file", allocs)
+	}
+}
+
+func TestNanosecondPcapTimestampsKept(t *testing.T) {
+	ip := capturetest.IPv4UDP([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, nil)
+	b := capturetest.PcapBytes(101, 65535, []capturetest.Record{{Time: t0, Data: ip}})
+	copy(b[0:4], []byte{0x4d, 0x3c, 0xb2, 0xa1})                // nanosecond magic, little-endian
+	b[24+4], b[24+5], b[24+6], b[24+7] = 0x15, 0xcd, 0x5b, 0x07 // 123456789 ns
+	r, err := capture.Open(writeTemp(t, "ns.pcap", b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Next()
+	if err != nil || p.Timestamp.Nanosecond() != 123456789 {
+		t.Fatalf("timestamp %v (%v), want …123456789 ns", p.Timestamp, err)
+	}
+}
