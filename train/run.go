@@ -281,6 +281,7 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		row := MetricsRow{Step: step, Tokens: tokens, Loss: loss, LR: lr, GradNorm: norm, ElapsedSecs: elapsed()}
 		logNow := step%max(cfg.LogEvery, 1) == 0 || final
 		var v *ValResult
+		evalStart := time.Now()
 		if (cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0) || final {
 			if v, err = evaluate(); err != nil {
 				return res, err
@@ -296,8 +297,10 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		}
 		// The metrics row goes out before the checkpoint: a run killed in
 		// between resumes from the older checkpoint and drops the newer rows.
+		evalTime := time.Since(evalStart)
 		if logNow {
-			dt := time.Since(windowStart).Seconds()
+			// Training throughput: the validation pass is not counted.
+			dt := time.Since(windowStart).Seconds() - evalTime.Seconds()
 			if dt > 0 {
 				row.TokensPerS = float64(tokens-tokensAtWindow) / dt
 			}
