@@ -16,8 +16,9 @@ type TraceStore interface {
 
 // Window is one batch of training windows: Inputs[r] are the ctx token ids fed
 // to row r, Targets[r] the next tokens, Mask[r][t] is 1 where Targets[r][t] is
-// real (0 past the end of a trace), and Reset[r] says the row starts a new
-// trace, so its carried recurrent state must be zeroed before this window.
+// real (0 past the end of a trace or segment), and Reset[r] says the row
+// starts a new trace or segment, so its carried recurrent state must be zeroed
+// before this window.
 type Window struct {
 	Inputs  []int64 // B×ctx, row-major
 	Targets []int64 // B×ctx
@@ -26,51 +27,83 @@ type Window struct {
 	Tokens  int // real target tokens in this window
 }
 
-// rowState is one batch row's walk through the traces.
+// unit is the stretch of a trace one row walks from a zero state: a whole
+// trace, or one segment of it.
+type unit struct {
+	Trace, Start, End int
+}
+
+// rowState is one batch row's walk.
 type rowState struct {
-	Trace  int `json:"trace"`  // index into the store, -1 before the first trace
-	Offset int `json:"offset"` // position of the next input token in the trace
+	Unit   int `json:"unit"`   // index into the loader's units, -1 before the first
+	Offset int `json:"offset"` // position of the next input token, from the unit's start
+	Trace  int `json:"trace"`  // random mode: the trace of the last window
 }
 
 // loaderState is everything needed to continue the data order exactly.
 type loaderState struct {
-	Mode  string     `json:"mode"`
-	Seed  uint64     `json:"seed"`
-	Epoch int        `json:"epoch"`
-	Next  int        `json:"next"` // next position in this epoch's permutation
-	Rows  []rowState `json:"rows"`
-	Draws uint64     `json:"draws"` // random-window mode: windows drawn so far
+	Mode    string     `json:"mode"`
+	Seed    uint64     `json:"seed"`
+	Segment int        `json:"segment,omitempty"`
+	Epoch   int        `json:"epoch"`
+	Next    int        `json:"next"` // next position in this epoch's permutation
+	Rows    []rowState `json:"rows"`
+	Draws   uint64     `json:"draws"` // random mode: windows drawn so far
 }
 
-// Loader yields training windows. In stream mode (the default) each batch row
-// walks whole traces in order of a seeded per-epoch permutation, window after
-// window, so the recurrent state carried from one window to the next is the
-// state of the same trace; a window never crosses into the next trace (its
-// tail is masked), and the row's state is reset where a trace starts. In
-// random mode each window is an independent random slice of a random trace,
-// starting from a zero state (the usual transformer-style sampling, kept for
+// Loader yields training windows.
+//
+// In stream mode (the default) each batch row walks units in the order of a
+// seeded per-epoch permutation, window after window, carrying the recurrent
+// state from one window to the next: the state a window starts from is the
+// state of the same trace just before it. A unit is a whole trace or, with a
+// segment length S > 0, a stretch of S tokens of one (so that a short
+// training budget still sees many traces instead of the first few of a
+// dataset of long captures); a window never crosses a unit's end (its tail is
+// masked) and the row's state is reset where a unit starts.
+//
+// In random mode each window is an independent random slice of a random trace
+// starting from a zero state (transformer-style sampling, kept for
 // comparison).
 type Loader struct {
 	store TraceStore
 	batch int
 	ctx   int
+	units []unit
 	st    loaderState
 	cache map[int][]uint16 // the traces rows are currently on
 }
 
-// NewLoader makes a loader over store for batch rows of ctx tokens.
-func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64) (*Loader, error) {
-	if store.NumTraces() == 0 {
+// NewLoader makes a loader over store for batch rows of ctx tokens. segment
+// is the stream-mode unit length in tokens (0: whole traces).
+func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segment int) (*Loader, error) {
+	n := store.NumTraces()
+	if n == 0 {
 		return nil, fmt.Errorf("the dataset has no traces")
 	}
 	if mode != "stream" && mode != "random" {
 		return nil, fmt.Errorf("unknown data mode %q (stream | random)", mode)
 	}
+	l := &Loader{store: store, batch: batch, ctx: ctx, cache: map[int][]uint16{}}
+	for i := 0; i < n; i++ {
+		if segment <= 0 {
+			l.units = append(l.units, unit{Trace: i, Start: 0, End: -1})
+			continue
+		}
+		toks, err := store.TraceTokens(i)
+		if err != nil {
+			return nil, fmt.Errorf("reading trace %d: %w", i, err)
+		}
+		for s := 0; s+1 < len(toks); s += segment {
+			l.units = append(l.units, unit{Trace: i, Start: s, End: min(s+segment, len(toks))})
+		}
+	}
 	rows := make([]rowState, batch)
 	for i := range rows {
-		rows[i].Trace = -1
+		rows[i].Unit = -1
 	}
-	return &Loader{store: store, batch: batch, ctx: ctx, st: loaderState{Mode: mode, Seed: seed, Rows: rows}, cache: map[int][]uint16{}}, nil
+	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows}
+	return l, nil
 }
 
 // State serialises the loader's position (for checkpoints).
@@ -85,8 +118,9 @@ func (l *Loader) Restore(raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("data position in checkpoint: %w", err)
 	}
-	if len(st.Rows) != l.batch || st.Mode != l.st.Mode {
-		return fmt.Errorf("data position in checkpoint is for %d rows in %s mode, this run has %d rows in %s mode", len(st.Rows), st.Mode, l.batch, l.st.Mode)
+	if len(st.Rows) != l.batch || st.Mode != l.st.Mode || st.Segment != l.st.Segment {
+		return fmt.Errorf("data position in checkpoint is for %d rows in %s mode (segment %d), this run has %d rows in %s mode (segment %d)",
+			len(st.Rows), st.Mode, st.Segment, l.batch, l.st.Mode, l.st.Segment)
 	}
 	l.st = st
 	l.cache = map[int][]uint16{}
@@ -95,7 +129,7 @@ func (l *Loader) Restore(raw json.RawMessage) error {
 
 func (l *Loader) permutation(epoch int) []int {
 	r := rand.New(rand.NewPCG(l.st.Seed, uint64(epoch)+0x9e3779b97f4a7c15))
-	return r.Perm(l.store.NumTraces())
+	return r.Perm(len(l.units))
 }
 
 func (l *Loader) trace(i int) ([]uint16, error) {
@@ -110,17 +144,43 @@ func (l *Loader) trace(i int) ([]uint16, error) {
 	return t, nil
 }
 
-// nextTrace takes the next trace of the epoch permutation.
-func (l *Loader) nextTrace() int {
+// span returns the tokens a unit's windows read: inputs from [start, end)
+// and targets up to end (the first token after the unit, if the trace has
+// one), as a slice of the trace starting at the unit's start.
+func (l *Loader) span(u int) ([]uint16, error) {
+	un := l.units[u]
+	toks, err := l.trace(un.Trace)
+	if err != nil {
+		return nil, err
+	}
+	end := len(toks)
+	if un.End >= 0 {
+		end = min(un.End+1, len(toks))
+	}
+	return toks[un.Start:end], nil
+}
+
+// nextUnit takes the next unit of the epoch permutation.
+func (l *Loader) nextUnit() int {
 	perm := l.permutation(l.st.Epoch)
 	if l.st.Next >= len(perm) {
 		l.st.Epoch++
 		l.st.Next = 0
 		perm = l.permutation(l.st.Epoch)
 	}
-	t := perm[l.st.Next]
+	u := perm[l.st.Next]
 	l.st.Next++
-	return t
+	return u
+}
+
+// inUse says whether another row still walks trace t (its cache entry stays).
+func (l *Loader) inUse(t, except int) bool {
+	for r, row := range l.st.Rows {
+		if r != except && row.Unit >= 0 && l.units[row.Unit].Trace == t {
+			return true
+		}
+	}
+	return false
 }
 
 // Next fills the next batch of windows.
@@ -134,6 +194,7 @@ func (l *Loader) Next() (*Window, error) {
 		if l.st.Mode == "random" {
 			rng := rand.New(rand.NewPCG(l.st.Seed, 1<<40+l.st.Draws))
 			l.st.Draws++
+			delete(l.cache, row.Trace)
 			row.Trace = rng.IntN(l.store.NumTraces())
 			if toks, err = l.trace(row.Trace); err != nil {
 				return nil, err
@@ -144,24 +205,25 @@ func (l *Loader) Next() (*Window, error) {
 			}
 			w.Reset[r] = true
 		} else {
-			if row.Trace >= 0 {
-				if toks, err = l.trace(row.Trace); err != nil {
+			if row.Unit >= 0 {
+				if toks, err = l.span(row.Unit); err != nil {
 					return nil, err
 				}
 			}
-			if row.Trace < 0 || row.Offset+1 >= len(toks) {
-				delete(l.cache, row.Trace)
-				// Skip traces too short to hold a single target.
+			if row.Unit < 0 || row.Offset+1 >= len(toks) {
+				if row.Unit >= 0 && !l.inUse(l.units[row.Unit].Trace, r) {
+					delete(l.cache, l.units[row.Unit].Trace)
+				}
+				// Skip units too short to hold a single target.
 				for tries := 0; ; tries++ {
-					row.Trace, row.Offset = l.nextTrace(), 0
-					if toks, err = l.trace(row.Trace); err != nil {
+					row.Unit, row.Offset = l.nextUnit(), 0
+					if toks, err = l.span(row.Unit); err != nil {
 						return nil, err
 					}
 					if len(toks) >= 2 {
 						break
 					}
-					delete(l.cache, row.Trace)
-					if tries > 2*l.store.NumTraces() {
+					if tries > 2*len(l.units) {
 						return nil, fmt.Errorf("no trace in the dataset has two or more tokens")
 					}
 				}

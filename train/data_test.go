@@ -23,7 +23,7 @@ func seqStore(lengths ...int) SliceStore {
 // a trace starts.
 func TestStreamWindowsWalkWholeTraces(t *testing.T) {
 	store := seqStore(10, 3, 25)
-	l, err := NewLoader(store, 1, 4, "stream", 1)
+	l, err := NewLoader(store, 1, 4, "stream", 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,12 +60,12 @@ func TestStreamWindowsWalkWholeTraces(t *testing.T) {
 
 func TestLoaderRestoreContinuesExactly(t *testing.T) {
 	store := seqStore(7, 30, 12, 5)
-	a, _ := NewLoader(store, 2, 5, "stream", 42)
+	a, _ := NewLoader(store, 2, 5, "stream", 42, 0)
 	for i := 0; i < 5; i++ {
 		a.Next()
 	}
 	saved := a.State()
-	b, _ := NewLoader(store, 2, 5, "stream", 42)
+	b, _ := NewLoader(store, 2, 5, "stream", 42, 0)
 	if err := b.Restore(saved); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,48 @@ func TestLoaderRestoreContinuesExactly(t *testing.T) {
 }
 
 func TestEmptyDatasetIsRefused(t *testing.T) {
-	if _, err := NewLoader(SliceStore{}, 1, 4, "stream", 1); err == nil {
+	if _, err := NewLoader(SliceStore{}, 1, 4, "stream", 1, 0); err == nil {
 		t.Fatal("no error for an empty dataset")
+	}
+}
+
+// TestSegmentsCoverEveryTokenOnceWithResets checks segment mode: one epoch
+// makes every token (but each trace's first) a target exactly once, with a
+// reset at the start of every segment.
+func TestSegmentsCoverEveryTokenOnceWithResets(t *testing.T) {
+	store := seqStore(23, 4, 41)
+	const seg, ctx = 8, 3
+	l, err := NewLoader(store, 1, ctx, "stream", 5, seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	units := len(l.units)
+	if units != 3+1+5 {
+		t.Fatalf("%d units, want 9", units)
+	}
+	seen := map[int64]int{}
+	resets := 0
+	for step := 0; step < 200 && l.st.Epoch == 0; step++ {
+		w, _ := l.Next()
+		for r := 0; r < 1; r++ {
+			if w.Reset[r] && l.st.Epoch == 0 {
+				resets++
+			}
+			for i := 0; i < ctx; i++ {
+				if w.Mask[r*ctx+i] == 1 && l.st.Epoch == 0 {
+					seen[w.Targets[r*ctx+i]]++
+				}
+			}
+		}
+	}
+	if resets != units {
+		t.Errorf("%d resets, want one per segment (%d)", resets, units)
+	}
+	for _, tr := range store {
+		for _, tok := range tr[1:] {
+			if seen[int64(tok)] != 1 {
+				t.Fatalf("token %d seen %d times as a target", tok, seen[int64(tok)])
+			}
+		}
 	}
 }

@@ -38,6 +38,7 @@ type RunConfig struct {
 	Opt         AdamW           `json:"adamw"`
 	Seed        uint64          `json:"seed"`
 	Mode        string          `json:"data_mode"` // stream | random
+	Segment     int             `json:"segment,omitempty"` // stream-mode unit length in tokens (0: whole traces)
 	EP          string          `json:"ep"`
 	Threads     int             `json:"threads,omitempty"`
 	LogEvery    int64           `json:"log_every"`
@@ -146,7 +147,7 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 	}
 	defer eng.Close()
 
-	loader, err := NewLoader(data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed)
+	loader, err := NewLoader(data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed, cfg.Segment)
 	if err != nil {
 		return res, fmt.Errorf("training data: %w", err)
 	}

@@ -21,8 +21,9 @@ type ValResult struct {
 // Validator computes validation loss on held-out traces: batch row r walks
 // traces r, r+B, r+2B… in order, carrying recurrent state through each trace
 // window by window, exactly as training sees them. MaxTokens (if > 0) bounds
-// a pass, so frequent evaluations stay cheap; the same prefix is used each
-// time.
+// a pass, so frequent evaluations stay cheap: every trace then contributes
+// its first MaxTokens/traces target tokens (at least one window), so all
+// traces, and so all labels, weigh in; the same tokens are used each time.
 type Validator struct {
 	eg        *EvalGraph
 	sess      *ort.Session
@@ -101,6 +102,10 @@ func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 		off    int
 		toks   []uint16
 	}
+	perTrace := int64(math.MaxInt64)
+	if v.maxTokens > 0 {
+		perTrace = max(v.maxTokens/int64(max(v.store.NumTraces(), 1)), int64(T))
+	}
 	rows := make([]rowWalk, B)
 	for i := 0; i < v.store.NumTraces(); i++ {
 		rows[i%B].traces = append(rows[i%B].traces, i)
@@ -131,9 +136,6 @@ func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 	var res ValResult
 	nats, uni := 0.0, 0.0
 	for {
-		if v.maxTokens > 0 && res.Tokens >= v.maxTokens {
-			break
-		}
 		in, tg, mk := ids.GetData(), targets.GetData(), mask.GetData()
 		clear(in)
 		clear(tg)
@@ -142,7 +144,7 @@ func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 		n := 0
 		for r := range rows {
 			row := &rows[r]
-			if row.toks == nil || row.off+1 >= len(row.toks) {
+			if row.toks == nil || row.off+1 >= len(row.toks) || int64(row.off) >= perTrace {
 				// Next trace for this row; zero its state.
 				row.toks = nil
 				for row.cur < len(row.traces) && row.toks == nil {

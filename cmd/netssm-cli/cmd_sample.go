@@ -34,13 +34,14 @@ func init() {
 			"Output: -o FILE.pcap for one trace; -o DIR for --traces K, one DIR/trace-NNNNNN.pcap per\n" +
 			"trace index. Each trace ends at <eos> or at its --packets/--tokens/--duration limit\n" +
 			"(default: --packets 1000). Trace t samples from its own random stream, derived from\n" +
-			"(--seed, t): the files are byte-identical across runs, batch sizes and shards.\n" +
+			"(--seed, t): the files are byte-identical across runs, batch sizes and shards (with\n" +
+			"--ep cuda only across runs of the same batch size).\n" +
 			"--shard i/n runs the traces t with t mod n = i; the n shards' files together are the\n" +
 			"unsharded job's files. Timestamps start at --start and follow the generated <dt:k>\n" +
 			"tokens (jittered inside their bucket), or the label's empirical inter-arrival times\n" +
 			"when the model was trained without timing.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Required: true, Usage: "model bundle directory (from `netssm-cli export`)"},
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Required: true, Usage: "model bundle directory (made by netssm-cli export)"},
 			&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Required: true, Usage: "workload label the traffic should look like"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "FILE.pcap (one trace) or DIR (one file per trace)"},
 			&cli.IntFlag{Name: "packets", Usage: "packets per trace (default 1000 when no other limit is given)"},

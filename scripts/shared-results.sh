@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Reproduces the README's "Results on the shared captures" table: splits
+# ../shared/data by file (per label, every 5th file sorted by name is held
+# out), tokenizes both parts, trains the small preset on CPU for 30 minutes,
+# exports, generates traffic for every label and evaluates it against the
+# held-out real captures (memorisation against the training captures).
+#
+#   scripts/shared-results.sh [WORK_DIR] [TRAIN_TIME]     (defaults: results-shared, 30m)
+#
+# Stages whose output exists are skipped, so an interrupted run can be resumed
+# by running the script again (training continues with --resume).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+data="$repo/../shared/data/pcaps"
+work="${1:-results-shared}"
+time_budget="${2:-30m}"
+[ -d "$data" ] || { echo "no shared captures at $data" >&2; exit 1; }
+mkdir -p "$work"
+cd "$work"
+if [ ! -x ./netssm-cli ]; then (cd "$repo" && go build -o "$OLDPWD/netssm-cli" ./cmd/netssm-cli); fi
+cli=(./netssm-cli --quiet)
+
+if [ ! -f split.done ]; then
+  rm -rf real-train real-heldout
+  for dir in "$data"/*/; do
+    label=$(basename "$dir")
+    mkdir -p "real-train/$label" "real-heldout/$label"
+    i=0
+    for f in $(ls "$dir" | sort); do
+      if [ $((i % 5)) -eq 2 ]; then ln -s "$dir$f" "real-heldout/$label/$f"; else ln -s "$dir$f" "real-train/$label/$f"; fi
+      i=$((i + 1))
+    done
+  done
+  touch split.done
+fi
+[ -f train.parquet ] || "${cli[@]}" tokenize -o train.parquet real-train
+[ -f heldout.parquet ] || "${cli[@]}" tokenize -o heldout.parquet real-heldout
+"${cli[@]}" dataset info train.parquet > dataset-train.txt
+"${cli[@]}" dataset info heldout.parquet > dataset-heldout.txt
+
+if [ ! -f run/config.json ]; then
+  "${cli[@]}" train --data train.parquet --val heldout.parquet --preset small --ctx 1024 --batch 4 --segment 16384 \
+    --time "$time_budget" --lr 2e-3 --warmup 30 --eval-every 50 --eval-tokens 40000 --checkpoint-every 25 \
+    --seed 1 --out run | tee train.txt
+elif [ ! -f run/loss.png ]; then
+  "${cli[@]}" train --out run --resume | tee train.txt
+fi
+[ -d model ] || "${cli[@]}" export run -o model
+for dir in real-heldout/*/; do
+  label=$(basename "$dir")
+  [ -d "synthetic/$label" ] || "${cli[@]}" sample --model model --label "$label" --traces 4 --batch 4 \
+    --packets 500 --seed 1 -o "synthetic/$label/"
+done
+[ -d synthetic-unconstrained ] || "${cli[@]}" sample --model model --label video_call --traces 4 --batch 4 \
+  --packets 500 --seed 1 --no-constrain -o synthetic-unconstrained/video_call/
+[ -f report/metrics.json ] || "${cli[@]}" eval --real real-heldout --synth synthetic --train real-train --out report
+[ -f report-unconstrained/metrics.json ] || "${cli[@]}" eval --real real-heldout/video_call --synth synthetic-unconstrained --out report-unconstrained || true
+echo "done: $work/report/report.md"
