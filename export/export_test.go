@@ -420,10 +420,23 @@ func TestWriteLeavesOnlyCompleteBundles(t *testing.T) {
 	}
 	assertEntries(t, parent)
 
+	// A tokenizer spec that is not JSON: refused before anything is written.
+	badInfo := testInfo(c)
+	badInfo.Tokenizer = json.RawMessage(`{"version":`)
+	if _, err := export.Write(dir, badInfo, params, export.Options{}); err == nil || !strings.Contains(err.Error(), "tokenizer") {
+		t.Fatalf("Write with a broken tokenizer spec: %v, want an error naming it", err)
+	}
+	assertEntries(t, parent)
+
 	if _, err := export.Write(dir, testInfo(c), params, export.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	assertEntries(t, parent, "bundle")
+	if fi, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o755 {
+		t.Errorf("bundle directory mode %v, want rwxr-xr-x", fi.Mode().Perm())
+	}
 	first := load(t, dir).Manifest.Files[export.PrefillFile]
 
 	// An existing bundle is kept unless overwriting is asked for.

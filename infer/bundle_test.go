@@ -273,3 +273,40 @@ func (w withoutEOS) Allowed(a []bool) {
 	w.Grammar.Allowed(a)
 	a[w.eos] = false
 }
+
+func TestSpecTimingFollowsTheTokenizerBuckets(t *testing.T) {
+	spec := tokenizer.DefaultSpec()
+	spec.Labels = []string{"web"}
+	if err := spec.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	rng := sampling.TraceRNG(1, 1)
+	tm := SpecTiming(&spec, TimingTables{}, "web")
+	for k := 0; k < spec.DtBuckets; k++ {
+		lo, hi := spec.DtBounds(k)
+		for i := 0; i < 20; i++ {
+			g := int64(tm.Gap(k, rng))
+			if g < lo || (k < spec.DtBuckets-1 && g > hi) {
+				t.Fatalf("bucket %d (%d, %d] ns gave %d ns", k, lo, hi, g)
+			}
+		}
+	}
+	// With the bundle's per-bucket table, gaps come from the table.
+	tables := TimingTables{BucketNs: make([][]int64, spec.DtBuckets)}
+	tables.BucketNs[10] = []int64{5000, 5001}
+	if g := SpecTiming(&spec, tables, "web").Gap(10, rng); g < 5000 || g > 5001 {
+		t.Errorf("bucket 10 with table [5000, 5001] ns gave %v", g)
+	}
+	// Without timing tokens, the label's inter-arrival table decides.
+	paper := tokenizer.PaperSpec()
+	paper.Labels = []string{"web"}
+	if err := paper.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tables = TimingTables{InterArrivalNs: map[string][]int64{"web": {2_000_000, 3_000_000}}}
+	for i := 0; i < 50; i++ {
+		if g := SpecTiming(&paper, tables, "web").Gap(-1, rng); g < 2*time.Millisecond || g > 3*time.Millisecond {
+			t.Fatalf("paper layout gap %v outside the label's table [2ms, 3ms]", g)
+		}
+	}
+}

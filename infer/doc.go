@@ -40,6 +40,18 @@
 // unconstrained), else it is counted in Stats.Truncated. A slot whose trace
 // ends starts the next trace index of the job at once.
 //
+// # Models
+//
+// OpenBundle verifies a bundle (package export) and returns a Bundle whose
+// Model is an ONNXModel: graphs have static shapes, so the step graph is
+// built for the batch size asked for (model.NewStepGraph with the bundle's
+// parameters as initializers; the bundle's own step.onnx is the batch it was
+// exported with) and the prompt runs once through the chunked prefill graph
+// built for its length. The batch keeps every state tensor twice, 64-byte
+// aligned, and swaps input and output after each step: nothing is allocated,
+// copied or grown between steps, so memory is constant in generated length
+// (TestONNXMemoryConstantInGeneratedLength).
+//
 // # Errors
 //
 // Errors are returned, wrapped with the trace and file they concern; nothing

@@ -312,7 +312,7 @@ func readRawPcap(b []byte) ([][]byte, error) {
 }
 
 func TestDiskFullLeavesValidPcapAndCountsPackets(t *testing.T) {
-	store := &failingStore{limit: 200_000}
+	store := &failingStore{limit: 150_000}
 	sink := &PcapSink{Path: "out.pcap", create: func(string) (traceStore, error) { return store, nil }}
 	job := baseJob()
 	job.Traces, job.Batch = 1, 1

@@ -37,7 +37,7 @@ type RunConfig struct {
 	Warmup      int64           `json:"warmup_steps"`
 	Opt         AdamW           `json:"adamw"`
 	Seed        uint64          `json:"seed"`
-	Mode        string          `json:"data_mode"` // stream | random
+	Mode        string          `json:"data_mode"`         // stream | random
 	Segment     int             `json:"segment,omitempty"` // stream-mode unit length in tokens (0: whole traces)
 	EP          string          `json:"ep"`
 	Threads     int             `json:"threads,omitempty"`

@@ -3,8 +3,8 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
-	"github.com/netssm/netssm/ort"
 	"github.com/netssm/netssm/internal/progress"
+	"github.com/netssm/netssm/ort"
 )
 
 // initORT loads ONNX Runtime for a command, provisioning it through npm (with

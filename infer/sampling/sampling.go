@@ -224,37 +224,50 @@ func (s *Sampler) Distribution(logits []float32, allowed []bool, hist *History) 
 	if len(s.order) == 0 {
 		return nil, ErrNothingAllowed
 	}
-	// Most probable first; ties to the lower id, so the order is total.
-	// Sorting packed integer keys is several times faster than a comparator.
-	s.keys = s.keys[:0]
+	// Keys order ids most probable first, ties to the lower id, so the
+	// order is total; sorting packed integers beats a comparator, and only
+	// what a filter needs is ordered: top-k selects its k ids first and
+	// sorts only those, plain sampling walks the ids in id order unsorted.
+	keys := s.keys[:0]
 	for _, id := range s.order {
-		s.keys = append(s.keys, descendingKey(float32(s.logit[id]))<<32|uint64(id))
+		l := float32(s.logit[id])
+		s.logit[id] = float64(l) // the value the key orders by
+		keys = append(keys, descendingKey(l)<<32|uint64(id))
 	}
-	slices.Sort(s.keys)
-	for i, k := range s.keys {
-		id := int32(uint32(k))
-		s.order[i] = id
-		s.logit[id] = float64(float32(s.logit[id])) // the value the key sorted by
-	}
-	// 3: greedy.
-	if s.p.IsGreedy() {
-		s.prob[s.order[0]] = 1
+	s.keys = keys
+	switch k := s.p.TopK; {
+	case s.p.IsGreedy(): // 3: greedy, the smallest key
+		best := int32(uint32(slices.Min(keys)))
+		s.order = append(s.order[:0], best)
+		s.prob[best] = 1
 		return s.prob, nil
+	case k > 0 && k < len(keys): // 5 (before 4, softmax is monotone): top-k
+		selectSmallest(keys, k)
+		keys = keys[:k]
+		slices.Sort(keys)
+	case s.p.TopP < 1 || s.p.MinP > 0:
+		slices.Sort(keys)
 	}
-	// 5 before 4: top-k on the sorted order (softmax is monotone, so this
-	// is the same cut, and only the kept ids need an exponential).
+	s.order = s.order[:len(keys)]
+	for i, key := range keys {
+		s.order[i] = int32(uint32(key))
+	}
 	kept := s.order
-	if k := s.p.TopK; k > 0 && k < len(kept) {
-		kept = kept[:k]
-	}
 	// 4: temperature and softmax (max-subtracted; +Inf logits share the mass).
-	top := s.logit[kept[0]]
+	top := math.Inf(-1)
+	for _, id := range kept {
+		top = max(top, s.logit[id])
+	}
 	if math.IsInf(top, 1) {
 		n := 0
-		for n < len(kept) && math.IsInf(s.logit[kept[n]], 1) {
-			n++
+		for _, id := range kept {
+			if math.IsInf(s.logit[id], 1) {
+				kept[n] = id
+				n++
+			}
 		}
 		kept = kept[:n]
+		s.order = kept
 		for _, id := range kept {
 			s.prob[id] = 1
 		}
@@ -342,4 +355,38 @@ func descendingKey(f float32) uint64 {
 		b |= 0x80000000
 	}
 	return uint64(^b)
+}
+
+// selectSmallest reorders keys so that its first k entries are the k
+// smallest (in no particular order): Hoare quickselect with a median-of-three
+// pivot, deterministic and allocation-free. Keys are distinct.
+func selectSmallest(keys []uint64, k int) {
+	lo, hi := 0, len(keys)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		a, b, c := keys[lo], keys[mid], keys[hi]
+		pivot := max(min(a, b), min(max(a, b), c))
+		i, j := lo, hi
+		for i <= j {
+			for keys[i] < pivot {
+				i++
+			}
+			for keys[j] > pivot {
+				j--
+			}
+			if i <= j {
+				keys[i], keys[j] = keys[j], keys[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k-1 <= j:
+			hi = j
+		case k-1 >= i:
+			lo = i
+		default:
+			return
+		}
+	}
 }

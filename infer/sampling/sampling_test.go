@@ -403,3 +403,26 @@ func BenchmarkSamplePaper(b *testing.B) {
 		h.Add(id)
 	}
 }
+
+func TestSelectSmallestKeepsTheKSmallest(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 200; trial++ {
+		n := 1 + r.IntN(400)
+		keys := make([]uint64, n)
+		for i := range keys {
+			keys[i] = r.Uint64()>>8<<8 | uint64(i) // distinct, with many equal high parts when masked below
+			if trial%2 == 0 {
+				keys[i] = uint64(r.IntN(4))<<32 | uint64(i) // heavy ties in the high bits
+			}
+		}
+		k := 1 + r.IntN(n)
+		want := slices.Clone(keys)
+		slices.Sort(want)
+		selectSmallest(keys, k)
+		got := slices.Clone(keys[:k])
+		slices.Sort(got)
+		if !slices.Equal(got, want[:k]) {
+			t.Fatalf("n=%d k=%d: selected %v, want %v", n, k, got, want[:k])
+		}
+	}
+}
