@@ -41,9 +41,10 @@ if [ "$what" = train ] || [ "$what" = all ]; then
   done
 fi
 if [ "$what" = decode ] || [ "$what" = all ]; then
-  go_out=$(go_bench ./infer 'Decode/small/' 200x)
+  # netssm: step graph + grammar mask + sampling, as the reference's step + multinomial
+  go_out=$(go_bench ./infer 'Mamba2Generate/small/' 3x)
   for b in 1 32; do
-    ours=$(echo "$go_out" | awk -v b="$b" '$1 ~ "B="b"(-|$)" {print $2}')
+    ours=$(echo "$go_out" | awk -v b="$b" '$1 ~ "batch="b"(-|$)" {print $2}')
     theirs=$(torch_worker "{\"kind\":\"gen\",\"preset\":\"small\",\"batch\":$b,\"temperature\":1.0}")
     printf '%-28s %14s %14s %8s\n' "decode small B=$b tok/s" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
   done
