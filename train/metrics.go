@@ -17,6 +17,7 @@ type MetricsRow struct {
 	ValLoss     *float64 `json:"val_loss,omitempty"`
 	ValBitsPkt  *float64 `json:"val_bits_per_packet,omitempty"`
 	Baseline    *float64 `json:"val_unigram_loss,omitempty"`
+	ValFull     bool     `json:"val_full,omitempty"` // the validation read every held-out token (the final one)
 	LR          float64  `json:"lr"`
 	GradNorm    float64  `json:"grad_norm"`
 	TokensPerS  float64  `json:"tokens_per_s"`

@@ -325,6 +325,24 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 			}
 		}
 	}
+	if val != nil && cfg.EvalTokens > 0 && ctx.Err() == nil {
+		// Periodic evaluations read a bounded share of each held-out trace;
+		// the final one reads all of them.
+		full := *val
+		full.maxTokens = 0
+		r, err := full.Run(eng.paramTensors())
+		if err != nil {
+			return res, fmt.Errorf("final validation: %w", err)
+		}
+		lastVal = &r
+		row := MetricsRow{Step: step, Tokens: tokens, Loss: lastLoss, ValLoss: &r.Loss, Baseline: &r.Unigram, ValFull: true, ElapsedSecs: elapsed()}
+		if !math.IsNaN(r.BitsPerPacket) {
+			row.ValBitsPkt = &r.BitsPerPacket
+		}
+		if err := metrics.write(row); err != nil {
+			return res, fmt.Errorf("writing metrics: %w", err)
+		}
+	}
 	if lastCkpt == "" || step == 0 || (val == nil) {
 		if err := save(math.NaN(), false); err != nil {
 			return res, err
