@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
@@ -45,7 +46,7 @@ func Open(path string, opts ...ReaderOption) (*Dataset, error) {
 	for _, o := range opts {
 		o(d)
 	}
-	pf, err := file.OpenParquetFile(path, false)
+	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(d.mem)))
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: not a readable Parquet file: %w", path, err)
 	}

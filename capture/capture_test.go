@@ -2,10 +2,12 @@ package capture_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +260,144 @@ func TestNanosecondPcapTimestampsKept(t *testing.T) {
 	p, err := r.Next()
 	if err != nil || p.Timestamp.Nanosecond() != 123456789 {
 		t.Fatalf("timestamp %v (%v), want …123456789 ns", p.Timestamp, err)
+	}
+}
+
+// pcapngBytes builds a little-endian pcapng: a section header, one Ethernet
+// interface with the given snap length, and one enhanced packet block whose
+// captured-length field says capLen while the block holds data.
+func pcapngBytes(snapLen uint32, capLen uint32, data []byte) []byte {
+	le := func(b []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(b, v) }
+	var b []byte
+	b = le(b, 0x0a0d0d0a)
+	b = le(b, 28)
+	b = le(b, 0x1a2b3c4d)
+	b = append(b, 1, 0, 0, 0)                                     // version 1.0
+	b = append(b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff) // section length unknown
+	b = le(b, 28)
+	b = le(b, 1)
+	b = le(b, 20)
+	b = append(b, 1, 0, 0, 0) // LINKTYPE_ETHERNET, reserved
+	b = le(b, snapLen)
+	b = le(b, 20)
+	padded := append([]byte(nil), data...)
+	for len(padded)%4 != 0 {
+		padded = append(padded, 0)
+	}
+	blen := uint32(32 + len(padded))
+	b = le(b, 6)
+	b = le(b, blen)
+	b = le(b, 0) // interface 0
+	b = le(b, 0)
+	b = le(b, 1000)
+	b = le(b, capLen)
+	b = le(b, uint32(len(data)))
+	b = append(b, padded...)
+	return le(b, blen)
+}
+
+// Regression for a fuzzing finding: pcapgo allocates a packet's claimed
+// captured length before reading it, so a corrupt 4 GB captured length in a
+// 128-byte block cost gigabytes. It must be refused cheaply, naming the packet.
+func TestPcapngImpossibleCapLenRefusedWithoutAllocating(t *testing.T) {
+	ip := capturetest.IPv4UDP([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, make([]byte, 20))
+	frame := ethFrame(0x0800, ip)
+	good := pcapngBytes(262144, uint32(len(frame)), frame)
+	if r, err := capture.NewReader("good.pcapng", bytes.NewReader(good)); err != nil {
+		t.Fatal(err)
+	} else if p, err := r.Next(); err != nil || p.IP == nil {
+		t.Fatalf("well-formed pcapng: %v", err)
+	}
+	for _, c := range []struct {
+		name            string
+		snapLen, capLen uint32
+	}{
+		{"huge-caplen", 262144, 0xff000060},
+		{"huge-snaplen-and-caplen", 0xffffffff, 0x7fffffff},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r, err := capture.NewReader("bad.pcapng", bytes.NewReader(pcapngBytes(c.snapLen, c.capLen, frame)))
+		if err == nil {
+			_, err = r.Next()
+		}
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "bad.pcapng") {
+			t.Errorf("%s: error %v, want one naming the file", c.name, err)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+			t.Errorf("%s: reading allocated %d MB", c.name, grew>>20)
+		}
+	}
+	// A huge interface snap length alone is legal and must not size buffers.
+	r, err := capture.NewReader("snap.pcapng", bytes.NewReader(pcapngBytes(0xffffffff, uint32(len(frame)), frame)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := r.Next(); err != nil || p.IP == nil {
+		t.Fatalf("huge snap length: %v", err)
+	}
+}
+
+// multiInterfacePcapng: one section with an Ethernet and a Linux cooked v2
+// interface, one packet on each.
+func multiInterfacePcapng(eth, sll2 []byte) []byte {
+	le := func(b []byte, v uint32) []byte { return binary.LittleEndian.AppendUint32(b, v) }
+	idb := func(b []byte, link uint16) []byte {
+		b = le(b, 1)
+		b = le(b, 20)
+		b = binary.LittleEndian.AppendUint16(b, link)
+		b = append(b, 0, 0)
+		b = le(b, 0)
+		return le(b, 20)
+	}
+	epb := func(b []byte, iface uint32, data []byte) []byte {
+		padded := append([]byte(nil), data...)
+		for len(padded)%4 != 0 {
+			padded = append(padded, 0)
+		}
+		blen := uint32(32 + len(padded))
+		b = le(b, 6)
+		b = le(b, blen)
+		b = le(b, iface)
+		b = le(b, 0)
+		b = le(b, 5_000_000+iface)
+		b = le(b, uint32(len(data)))
+		b = le(b, uint32(len(data)))
+		b = append(b, padded...)
+		return le(b, blen)
+	}
+	var b []byte
+	b = le(b, 0x0a0d0d0a)
+	b = le(b, 28)
+	b = le(b, 0x1a2b3c4d)
+	b = append(b, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+	b = le(b, 28)
+	b = idb(b, 1)
+	b = idb(b, 276)
+	b = epb(b, 0, eth)
+	return epb(b, 1, sll2)
+}
+
+func TestPcapngWithSeveralInterfacesKeepsEachLinkType(t *testing.T) {
+	ip4 := capturetest.IPv4UDP([4]byte{10, 0, 0, 1}, [4]byte{10, 0, 0, 2}, 1, 2, []byte("eth"))
+	ip6 := capturetest.IPv6UDP(false, []byte("sll2"))
+	sll2 := append([]byte{0x86, 0xdd}, make([]byte, 18)...)
+	r, err := capture.NewReader("multi.pcapng", bytes.NewReader(multiInterfacePcapng(ethFrame(0x0800, ip4), append(sll2, ip6...))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, err := readAll(t, r)
+	if err != nil || len(pkts) != 2 {
+		t.Fatalf("%d packets, %v", len(pkts), err)
+	}
+	for i, c := range []struct {
+		link, iface, hdr int
+		ip               []byte
+	}{{1, 0, 14, ip4}, {276, 1, 20, ip6}} {
+		p := pkts[i]
+		if int(p.LinkTypeID) != c.link || p.Interface != c.iface || p.LinkHdrLen != c.hdr || !bytes.Equal(p.IP, c.ip) {
+			t.Errorf("packet %d: link %d iface %d header %d, want %d %d %d (IP equal %v)", i, p.LinkTypeID, p.Interface, p.LinkHdrLen, c.link, c.iface, c.hdr, bytes.Equal(p.IP, c.ip))
+		}
 	}
 }

@@ -64,7 +64,8 @@ func (g *ngGuard) Read(p []byte) (int, error) {
 	return 0, err
 }
 
-// nextBlock reads and checks the next block's header into pending.
+// nextBlock reads and checks the next block's header into pending. A block
+// that fails a check is withheld whole: pcapgo must never see its lengths.
 func (g *ngGuard) nextBlock() error {
 	h := g.hdr[:]
 	n, err := io.ReadFull(g.r, h[:8])
@@ -88,14 +89,14 @@ func (g *ngGuard) nextBlock() error {
 		case 0x4d3c2b1a:
 			g.order = binary.LittleEndian
 		default:
-			g.pending = h[:12]
+			g.pending = nil
 			return fmt.Errorf("pcapng block %d: bad byte-order magic", g.blocks)
 		}
 	}
 	typ := g.order.Uint32(h[0:4])
 	blen := int(g.order.Uint32(h[4:8]))
 	if blen < 12 || blen%4 != 0 || blen > maxBlockLen {
-		g.pending = h[:have]
+		g.pending = nil
 		return fmt.Errorf("pcapng block %d: impossible block length %d", g.blocks, blen)
 	}
 	want := min(len(h), blen)
@@ -110,20 +111,20 @@ func (g *ngGuard) nextBlock() error {
 		}
 	case 2, 6: // obsolete / enhanced packet: captured length at 20..24
 		if blen < 32 {
-			g.pending = h[:want]
+			g.pending = nil
 			return fmt.Errorf("pcapng block %d: packet block of %d bytes is too short", g.blocks, blen)
 		}
 		if c := int(g.order.Uint32(h[20:24])); c > blen-32 {
-			g.pending = h[:want]
+			g.pending = nil
 			return fmt.Errorf("pcapng block %d: captured length %d does not fit its %d-byte block", g.blocks, c, blen)
 		}
 	case 3: // simple packet: original length at 8..12, captured up to the block
 		if blen < 16 {
-			g.pending = h[:want]
+			g.pending = nil
 			return fmt.Errorf("pcapng block %d: simple packet block of %d bytes is too short", g.blocks, blen)
 		}
 		if l := int(g.order.Uint32(h[8:12])); l > maxSnapLen && l > blen-16 {
-			g.pending = h[:want]
+			g.pending = nil
 			return fmt.Errorf("pcapng block %d: simple packet of %d bytes in a %d-byte block", g.blocks, l, blen)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/gopacket"
@@ -120,10 +121,10 @@ type Options struct {
 	KeepInvalid bool // write invalid packets too (caplen = wire length = bytes present)
 }
 
-// Writer writes one pcap file.
+// Writer writes one pcap file (or stream).
 type Writer struct {
 	path  string
-	f     *atomicfile.File
+	f     *atomicfile.File // nil for NewWriter
 	w     *pcapgo.Writer
 	opt   Options
 	buf   []byte
@@ -135,6 +136,25 @@ var ethHeader = [12]byte{0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01}
 // Create starts writing path (nanosecond timestamps). Nothing appears at path
 // until Commit.
 func Create(path string, opt Options) (*Writer, error) {
+	if opt.Link != "" && opt.Link != LinkRaw && opt.Link != LinkEthernet {
+		return nil, fmt.Errorf("pcap link type %q: want raw or ethernet", opt.Link)
+	}
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	w, err := NewWriter(f, path, opt)
+	if err != nil {
+		f.Abort()
+		return nil, err
+	}
+	w.f = f
+	return w, nil
+}
+
+// NewWriter writes a pcap stream to dst (name is used in errors); Commit and
+// Abort do nothing for it.
+func NewWriter(dst io.Writer, name string, opt Options) (*Writer, error) {
 	if opt.Link == "" {
 		opt.Link = LinkRaw
 	}
@@ -146,16 +166,11 @@ func Create(path string, opt Options) (*Writer, error) {
 	default:
 		return nil, fmt.Errorf("pcap link type %q: want raw or ethernet", opt.Link)
 	}
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	w := pcapgo.NewWriterNanos(f)
+	w := pcapgo.NewWriterNanos(dst)
 	if err := w.WriteFileHeader(SnapLen, lt); err != nil {
-		f.Abort()
-		return nil, fmt.Errorf("writing pcap header of %s: %w", path, err)
+		return nil, fmt.Errorf("writing pcap header of %s: %w", name, err)
 	}
-	return &Writer{path: path, f: f, w: w, opt: opt}, nil
+	return &Writer{path: name, w: w, opt: opt}, nil
 }
 
 // WritePacket checks and repairs ip (in place) and writes it with timestamp
@@ -206,7 +221,16 @@ func (w *Writer) WritePacket(ts time.Time, ip []byte) (Repairs, error) {
 func (w *Writer) Stats() Stats { return w.stats }
 
 // Commit finishes the file and moves it into place.
-func (w *Writer) Commit() error { return w.f.Commit() }
+func (w *Writer) Commit() error {
+	if w.f == nil {
+		return nil
+	}
+	return w.f.Commit()
+}
 
 // Abort discards the file; safe after Commit.
-func (w *Writer) Abort() { w.f.Abort() }
+func (w *Writer) Abort() {
+	if w.f != nil {
+		w.f.Abort()
+	}
+}

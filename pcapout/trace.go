@@ -36,6 +36,24 @@ type TraceReport struct {
 // Invalid packets are counted in the report and logged (with the packet
 // index), not written; the file is still written. An error means no file.
 func WriteTrace(path string, spec *tokenizer.Spec, tokens []uint16, opt TraceOptions) (TraceReport, error) {
+	w, err := Create(path, opt.Options)
+	if err != nil {
+		return TraceReport{}, err
+	}
+	defer w.Abort()
+	rep, err := WriteTraceTo(w, spec, tokens, opt)
+	if err != nil {
+		return rep, err
+	}
+	if err := w.Commit(); err != nil {
+		return rep, fmt.Errorf("writing %s: %w", path, err)
+	}
+	return rep, nil
+}
+
+// WriteTraceTo decodes tokens and writes the packets to w (which the caller
+// commits): WriteTrace without the file.
+func WriteTraceTo(w *Writer, spec *tokenizer.Spec, tokens []uint16, opt TraceOptions) (TraceReport, error) {
 	var rep TraceReport
 	dec, err := spec.Decode(tokens, tokenizer.DecodeOptions{DtSample: opt.DtSample})
 	if err != nil {
@@ -44,11 +62,6 @@ func WriteTrace(path string, spec *tokenizer.Spec, tokens []uint16, opt TraceOpt
 	rep.Decoded = len(dec.Packets)
 	rep.Decode = dec.Stats
 	exact := len(opt.TsNs) == len(dec.Packets)
-	w, err := Create(path, opt.Options)
-	if err != nil {
-		return rep, err
-	}
-	defer w.Abort()
 	start := opt.Start
 	if start.IsZero() {
 		start = time.Unix(0, 0)
@@ -69,8 +82,5 @@ func WriteTrace(path string, spec *tokenizer.Spec, tokens []uint16, opt TraceOpt
 		}
 	}
 	rep.Stats = w.Stats()
-	if err := w.Commit(); err != nil {
-		return rep, fmt.Errorf("writing %s: %w", path, err)
-	}
 	return rep, nil
 }

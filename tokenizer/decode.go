@@ -66,6 +66,9 @@ func (s *Spec) Decode(tokens []uint16, opt DecodeOptions) (Decoded, error) {
 	d.Stats.NoEOS = true
 	for i, t := range tokens {
 		tok := int(t)
+		if i == 0 && !s.IsLabel(tok) {
+			d.Stats.NoLabel = true
+		}
 		switch {
 		case tok < NumByteTokens:
 			if cur == nil {
@@ -106,9 +109,6 @@ func (s *Spec) Decode(tokens []uint16, opt DecodeOptions) (Decoded, error) {
 			d.Label = s.Labels[tok-s.FirstLabelID]
 		default:
 			d.Stats.Stray++
-		}
-		if i == 0 && !s.IsLabel(tok) {
-			d.Stats.NoLabel = true
 		}
 	}
 	finish()

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -11,7 +12,7 @@ type EncodeStats struct {
 	Truncated int // captured shorter than their headers or kept payload: kept as captured
 	Malformed int // impossible header fields (IHL < 5, TCP data offset < 5)
 	Cut       int // paper layout: kept bytes longer than PaperPacketLen, cut
-	NegDt     int // timestamps going backwards: inter-arrival clamped to 0
+	NegDt     int // timestamps going backwards: <dt:k> clamped to 0 (ts_ns stays exact)
 }
 
 // Trace is one encoded trace: its tokens and, per packet, where the packet
@@ -66,13 +67,15 @@ func (e *Encoder) Add(ts time.Time, wireLen int, ip []byte) error {
 	if len(e.tr.PktOffsets) == 0 {
 		e.startNs, e.prevNs = ns, ns
 	}
+	// The <dt:k> clock is the running maximum of the capture's clock: a
+	// packet stamped before its predecessor gets dt 0; ts_ns keeps its own time.
 	dt := ns - e.prevNs
 	if dt < 0 {
 		e.tr.Stats.NegDt++
 		dt = 0
-		ns = e.prevNs
+	} else {
+		e.prevNs = ns
 	}
-	e.prevNs = ns
 	e.tr.PktOffsets = append(e.tr.PktOffsets, uint32(len(e.tr.Tokens)))
 	e.tr.TsNs = append(e.tr.TsNs, ns-e.startNs)
 	if wireLen < 0 {
@@ -98,8 +101,10 @@ func (e *Encoder) Add(ts time.Time, wireLen int, ip []byte) error {
 		keep = s.PaperPacketLen
 		e.tr.Stats.Cut++
 	}
-	for _, b := range ip[:keep] {
-		e.tr.Tokens = append(e.tr.Tokens, uint16(b))
+	n := len(e.tr.Tokens)
+	e.tr.Tokens = slices.Grow(e.tr.Tokens, keep)[:n+keep]
+	for i, b := range ip[:keep] {
+		e.tr.Tokens[n+i] = uint16(b)
 	}
 	if s.Layout == LayoutPaper {
 		for i := keep; i < s.PaperPacketLen; i++ {

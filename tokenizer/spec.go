@@ -13,12 +13,37 @@
 //
 // with <dt:k> present when timing is on, and <pad> only in the paper layout,
 // which pads (or cuts) each packet's bytes to exactly PaperPacketLen tokens.
+//
+// Vocabulary: ids 0–255 are byte values, 256 <pad>, 257 <pkt>, 258 <eos>,
+// 259… the DtBuckets inter-arrival buckets, then one id per label in
+// Spec.Labels order; VocabSize counts them all.
+//
+// Decisions (and why):
+//   - Kept bytes (Spec.Keep): the IP header with options (IPv6: with its
+//     extension headers), the L4 header (TCP with options, UDP and ICMP 8
+//     bytes), then the spec's payload bytes for the protocol, never more than
+//     the IP length field says the packet carries. Non-first fragments and
+//     unknown protocols keep the IP header and Payload.Other bytes. The rule
+//     is one function shared by encoder and grammar, so they cannot disagree.
+//   - Bucket 0 holds dt ≤ 1 µs, the last bucket dt > 60 s, the 62 between are
+//     log-spaced. The first packet of a trace gets <dt:0>.
+//   - The <dt:k> clock is the running maximum of the capture's timestamps: a
+//     packet stamped before its predecessor (reordering in multi-interface
+//     captures) gets <dt:0>, and the dataset's ts_ns keeps its exact time.
+//   - Packets captured short of their kept bytes (small snap lengths) are
+//     encoded as captured and counted (EncodeStats.Truncated); the grammar,
+//     which describes whole packets, does not accept them, so generation
+//     always produces complete headers.
+//   - Decode never fails on a bad token stream: it decodes what it can and
+//     counts what broke the grammar (DecodeStats), so generated traces are
+//     reported, not dropped.
 package tokenizer
 
 import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 )
 
@@ -66,6 +91,7 @@ type Spec struct {
 	FirstLabelID int            `json:"first_label_id"`
 
 	labelID map[string]int
+	edges   []int64 // upper edge of buckets 0..DtBuckets-2, in ns
 }
 
 // DefaultSpec is spec v1 with its defaults: timing on, TCP payload 0, UDP 12.
@@ -126,6 +152,10 @@ func (s *Spec) Validate() error {
 		s.labelID[l] = s.FirstLabelID + i
 	}
 	s.VocabSize = s.FirstLabelID + len(s.Labels)
+	s.edges = make([]int64, s.DtBuckets-1)
+	for k := range s.edges {
+		s.edges[k] = s.edgeFormula(k)
+	}
 	s.SpecialToken = map[string]int{"<pad>": TokPad, "<pkt>": TokPkt, "<eos>": TokEOS, "<dt:0>": TokDt0}
 	return nil
 }
@@ -211,40 +241,33 @@ func ParseSpec(data []byte) (Spec, error) {
 // holds dt ≤ DtMinNs, the last bucket dt > DtMaxNs, and the ones between are
 // log-spaced: bucket k holds (edge(k-1), edge(k)].
 func (s *Spec) DtBucket(dtNs int64) int {
-	if dtNs <= s.DtMinNs {
-		return 0
+	if s.edges == nil {
+		if err := s.Validate(); err != nil {
+			return 0
+		}
 	}
-	last := s.DtBuckets - 1
-	if dtNs > s.DtMaxNs {
-		return last
-	}
-	k := int(math.Ceil(math.Log(float64(dtNs)/float64(s.DtMinNs)) / s.logStep()))
-	// guard the floating-point edges
-	for k > 1 && dtNs <= s.dtEdge(k-1) {
-		k--
-	}
-	for k < last-1 && dtNs > s.dtEdge(k) {
-		k++
-	}
-	if k < 1 {
-		k = 1
-	}
-	return k
+	// first edge ≥ dt; past the last edge: the last bucket
+	return sort.Search(len(s.edges), func(k int) bool { return s.edges[k] >= dtNs })
 }
 
-func (s *Spec) logStep() float64 {
-	return math.Log(float64(s.DtMaxNs)/float64(s.DtMinNs)) / float64(s.DtBuckets-2)
-}
-
-// dtEdge is the upper edge of bucket k (0 ≤ k ≤ DtBuckets-2), in ns.
-func (s *Spec) dtEdge(k int) int64 {
+// edgeFormula is the upper edge of bucket k (0 ≤ k ≤ DtBuckets-2), in ns:
+// DtMinNs·(DtMaxNs/DtMinNs)^(k/(DtBuckets-2)).
+func (s *Spec) edgeFormula(k int) int64 {
 	if k <= 0 {
 		return s.DtMinNs
 	}
 	if k >= s.DtBuckets-2 {
 		return s.DtMaxNs
 	}
-	return int64(math.Round(float64(s.DtMinNs) * math.Exp(float64(k)*s.logStep())))
+	step := math.Log(float64(s.DtMaxNs)/float64(s.DtMinNs)) / float64(s.DtBuckets-2)
+	return int64(math.Round(float64(s.DtMinNs) * math.Exp(float64(k)*step)))
+}
+
+func (s *Spec) dtEdge(k int) int64 {
+	if s.edges == nil {
+		return s.edgeFormula(k)
+	}
+	return s.edges[max(0, min(k, len(s.edges)-1))]
 }
 
 // DtBounds returns the range (lo, hi] of inter-arrival times in bucket k, in
@@ -267,7 +290,7 @@ func (s *Spec) DtMid(k int) int64 {
 	case k <= 0:
 		return s.DtMinNs / 2
 	case k >= s.DtBuckets-1:
-		return s.DtMaxNs
+		return s.DtMaxNs + s.DtMaxNs/2
 	}
 	return int64(math.Round(math.Sqrt(float64(lo) * float64(hi))))
 }

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func projectCaptures(t *testing.T) string {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join("..", "..", "testdata", "captures"))
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestTokenizeDetokenizeInfoCommands(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.parquet")
+	out, code := runCLI(t, nil, "-q", "tokenize", "-o", data, "--layout", "paper", "--payload", "tcp=4,udp=8", projectCaptures(t))
+	if code != 0 || !strings.Contains(out, "wrote "+data) || !strings.Contains(out, "6 traces") {
+		t.Fatalf("tokenize exit %d:\n%s", code, out)
+	}
+	out, code = runCLI(t, nil, "dataset", "info", data)
+	for _, want := range []string{"layout paper", "tcp=4 udp=8", "web", "dns", "udp_stream", "protocol mix", "IPv6/UDP", "token histogram"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("dataset info exit %d lacks %q:\n%s", code, want, out)
+		}
+	}
+	pcaps := filepath.Join(dir, "pcaps")
+	out, code = runCLI(t, nil, "detokenize", "--link", "ethernet", "-o", pcaps, data)
+	if code != 0 || !strings.Contains(out, "wrote 6 pcaps") || !strings.Contains(out, "0 invalid") {
+		t.Fatalf("detokenize exit %d:\n%s", code, out)
+	}
+	if files, _ := filepath.Glob(filepath.Join(pcaps, "*", "*.pcap")); len(files) != 6 {
+		t.Fatalf("%d pcaps written", len(files))
+	}
+}
+
+func TestTokenizeUsageErrorsExitTwo(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.parquet")
+	caps := projectCaptures(t)
+	for _, args := range [][]string{
+		{"tokenize", "-o", data},
+		{"tokenize", caps},
+		{"tokenize", "-o", data, "--layout", "wide", caps},
+		{"tokenize", "-o", data, "--timing", "maybe", caps},
+		{"tokenize", "-o", data, "--payload", "tcp=-1", caps},
+		{"tokenize", "-o", data, "--payload", "sctp=4", caps},
+		{"tokenize", "-o", data, "--label", "a", "--labels", "x.csv", caps},
+		{"detokenize", "-o", dir},
+		{"detokenize", "-o", dir, "--link", "ppp", data},
+		{"dataset", "info"},
+	} {
+		out, code := runCLI(t, nil, args...)
+		if code != 2 || !strings.Contains(out, "usage") {
+			t.Errorf("%v: exit %d, want 2 with a usage line:\n%s", args, code, out)
+		}
+	}
+}
+
+func TestTokenizeBadInputExitsOneAfterTheRest(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "web", "broken.pcap")
+	os.MkdirAll(filepath.Dir(bad), 0o755)
+	os.WriteFile(bad, []byte("not a capture"), 0o644)
+	good := filepath.Join(projectCaptures(t), "dns", "dig_veth.pcapng")
+	data := filepath.Join(dir, "d.parquet")
+	out, code := runCLI(t, nil, "-q", "tokenize", "-o", data, bad, good)
+	if code != 1 || !strings.Contains(out, "broken.pcap") || !strings.Contains(out, "1 traces") {
+		t.Fatalf("exit %d, want 1 naming the bad file after writing the good one:\n%s", code, out)
+	}
+	if _, err := os.Stat(data); err != nil {
+		t.Fatal("dataset of the good file missing")
+	}
+	strict := filepath.Join(dir, "s.parquet")
+	out, code = runCLI(t, nil, "-q", "tokenize", "--strict", "-o", strict, bad, good)
+	if code != 1 || !strings.Contains(out, "broken.pcap") {
+		t.Fatalf("--strict exit %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(strict); err == nil {
+		t.Fatal("--strict left a dataset")
+	}
+	out, code = runCLI(t, nil, "dataset", "info", bad)
+	if code != 1 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("info on a non-dataset: exit %d, want 1 with one line:\n%s", code, out)
+	}
+}
