@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/netssm/netssm/arrowdata/pipeline"
 	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/internal/progress"
 )
@@ -136,25 +136,18 @@ func ExpandCaptures(args []string) ([]string, error) {
 	return out, nil
 }
 
-// Labeler names the workload label of a capture file: from a table read with
+// Labeler names the workload of a capture: from the labels CSV read by
 // ReadLabels, else the name of the directory that holds the file.
 type Labeler struct {
-	byPath map[string]string // cleaned path as listed
-	byBase map[string]string // file name alone
+	csv pipeline.Labeler // nil: directory names only
 }
 
 // Label returns the label of the capture at path.
 func (l Labeler) Label(path string) string {
-	if v, ok := l.byPath[filepath.Clean(path)]; ok {
-		return v
-	}
-	if abs, err := filepath.Abs(path); err == nil {
-		if v, ok := l.byPath[abs]; ok {
+	if l.csv != nil {
+		if v, err := l.csv(path); err == nil {
 			return v
 		}
-	}
-	if v, ok := l.byBase[filepath.Base(path)]; ok {
-		return v
 	}
 	dir := filepath.Base(filepath.Dir(path))
 	if dir == "." || dir == string(filepath.Separator) || dir == "" {
@@ -163,61 +156,16 @@ func (l Labeler) Label(path string) string {
 	return dir
 }
 
-// ReadLabels reads a CSV table with columns file,label (a header row naming
-// them is allowed, extra columns are ignored). A file matches by its path as
-// written, its absolute path, or its base name. An empty path gives the
-// directory-name rule alone.
+// ReadLabels reads a labels CSV as `netssm-cli tokenize --labels` does
+// (pipeline.ReadLabelsCSV); files it does not list fall back to their
+// directory's name. An empty path gives the directory-name rule alone.
 func ReadLabels(path string) (Labeler, error) {
-	l := Labeler{byPath: map[string]string{}, byBase: map[string]string{}}
 	if path == "" {
-		return l, nil
+		return Labeler{}, nil
 	}
-	f, err := os.Open(path)
+	csv, err := pipeline.ReadLabelsCSV(path)
 	if err != nil {
-		return l, fmt.Errorf("reading labels: %w", err)
+		return Labeler{}, fmt.Errorf("reading labels: %w", err)
 	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.FieldsPerRecord = -1
-	fileCol, labelCol := 0, 1
-	for line := 1; ; line++ {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return l, fmt.Errorf("labels file %s: %w", path, err)
-		}
-		if line == 1 {
-			fc, lc := -1, -1
-			for i, h := range rec {
-				switch strings.ToLower(strings.TrimSpace(h)) {
-				case "file", "path":
-					fc = i
-				case "label":
-					lc = i
-				}
-			}
-			if fc >= 0 && lc >= 0 {
-				fileCol, labelCol = fc, lc
-				continue
-			}
-		}
-		if len(rec) <= max(fileCol, labelCol) {
-			return l, fmt.Errorf("labels file %s line %d: want columns file,label, got %d fields", path, line, len(rec))
-		}
-		file, label := strings.TrimSpace(rec[fileCol]), strings.TrimSpace(rec[labelCol])
-		if file == "" || label == "" {
-			return l, fmt.Errorf("labels file %s line %d: empty file or label", path, line)
-		}
-		l.byPath[filepath.Clean(file)] = label
-		if !filepath.IsAbs(file) {
-			// Relative paths are taken relative to the labels file too.
-			if abs, err := filepath.Abs(filepath.Join(filepath.Dir(path), file)); err == nil {
-				l.byPath[abs] = label
-			}
-		}
-		l.byBase[filepath.Base(file)] = label
-	}
-	return l, nil
+	return Labeler{csv: csv}, nil
 }

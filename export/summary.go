@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"google.golang.org/protobuf/proto"
@@ -100,7 +101,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 	fmt.Fprintf(tw, "weights\t%s\n", humanBytes(s.ParamBytes))
 	fmt.Fprintf(tw, "state per sequence\t%s\n", humanBytes(stateBytes(c, s.ParamBytes/max(s.ParamCount, 1))))
 	if m := s.Manifest; m != nil {
-		fmt.Fprintf(tw, "labels\t%d\n", len(m.Labels))
+		fmt.Fprintf(tw, "labels\t%d: %s\n", len(m.Labels), strings.Join(m.Labels, " "))
 		fmt.Fprintf(tw, "created\t%s by %s\n", m.Provenance.Created.Format("2006-01-02 15:04:05Z07:00"), orDash(m.Provenance.Tool))
 		if m.Provenance.Run != "" || m.Provenance.Step != 0 {
 			fmt.Fprintf(tw, "trained\trun %s, step %d, %d tokens, val loss %.4g nats/token\n", orDash(m.Provenance.Run), m.Provenance.Step, m.Provenance.Tokens, m.Provenance.ValLoss)

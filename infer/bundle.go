@@ -157,13 +157,16 @@ func (b *Bundle) Prompt(label, capturePath string, packets int) ([]int, error) {
 	return prompt, nil
 }
 
-// NewGrammar returns a fresh packet grammar of the bundle's tokenizer.
+// NewGrammar returns a fresh packet grammar of the bundle's tokenizer, with
+// the well-formedness rules on for generated packets
+// (tokenizer.Grammar.WellFormed); prompt tokens are held to the structural
+// rules only.
 func (b *Bundle) NewGrammar() Grammar {
 	g, err := b.Spec.NewGrammar()
 	if err != nil { // the spec was validated when the bundle was opened
 		return nil
 	}
-	return &specGrammar{g: g}
+	return &specGrammar{g: g.WellFormed()}
 }
 
 // specGrammar adapts tokenizer.Grammar to Grammar.
@@ -176,6 +179,13 @@ func (s *specGrammar) Advance(id int) error {
 		return fmt.Errorf("token id %d out of range", id)
 	}
 	return s.g.Advance(uint16(id))
+}
+
+func (s *specGrammar) AdvancePrompt(id int) error {
+	if id < 0 || id > math.MaxUint16 {
+		return fmt.Errorf("token id %d out of range", id)
+	}
+	return s.g.AdvanceLenient(uint16(id))
 }
 
 // Timing returns how the label's packets get their timestamps: inside

@@ -119,9 +119,9 @@ func (g grammarCheckTrace) WritePacket(ts time.Time, ip []byte) error {
 // On a random-weight model, structure-aware decoding makes every packet a
 // complete IP packet by the tokenizer's layout rules (version, IHL, L4 header
 // length, kept payload), while unconstrained decoding makes almost none. The
-// stricter verdict of gopacket (which also checks IP option TLVs, which the
-// grammar leaves free) and the TCP/UDP share are logged: only training
-// concentrates a model on TCP and UDP.
+// verdict of gopacket (whose application decoders also judge the random
+// payload bytes) and the TCP/UDP share are logged; the well-formedness rules
+// themselves are tested in the tokenizer package against gopacket and tshark.
 func TestBundleConstrainedPacketsAreWellFormed(t *testing.T) {
 	orttest.Init(t)
 	dir := t.TempDir()

@@ -257,8 +257,12 @@ func (g *generator) startTrace(i int) error {
 		if s.gram = g.job.NewGrammar(); s.gram == nil {
 			return fmt.Errorf("trace %d: no packet grammar", t)
 		}
+		advance := s.gram.Advance
+		if pg, ok := s.gram.(PromptGrammar); ok {
+			advance = pg.AdvancePrompt
+		}
 		for k, id := range g.job.Prompt {
-			if err := s.gram.Advance(id); err != nil {
+			if err := advance(id); err != nil {
 				return fmt.Errorf("the prompt breaks the packet grammar at token %d (id %d): %w", k, id, err)
 			}
 		}

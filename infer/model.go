@@ -43,6 +43,14 @@ type Grammar interface {
 	Advance(id int) error
 }
 
+// PromptGrammar is a Grammar that takes prompt tokens under looser rules
+// than it applies to generated ones (a prompt from a real capture may hold
+// packets that decoding would not make).
+type PromptGrammar interface {
+	Grammar
+	AdvancePrompt(id int) error
+}
+
 // Vocabulary names the token ids generation must recognise to assemble
 // packets: byte values are ids 0–255 (token format v1).
 type Vocabulary struct {

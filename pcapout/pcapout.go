@@ -37,7 +37,7 @@ const SnapLen = 262144
 
 // Repairs says what Check changed in one packet.
 type Repairs struct {
-	Checksum bool // IPv4 header checksum was wrong and was recomputed
+	Checksum bool // IPv4 header checksum was wrong (not zero) and was recomputed
 	Length   bool // IP length field was shorter than the bytes present and was raised
 }
 
@@ -70,7 +70,7 @@ func Check(ip []byte) (origLen int, rep Repairs, err error) {
 		ip[10], ip[11] = 0, 0
 		sum := IPv4Checksum(ip[:ihl])
 		binary.BigEndian.PutUint16(ip[10:12], sum)
-		rep.Checksum = sum != old
+		rep.Checksum = sum != old && old != 0 // zero: left out by the tokenizer (spec checksums=zero), not wrong
 		return total, rep, nil
 	case 6:
 		if len(ip) < 40 {

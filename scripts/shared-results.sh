@@ -40,7 +40,7 @@ fi
 
 if [ ! -f run/config.json ]; then
   "${cli[@]}" train --data train.parquet --val heldout.parquet --preset small --ctx 1024 --batch 4 --segment 16384 \
-    --time "$time_budget" --lr 2e-3 --warmup 30 --eval-every 50 --eval-tokens 40000 --checkpoint-every 25 \
+    --time "$time_budget" --lr 2e-3 --warmup 30 --eval-every 150 --eval-tokens 20000 --checkpoint-every 75 \
     --seed 1 --out run | tee train.txt
 elif [ ! -f run/loss.png ]; then
   "${cli[@]}" train --out run --resume | tee train.txt

@@ -106,6 +106,9 @@ func (e *Encoder) Add(ts time.Time, wireLen int, ip []byte) error {
 	for i, b := range ip[:keep] {
 		e.tr.Tokens[n+i] = uint16(b)
 	}
+	if s.ZeroChecksums() {
+		zeroPairs(ip[:keep], l, func(i int) { e.tr.Tokens[n+i] = 0 })
+	}
 	if s.Layout == LayoutPaper {
 		for i := keep; i < s.PaperPacketLen; i++ {
 			e.tr.Tokens = append(e.tr.Tokens, TokPad)

@@ -9,13 +9,18 @@ import "fmt"
 // length and TCP's data offset: <pkt> and <eos> are allowed exactly where the
 // packet's kept bytes (Spec.Keep) end, and bytes nowhere after that.
 //
+// WellFormed adds the rules that make each packet one that protocol
+// analysers read without complaint (see wellformed.go); decoding uses it,
+// checking real traces does not.
+//
 // A Grammar is a small value: copy it with Clone to fork a sample.
 type Grammar struct {
-	spec  *Spec
-	state grammarState
-	pkt   []byte // bytes of the current packet so far
-	pads  int    // paper layout: pads after the bytes
-	final int    // kept length of the current packet, -1 until the headers tell
+	spec   *Spec
+	state  grammarState
+	pkt    []byte // bytes of the current packet so far
+	pads   int    // paper layout: pads after the bytes
+	final  int    // kept length of the current packet, -1 until the headers tell
+	strict bool   // WellFormed rules on
 }
 
 type grammarState uint8
@@ -36,6 +41,24 @@ func (s *Spec) NewGrammar() (*Grammar, error) {
 		}
 	}
 	return &Grammar{spec: s, final: -1}, nil
+}
+
+// WellFormed switches on the well-formedness rules for the bytes that follow
+// and returns g.
+func (g *Grammar) WellFormed() *Grammar {
+	g.strict = true
+	return g
+}
+
+// AdvanceLenient is Advance with the well-formedness rules off for this
+// token: a prompt taken from a real capture may hold packets that decoding
+// would not make.
+func (g *Grammar) AdvanceLenient(tok uint16) error {
+	strict := g.strict
+	g.strict = false
+	err := g.Advance(tok)
+	g.strict = strict
+	return err
 }
 
 // Clone returns an independent copy.
@@ -62,27 +85,32 @@ func (g *Grammar) canEnd() bool {
 	return g.final >= 0 && len(g.pkt) == g.final
 }
 
-// byteRange gives the allowed range of the next byte of the packet; ok is
-// false when no byte may follow.
-func (g *Grammar) byteRange() (lo, hi int, ok bool) {
+// byteRule gives the bytes allowed next in the packet.
+func (g *Grammar) byteRule() byteRule {
 	n := len(g.pkt)
 	if g.pads > 0 {
-		return 0, 0, false
+		return noByte
 	}
 	if g.spec.Layout == LayoutPaper && n >= g.spec.PaperPacketLen {
-		return 0, 0, false
+		return noByte
 	}
 	if g.final >= 0 && n >= g.final {
-		return 0, 0, false
+		return noByte
+	}
+	if g.spec.ZeroChecksums() && g.spec.ChecksumAt(g.pkt) {
+		return byteSet(0).because("checksums are written as zero (spec checksums=zero)")
+	}
+	if g.strict {
+		return wellFormedRule(g.pkt)
 	}
 	if n == 0 {
-		return 0x45, 0x6f, true // IPv4 with IHL ≥ 5, or IPv6; 0x50–0x5f are cut below
+		return firstByteRule
 	}
 	// TCP data offset ≥ 5: the byte 12 into the TCP header.
 	if l := g.spec.Keep(g.pkt); !l.Complete && l.Proto == ProtoTCP && l.IPHdrLen > 0 && n == l.IPHdrLen+12 {
-		return 0x50, 0xff, true
+		return byteRange(0x50, 0xff)
 	}
-	return 0, 255, true
+	return anyByte
 }
 
 // Allowed fills mask (length ≥ VocabSize; allocated when nil or short) with
@@ -107,16 +135,7 @@ func (g *Grammar) Allowed(mask []bool) []bool {
 			mask[TokDt0+k] = true
 		}
 	case gBytes:
-		if lo, hi, ok := g.byteRange(); ok {
-			for b := lo; b <= hi; b++ {
-				mask[b] = true
-			}
-			if len(g.pkt) == 0 {
-				for b := 0x50; b < 0x60; b++ {
-					mask[b] = false
-				}
-			}
-		}
+		g.byteRule().fill(mask)
 		if s.Layout == LayoutPaper && g.final >= 0 && len(g.pkt) >= g.final && len(g.pkt)+g.pads < s.PaperPacketLen {
 			mask[TokPad] = true
 		}
@@ -176,8 +195,10 @@ func (g *Grammar) Advance(tok uint16) error {
 			}
 			g.pads++
 		case t < NumByteTokens:
-			lo, hi, ok := g.byteRange()
-			if !ok || t < lo || t > hi || (len(g.pkt) == 0 && t >= 0x50 && t < 0x60) {
+			if r := g.byteRule(); !r.allows(t) {
+				if g.strict && r.why != "" {
+					return fmt.Errorf("grammar: byte %#02x not allowed at packet byte %d: %s", t, len(g.pkt), r.why)
+				}
 				return refuse()
 			}
 			g.pkt = append(g.pkt, byte(t))

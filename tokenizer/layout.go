@@ -134,3 +134,78 @@ func (s *Spec) Keep(ip []byte) PacketLayout {
 	l.Complete = true
 	return l
 }
+
+// checksumOffsets gives where a packet of layout l holds its IPv4 header
+// checksum and its L4 checksum (-1: none).
+func checksumOffsets(l PacketLayout) (ip, l4 int) {
+	ip, l4 = -1, -1
+	if l.Version == 4 {
+		ip = 10
+	}
+	if off := l4ChecksumOffset(l.Proto); off >= 0 && l.IPHdrLen > 0 && (l.Version == 4 || l.Version == 6) {
+		l4 = l.IPHdrLen + off
+	}
+	return ip, l4
+}
+
+// ChecksumAt reports whether byte n of a packet whose first n bytes are p
+// (n = len(p)) is a checksum byte: the IPv4 header checksum, or the TCP,
+// UDP, ICMP or ICMPv6 checksum of a first fragment.
+func (s *Spec) ChecksumAt(p []byte) bool {
+	n := len(p)
+	if n == 0 {
+		return false
+	}
+	if p[0]>>4 == 4 && (n == 10 || n == 11) {
+		return true
+	}
+	l := s.Keep(p)
+	if n < l.IPHdrLen {
+		return false
+	}
+	_, l4 := checksumOffsets(l)
+	return l4 >= 0 && (n == l4 || n == l4+1)
+}
+
+// l4ChecksumOffset is where the checksum sits in the L4 header, -1 for
+// protocols without one the tokenizer knows.
+func l4ChecksumOffset(proto int) int {
+	switch proto {
+	case ProtoTCP:
+		return 16
+	case ProtoUDP:
+		return 6
+	case ProtoICMP, ProtoICMPv6:
+		return 2
+	}
+	return -1
+}
+
+// ZeroChecksums reports whether the spec writes checksums as zero.
+func (s *Spec) ZeroChecksums() bool { return s.Checksums == ChecksumsZero }
+
+// KeptBytes returns (a copy of) what a trace holds of the IP packet ip: its
+// kept bytes (Keep, as far as captured), with the checksums zeroed when the
+// spec says so. Decoding a packet's tokens gives exactly these bytes.
+func (s *Spec) KeptBytes(ip []byte) []byte {
+	l := s.Keep(ip)
+	out := append([]byte(nil), ip[:min(l.Keep, len(ip))]...)
+	if s.Layout == LayoutPaper && len(out) > s.PaperPacketLen {
+		out = out[:s.PaperPacketLen]
+	}
+	if s.ZeroChecksums() {
+		zeroPairs(out, l, func(i int) { out[i] = 0 })
+	}
+	return out
+}
+
+// zeroPairs calls zero for each checksum byte of a packet of layout l that
+// lies inside its first len(kept) bytes.
+func zeroPairs(kept []byte, l PacketLayout, zero func(int)) {
+	ip, l4 := checksumOffsets(l)
+	for _, at := range []int{ip, l4} {
+		for i := at; i >= 0 && i <= at+1 && i < len(kept); i++ {
+			zero(i)
+		}
+	}
+}

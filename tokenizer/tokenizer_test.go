@@ -163,10 +163,29 @@ func syntheticTrace() ([][]byte, []time.Time) {
 	return pkts, []time.Time{t0, t0.Add(3 * time.Microsecond), t0.Add(2 * time.Second)}
 }
 
+// zeroChecksums is what the default spec keeps of a packet's bytes: the
+// checksum bytes zeroed.
+func zeroChecksums(sp *tokenizer.Spec, p []byte) []byte {
+	q := append([]byte(nil), p...)
+	if sp.ZeroChecksums() {
+		for i := range q {
+			if sp.ChecksumAt(q[:i]) {
+				q[i] = 0
+			}
+		}
+	}
+	return q
+}
+
 func TestEncodeDecodeRoundTrip(t *testing.T) {
-	for _, timing := range []bool{true, false} {
+	for _, c := range []struct {
+		timing    bool
+		checksums string
+	}{{true, tokenizer.ChecksumsZero}, {false, tokenizer.ChecksumsZero}, {true, tokenizer.ChecksumsKeep}} {
+		timing := c.timing
 		s := tokenizer.DefaultSpec()
 		s.Timing = timing
+		s.Checksums = c.checksums
 		sp := specWith(t, s, "web")
 		pkts, times := syntheticTrace()
 		tr := encode(t, sp, "web", pkts, times)
@@ -186,9 +205,22 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			t.Fatalf("decode: %v %q %+v", err, d.Stats, d)
 		}
 		for i, p := range d.Packets {
-			want := pkts[i][:sp.Keep(pkts[i]).Keep]
+			want := zeroChecksums(sp, pkts[i][:sp.Keep(pkts[i]).Keep])
 			if !bytes.Equal(p.Bytes, want) {
-				t.Fatalf("packet %d bytes differ", i)
+				t.Fatalf("checksums %s: packet %d bytes differ:\n got % x\nwant % x", c.checksums, i, p.Bytes, want)
+			}
+			if c.checksums == tokenizer.ChecksumsZero {
+				// The checksum bytes are the only ones that change.
+				orig := pkts[i][:len(want)]
+				diff := 0
+				for k := range want {
+					if want[k] != orig[k] {
+						diff++
+					}
+				}
+				if diff > 4 || (i == 0 && diff == 0) {
+					t.Fatalf("packet %d: %d bytes zeroed, want the checksum bytes (2–4, some in the TCP packet)", i, diff)
+				}
 			}
 			if timing {
 				dt := times[i].Sub(times[max(i-1, 0)]).Nanoseconds()
@@ -268,44 +300,55 @@ func grammarAcceptsMask(sp *tokenizer.Spec, toks []uint16, withMask bool) error 
 	return nil
 }
 
-// checkCaptures encodes every packet of the files one packet per trace and
-// checks the grammar accepts each packet whose kept bytes were captured.
+// eachWholePacket encodes every IP packet of the files as a trace of its
+// own and calls fn with those whose kept bytes were all captured; it returns
+// how many were captured short (skipped).
+func eachWholePacket(t *testing.T, sp *tokenizer.Spec, files []string, fn func(file string, index int, tr tokenizer.Trace)) (short int) {
+	t.Helper()
+	for _, f := range files {
+		r, err := capture.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			p, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.IP == nil {
+				continue
+			}
+			enc, _ := sp.NewEncoder(sp.Labels[0])
+			enc.Add(p.Timestamp, p.IPWireLen(), p.IP)
+			tr := enc.Finish()
+			if tr.Stats.Truncated > 0 || tr.Stats.Malformed > 0 {
+				short++
+				continue
+			}
+			fn(f, p.Index, tr)
+		}
+		r.Close()
+	}
+	return short
+}
+
+// checkCaptures checks the grammar accepts each packet of the files whose
+// kept bytes were captured, one packet per trace.
 func checkCaptures(t *testing.T, files []string, withMask bool) {
 	for _, timing := range []bool{true, false} {
 		s := tokenizer.DefaultSpec()
 		s.Timing = timing
 		sp := specWith(t, s, "x")
-		accepted, truncated := 0, 0
-		for _, f := range files {
-			r, err := capture.Open(f)
-			if err != nil {
-				t.Fatal(err)
+		accepted := 0
+		truncated := eachWholePacket(t, sp, files, func(f string, index int, tr tokenizer.Trace) {
+			if err := grammarAcceptsMask(sp, tr.Tokens, withMask); err != nil {
+				t.Fatalf("%s packet %d (timing %v): %v", f, index, timing, err)
 			}
-			for {
-				p, err := r.Next()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if p.IP == nil {
-					continue
-				}
-				enc, _ := sp.NewEncoder("x")
-				enc.Add(p.Timestamp, p.IPWireLen(), p.IP)
-				tr := enc.Finish()
-				if tr.Stats.Truncated > 0 || tr.Stats.Malformed > 0 {
-					truncated++
-					continue
-				}
-				if err := grammarAcceptsMask(sp, tr.Tokens, withMask); err != nil {
-					t.Fatalf("%s packet %d (timing %v): %v", f, p.Index, timing, err)
-				}
-				accepted++
-			}
-			r.Close()
-		}
+			accepted++
+		})
 		t.Logf("timing %v: grammar accepted %d packets token by token; %d captured short of their kept bytes (skipped)", timing, accepted, truncated)
 		if accepted == 0 {
 			t.Fatal("no packet checked")
@@ -347,7 +390,7 @@ func TestGrammarRefusesImpossiblePackets(t *testing.T) {
 		{"bytes-past-the-kept-length", udp[:41], []uint16{tokenizer.TokEOS}},
 	} {
 		toks := append([]uint16(nil), prefix...)
-		for _, b := range c.pkt {
+		for _, b := range zeroChecksums(sp, c.pkt) {
 			toks = append(toks, uint16(b))
 		}
 		toks = append(toks, c.end...)
@@ -356,7 +399,7 @@ func TestGrammarRefusesImpossiblePackets(t *testing.T) {
 		}
 	}
 	ok := append([]uint16(nil), prefix...)
-	for _, b := range udp[:40] {
+	for _, b := range zeroChecksums(sp, udp[:40]) {
 		ok = append(ok, uint16(b))
 	}
 	if err := grammarAccepts(sp, append(ok, tokenizer.TokEOS)); err != nil {

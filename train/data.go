@@ -31,6 +31,7 @@ type Window struct {
 // trace, or one segment of it.
 type unit struct {
 	Trace, Start, End int
+	Label             bool // read the trace's first token (its label) before Start
 }
 
 // rowState is one batch row's walk.
@@ -48,7 +49,8 @@ type loaderState struct {
 	Epoch   int        `json:"epoch"`
 	Next    int        `json:"next"` // next position in this epoch's permutation
 	Rows    []rowState `json:"rows"`
-	Draws   uint64     `json:"draws"` // random mode: windows drawn so far
+	Draws   uint64     `json:"draws"`             // random mode: windows drawn so far
+	Aligned bool       `json:"aligned,omitempty"` // segments start at packets, behind the label
 }
 
 // Loader yields training windows.
@@ -57,10 +59,16 @@ type loaderState struct {
 // seeded per-epoch permutation, window after window, carrying the recurrent
 // state from one window to the next: the state a window starts from is the
 // state of the same trace just before it. A unit is a whole trace or, with a
-// segment length S > 0, a stretch of S tokens of one (so that a short
+// segment length S > 0, a stretch of about S tokens of one (so that a short
 // training budget still sees many traces instead of the first few of a
 // dataset of long captures); a window never crosses a unit's end (its tail is
 // masked) and the row's state is reset where a unit starts.
+//
+// Segments start at a packet (<pkt>, when the packet token is known) and are
+// read behind the trace's first token, its label: every walk from a zero
+// state then begins as generation does, with the label, so the model learns
+// to condition on it rather than on whatever stretch of bytes a segment
+// happened to begin with.
 //
 // In random mode each window is an independent random slice of a random trace
 // starting from a zero state (transformer-style sampling, kept for
@@ -72,11 +80,14 @@ type Loader struct {
 	units []unit
 	st    loaderState
 	cache map[int][]uint16 // the traces rows are currently on
+	// labelled holds the label-prefixed copies of the units rows are on.
+	labelled map[int][]uint16
 }
 
 // NewLoader makes a loader over store for batch rows of ctx tokens. segment
-// is the stream-mode unit length in tokens (0: whole traces).
-func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segment int) (*Loader, error) {
+// is the stream-mode unit length in tokens (0: whole traces); pktToken is
+// the id of <pkt>, where segments start (−1: anywhere, without the label).
+func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segment, pktToken int) (*Loader, error) {
 	n := store.NumTraces()
 	if n == 0 {
 		return nil, fmt.Errorf("the dataset has no traces")
@@ -84,7 +95,7 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 	if mode != "stream" && mode != "random" {
 		return nil, fmt.Errorf("unknown data mode %q (stream | random)", mode)
 	}
-	l := &Loader{store: store, batch: batch, ctx: ctx, cache: map[int][]uint16{}}
+	l := &Loader{store: store, batch: batch, ctx: ctx, cache: map[int][]uint16{}, labelled: map[int][]uint16{}}
 	for i := 0; i < n; i++ {
 		if segment <= 0 {
 			l.units = append(l.units, unit{Trace: i, Start: 0, End: -1})
@@ -94,15 +105,29 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 		if err != nil {
 			return nil, fmt.Errorf("reading trace %d: %w", i, err)
 		}
-		for s := 0; s+1 < len(toks); s += segment {
-			l.units = append(l.units, unit{Trace: i, Start: s, End: min(s+segment, len(toks))})
+		if pktToken < 0 {
+			for s := 0; s+1 < len(toks); s += segment {
+				l.units = append(l.units, unit{Trace: i, Start: s, End: min(s+segment, len(toks))})
+			}
+			continue
+		}
+		// Cut at the first <pkt> at or after each multiple of segment.
+		start := 0
+		for start+1 < len(toks) {
+			end := start + segment
+			for end < len(toks) && int(toks[end]) != pktToken {
+				end++
+			}
+			end = min(end, len(toks))
+			l.units = append(l.units, unit{Trace: i, Start: start, End: end, Label: start > 0})
+			start = end
 		}
 	}
 	rows := make([]rowState, batch)
 	for i := range rows {
 		rows[i].Unit = -1
 	}
-	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows}
+	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows, Aligned: segment > 0 && pktToken >= 0}
 	return l, nil
 }
 
@@ -118,12 +143,13 @@ func (l *Loader) Restore(raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("data position in checkpoint: %w", err)
 	}
-	if len(st.Rows) != l.batch || st.Mode != l.st.Mode || st.Segment != l.st.Segment {
+	if len(st.Rows) != l.batch || st.Mode != l.st.Mode || st.Segment != l.st.Segment || st.Aligned != l.st.Aligned {
 		return fmt.Errorf("data position in checkpoint is for %d rows in %s mode (segment %d), this run has %d rows in %s mode (segment %d)",
 			len(st.Rows), st.Mode, st.Segment, l.batch, l.st.Mode, l.st.Segment)
 	}
 	l.st = st
 	l.cache = map[int][]uint16{}
+	l.labelled = map[int][]uint16{}
 	return nil
 }
 
@@ -156,6 +182,15 @@ func (l *Loader) span(u int) ([]uint16, error) {
 	end := len(toks)
 	if un.End >= 0 {
 		end = min(un.End+1, len(toks))
+	}
+	if un.Label {
+		if c, ok := l.labelled[u]; ok {
+			return c, nil
+		}
+		c := make([]uint16, 0, end-un.Start+1)
+		c = append(append(c, toks[0]), toks[un.Start:end]...)
+		l.labelled[u] = c
+		return c, nil
 	}
 	return toks[un.Start:end], nil
 }
@@ -213,6 +248,9 @@ func (l *Loader) Next() (*Window, error) {
 			if row.Unit < 0 || row.Offset+1 >= len(toks) {
 				if row.Unit >= 0 && !l.inUse(l.units[row.Unit].Trace, r) {
 					delete(l.cache, l.units[row.Unit].Trace)
+				}
+				if row.Unit >= 0 {
+					delete(l.labelled, row.Unit)
 				}
 				// Skip units too short to hold a single target.
 				for tries := 0; ; tries++ {

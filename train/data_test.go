@@ -23,7 +23,7 @@ func seqStore(lengths ...int) SliceStore {
 // a trace starts.
 func TestStreamWindowsWalkWholeTraces(t *testing.T) {
 	store := seqStore(10, 3, 25)
-	l, err := NewLoader(store, 1, 4, "stream", 1, 0)
+	l, err := NewLoader(store, 1, 4, "stream", 1, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,12 +60,12 @@ func TestStreamWindowsWalkWholeTraces(t *testing.T) {
 
 func TestLoaderRestoreContinuesExactly(t *testing.T) {
 	store := seqStore(7, 30, 12, 5)
-	a, _ := NewLoader(store, 2, 5, "stream", 42, 0)
+	a, _ := NewLoader(store, 2, 5, "stream", 42, 0, -1)
 	for i := 0; i < 5; i++ {
 		a.Next()
 	}
 	saved := a.State()
-	b, _ := NewLoader(store, 2, 5, "stream", 42, 0)
+	b, _ := NewLoader(store, 2, 5, "stream", 42, 0, -1)
 	if err := b.Restore(saved); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestLoaderRestoreContinuesExactly(t *testing.T) {
 }
 
 func TestEmptyDatasetIsRefused(t *testing.T) {
-	if _, err := NewLoader(SliceStore{}, 1, 4, "stream", 1, 0); err == nil {
+	if _, err := NewLoader(SliceStore{}, 1, 4, "stream", 1, 0, -1); err == nil {
 		t.Fatal("no error for an empty dataset")
 	}
 }
@@ -92,7 +92,7 @@ func TestEmptyDatasetIsRefused(t *testing.T) {
 func TestSegmentsCoverEveryTokenOnceWithResets(t *testing.T) {
 	store := seqStore(23, 4, 41)
 	const seg, ctx = 8, 3
-	l, err := NewLoader(store, 1, ctx, "stream", 5, seg)
+	l, err := NewLoader(store, 1, ctx, "stream", 5, seg, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +123,68 @@ func TestSegmentsCoverEveryTokenOnceWithResets(t *testing.T) {
 			if seen[int64(tok)] != 1 {
 				t.Fatalf("token %d seen %d times as a target", tok, seen[int64(tok)])
 			}
+		}
+	}
+}
+
+// TestAlignedSegmentsStartWithLabelAndPacket: with the packet token known,
+// every walk from a zero state reads the trace's label, then a <pkt>; the
+// segments still cover every token of every trace as a target.
+func TestAlignedSegmentsStartWithLabelAndPacket(t *testing.T) {
+	const pkt = 9
+	var store SliceStore
+	for tr, lens := range [][]int{{3, 5, 2, 7, 4, 4}, {6, 1, 8}, {2}} {
+		toks := []uint16{uint16(100 + tr)} // label
+		for _, n := range lens {
+			toks = append(toks, pkt)
+			for k := 0; k < n; k++ {
+				toks = append(toks, uint16(10+len(toks)))
+			}
+		}
+		store = append(store, append(toks, 99)) // <eos>
+	}
+	const seg, ctx = 7, 4
+	l, err := NewLoader(store, 1, ctx, "stream", 3, seg, pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[[2]int]int{} // (trace label, token) as a target
+	labelOf := func(w *Window) int { return int(w.Inputs[0]) }
+	var cur int
+	for step := 0; step < 400 && l.st.Epoch == 0; step++ {
+		w, err := l.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.st.Epoch > 0 {
+			break
+		}
+		if w.Reset[0] {
+			cur = labelOf(w)
+			if cur < 100 || cur > 102 {
+				t.Fatalf("a walk from a zero state starts with %d, not a label", cur)
+			}
+			if w.Mask[0] == 1 && w.Targets[0] != pkt {
+				t.Fatalf("the label is followed by %d, not <pkt>", w.Targets[0])
+			}
+		}
+		for i := 0; i < ctx; i++ {
+			if w.Mask[i] == 1 {
+				seen[[2]int{cur, int(w.Targets[i])}]++
+			}
+		}
+	}
+	for _, toks := range store {
+		for _, tok := range toks[1:] {
+			if tok != pkt && seen[[2]int{int(toks[0]), int(tok)}] != 1 {
+				t.Fatalf("trace %d token %d a target %d times, want once", toks[0], tok, seen[[2]int{int(toks[0]), int(tok)}])
+			}
+		}
+	}
+	for _, u := range l.units {
+		toks := store[u.Trace]
+		if u.Start > 0 && int(toks[u.Start]) != pkt {
+			t.Fatalf("segment of trace %d starts at token %d (%d), not at a <pkt>", u.Trace, u.Start, toks[u.Start])
 		}
 	}
 }

@@ -147,7 +147,7 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 	}
 	defer eng.Close()
 
-	loader, err := NewLoader(data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed, cfg.Segment)
+	loader, err := NewLoader(data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed, cfg.Segment, m.PktToken)
 	if err != nil {
 		return res, fmt.Errorf("training data: %w", err)
 	}
@@ -170,6 +170,7 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 	step, tokens := int64(0), int64(0)
 	best := math.Inf(1)
 	elapsedBefore := 0.0
+	resumedLoss := 0.0 // training loss at the checkpoint resumed from
 	if ck != nil {
 		if err := eng.Restore(ck); err != nil {
 			return res, fmt.Errorf("restoring checkpoint: %w", err)
@@ -183,9 +184,10 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		}
 		var extra struct {
 			Elapsed float64 `json:"elapsed_s"`
+			Loss    float64 `json:"loss"`
 		}
 		json.Unmarshal(ck.Header.RNGState, &extra)
-		elapsedBefore = extra.Elapsed
+		elapsedBefore, resumedLoss = extra.Elapsed, extra.Loss
 	}
 	metrics, err := openMetrics(filepath.Join(runDir, "metrics.jsonl"), map[bool]int64{true: step, false: -1}[ck != nil])
 	if err != nil {
@@ -206,10 +208,11 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 	defer bar.Finish()
 
 	lastCkpt := ""
+	lastLoss := resumedLoss
 	save := func(valLoss float64, isBest bool) error {
 		entries, tensors := eng.Snapshot()
 		cfgJSON, _ := json.Marshal(cfg)
-		rng, _ := json.Marshal(map[string]float64{"elapsed_s": elapsed()})
+		rng, _ := json.Marshal(map[string]float64{"elapsed_s": elapsed(), "loss": finiteOr(lastLoss, 0)})
 		c := &Checkpoint{Header: CheckpointHeader{
 			Step: step, Tokens: tokens, BestVal: finiteOr(best, 0), ValLoss: finiteOr(valLoss, 0),
 			RunConfig: cfgJSON, DataState: loader.State(), RNGState: rng, Tensors: entries,
@@ -232,7 +235,6 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 	}
 
 	windowStart, tokensAtWindow := time.Now(), tokens
-	var lastLoss float64
 	var lastVal *ValResult
 	for {
 		if total > 0 && step >= total {

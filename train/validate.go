@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"sort"
 
 	ortgo "github.com/yalue/onnxruntime_go"
 
@@ -34,6 +35,7 @@ type Validator struct {
 	unigram   []float64 // −log p(token) under training frequencies
 	pktToken  int       // id of <pkt>, or −1
 	states    map[string]*buffer
+	lens      []int64 // tokens per trace, read on the first Run
 	nextState map[string]*buffer
 }
 
@@ -93,6 +95,39 @@ func UnigramTable(store TraceStore, vocab int) ([]float64, error) {
 	return nlp, nil
 }
 
+// assign spreads the traces over the B rows, longest first onto the row with
+// the fewest tokens so far, so that a few long captures do not leave the
+// other rows idle (a row walks its traces one after another).
+func (v *Validator) assign(perTrace int64, add func(row, trace int)) error {
+	if v.lens == nil {
+		for i := 0; i < v.store.NumTraces(); i++ {
+			t, err := v.store.TraceTokens(i)
+			if err != nil {
+				return fmt.Errorf("validation trace %d: %w", i, err)
+			}
+			v.lens = append(v.lens, int64(len(t)))
+		}
+	}
+	order := make([]int, len(v.lens))
+	for i := range order {
+		order[i] = i
+	}
+	size := func(i int) int64 { return min(v.lens[i], perTrace) }
+	sort.SliceStable(order, func(a, b int) bool { return size(order[a]) > size(order[b]) })
+	load := make([]int64, v.batch)
+	for _, i := range order {
+		r := 0
+		for k := range load {
+			if load[k] < load[r] {
+				r = k
+			}
+		}
+		load[r] += size(i)
+		add(r, i)
+	}
+	return nil
+}
+
 // Run evaluates the parameters (by name) on the validation traces.
 func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 	B, T := v.batch, v.ctx
@@ -107,8 +142,8 @@ func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 		perTrace = max(v.maxTokens/int64(max(v.store.NumTraces(), 1)), int64(T))
 	}
 	rows := make([]rowWalk, B)
-	for i := 0; i < v.store.NumTraces(); i++ {
-		rows[i%B].traces = append(rows[i%B].traces, i)
+	if err := v.assign(perTrace, func(r, trace int) { rows[r].traces = append(rows[r].traces, trace) }); err != nil {
+		return ValResult{}, err
 	}
 	ids, err := ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T)))
 	if err != nil {

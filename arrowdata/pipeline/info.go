@@ -113,8 +113,12 @@ func (info DatasetInfo) Write(w io.Writer, topTokens int) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(w, "dataset %s: %d traces, %d packets, %d tokens, %d row groups\n", info.Path, info.Traces, info.Packets, info.Tokens, info.RowGroups)
 	s := info.Spec
-	fmt.Fprintf(w, "tokenizer: spec v%d, layout %s, timing %v, payload tcp=%d udp=%d icmp=%d other=%d, vocabulary %d\n\n",
-		s.Version, s.Layout, s.Timing, s.Payload.TCP, s.Payload.UDP, s.Payload.ICMP, s.Payload.Other, s.VocabSize)
+	checksums := s.Checksums
+	if checksums == "" {
+		checksums = tokenizer.ChecksumsKeep
+	}
+	fmt.Fprintf(w, "tokenizer: spec v%d, layout %s, timing %v, payload tcp=%d udp=%d icmp=%d other=%d, checksums %s, vocabulary %d\n\n",
+		s.Version, s.Layout, s.Timing, s.Payload.TCP, s.Payload.UDP, s.Payload.ICMP, s.Payload.Other, checksums, s.VocabSize)
 	fmt.Fprintln(tw, "label\ttraces\tpackets\ttokens\ttokens/packet\t")
 	for _, l := range info.PerLabel {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t\n", l.Label, l.Traces, l.Packets, l.Tokens, float64(l.Tokens)/float64(max(l.Packets, 1)))

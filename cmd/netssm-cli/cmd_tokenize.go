@@ -32,6 +32,7 @@ func init() {
 			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 | paper (NetSSM's 128-byte padded packets)"},
 			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on for v1, off for paper)"},
 			&cli.StringFlag{Name: "payload", Value: "tcp=0,udp=12", Usage: "payload bytes kept per protocol: tcp=N,udp=N[,icmp=N,other=N]"},
+			&cli.StringFlag{Name: "checksums", Value: "", Usage: "zero | keep: write the IPv4 header and TCP/UDP/ICMP checksums as zero bytes, or keep them as captured (default zero for v1, keep for paper)"},
 			&cli.IntFlag{Name: "max-packets", Usage: "split captures into traces of at most `N` packets (0: one trace per capture)"},
 			&cli.StringFlag{Name: "anonymize", Usage: "rewrite IP addresses with Crypto-PAn under `KEY` (a passphrase, or 64 hex digits)"},
 			&cli.BoolFlag{Name: "strict", Usage: "stop at the first bad input file"},
@@ -47,7 +48,7 @@ func runTokenize(c *cli.Context) error {
 	if c.IsSet("label") && c.IsSet("labels") {
 		return usagef("--label and --labels are exclusive")
 	}
-	spec, err := specFromFlags(c.String("layout"), c.String("timing"), c.String("payload"))
+	spec, err := specFromFlags(c.String("layout"), c.String("timing"), c.String("payload"), c.String("checksums"))
 	if err != nil {
 		return err
 	}
@@ -96,9 +97,9 @@ func runTokenize(c *cli.Context) error {
 	return nil
 }
 
-// specFromFlags builds a tokenizer spec from the --layout, --timing and
+// specFromFlags builds a tokenizer spec from the --layout, --timing, --checksums and
 // --payload flags (shared by commands that tokenize).
-func specFromFlags(layout, timing, payload string) (tokenizer.Spec, error) {
+func specFromFlags(layout, timing, payload, checksums string) (tokenizer.Spec, error) {
 	var spec tokenizer.Spec
 	switch layout {
 	case "v1":
@@ -116,6 +117,13 @@ func specFromFlags(layout, timing, payload string) (tokenizer.Spec, error) {
 		spec.Timing = false
 	default:
 		return spec, usagef("--timing %q: want on or off", timing)
+	}
+	switch checksums {
+	case "":
+	case tokenizer.ChecksumsZero, tokenizer.ChecksumsKeep:
+		spec.Checksums = checksums
+	default:
+		return spec, usagef("--checksums %q: want zero or keep", checksums)
 	}
 	for _, kv := range strings.Split(payload, ",") {
 		if strings.TrimSpace(kv) == "" {
