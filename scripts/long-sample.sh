@@ -5,9 +5,13 @@
 #      RSS of each (GNU time), tokens/s;
 #   2. tshark over every file written: packets, malformed packets;
 #   3. the share of packets tshark parses as IPv4/IPv6 + TCP/UDP, with and
-#      without structure-aware decoding (4 traces x 500 packets per label).
+#      without structure-aware decoding (4 traces x 500 packets per label);
+#   4. seeds and shards: byte-identical files.
 #
 #   scripts/long-sample.sh BUNDLE [WORK_DIR] [LABEL]    (defaults: long-sample, first label)
+#
+# SHARE_ON=DIR SHARE_OFF=DIR take the files of step 3 from an earlier run
+# (e.g. scripts/shared-results.sh's synthetic/ and synthetic-unconstrained/).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 bundle="$(cd "$1" && pwd)"
@@ -36,7 +40,9 @@ r10k=$(awk -F': ' '/Maximum resident set size/ {print $2}' long-10000.time)
 r1m=$(awk -F': ' '/Maximum resident set size/ {print $2}' long-1000000.time)
 awk -v a="$r10k" -v b="$r1m" 'BEGIN { printf "peak RSS 1M / 10k tokens: %.3f\n", b/a }'
 
+share_on="${SHARE_ON:-share-on}" share_off="${SHARE_OFF:-share-off}"
 for c in on off; do
+  [ -n "${SHARE_ON:-}" ] && break
   for l in $labels; do
     d="share-$c/$l"
     [ -d "$d" ] && continue
@@ -54,21 +60,28 @@ count() { # files… → "packets parsed malformed"
 read -r n p m < <(count long-10000.pcap long-1000000.pcap)
 echo "long traces: $n packets, $m malformed (tshark)"
 for c in on off; do
-  read -r n p m < <(count share-$c/*/*.pcap)
+  dir=$share_on
+  [ "$c" = off ] && dir=$share_off
+  read -r n p m < <(count "$dir"/*/*.pcap)
   awk -v c="$c" -v n="$n" -v p="$p" -v m="$m" 'BEGIN { printf "structure-aware decoding %s: %d packets, IPv4/IPv6+TCP/UDP %.1f%%, malformed %d (%.1f%%)\n", c, n, 100*p/n, m, 100*m/n }'
 done
+
+# Labels must matter: the same seed under different labels should not give
+# the same file.
+dups=$(md5sum "$share_on"/*/*.pcap | awk '{print $1}' | sort | uniq -d | wc -l)
+echo "files identical across labels (same seed, same trace index): $dups"
 
 # Seeds and shards: the same seed twice, another batch size, and two shards
 # must give byte-identical files.
 if [ ! -f seeds.done ]; then
   rm -rf seed-a seed-b seed-c shards
-  common=(--model "$bundle" --label "$label" --traces 6 --packets 200 --seed 7)
+  common=(--model "$bundle" --label "$label" --traces 4 --packets 100 --seed 7)
   ./netssm-cli --quiet sample "${common[@]}" --batch 2 -o seed-a/ > /dev/null
   ./netssm-cli --quiet sample "${common[@]}" --batch 2 -o seed-b/ > /dev/null
-  ./netssm-cli --quiet sample "${common[@]}" --batch 6 -o seed-c/ > /dev/null
+  ./netssm-cli --quiet sample "${common[@]}" --batch 4 -o seed-c/ > /dev/null
   ./netssm-cli --quiet sample "${common[@]}" --batch 2 --shard 0/2 -o shards/ > /dev/null
   ./netssm-cli --quiet sample "${common[@]}" --batch 2 --shard 1/2 -o shards/ > /dev/null
   touch seeds.done
 fi
 same() { if diff -r "$1" "$2" > /dev/null; then echo identical; else echo DIFFERENT; fi; }
-echo "same seed twice: $(same seed-a seed-b); batch 2 vs batch 6: $(same seed-a seed-c); shards 0/2 + 1/2 vs unsharded: $(same seed-a shards)"
+echo "same seed twice: $(same seed-a seed-b); batch 2 vs batch 4: $(same seed-a seed-c); shards 0/2 + 1/2 vs unsharded: $(same seed-a shards)"

@@ -5,7 +5,11 @@
 # exports, generates traffic for every label and evaluates it against the
 # held-out real captures (memorisation against the training captures).
 #
-#   scripts/shared-results.sh [WORK_DIR] [TRAIN_TIME]     (defaults: results-shared, 30m)
+#   scripts/shared-results.sh [WORK_DIR] [BUDGET]     (defaults: results-shared, 30m)
+#
+# BUDGET is a duration (30m: --time, what the README's table used) or a step
+# count (1300: --steps, to rebuild the same model on a faster or slower
+# machine: the table gives the step count the 30 minutes reached).
 #
 # Stages whose output exists are skipped, so an interrupted run can be resumed
 # by running the script again (training continues with --resume).
@@ -13,7 +17,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 data="$repo/../shared/data/pcaps"
 work="${1:-results-shared}"
-time_budget="${2:-30m}"
+budget="${2:-30m}"
+if [[ "$budget" =~ ^[0-9]+$ ]]; then budget_flag=(--steps "$budget"); else budget_flag=(--time "$budget"); fi
 [ -d "$data" ] || { echo "no shared captures at $data" >&2; exit 1; }
 mkdir -p "$work"
 cd "$work"
@@ -40,7 +45,7 @@ fi
 
 if [ ! -f run/config.json ]; then
   "${cli[@]}" train --data train.parquet --val heldout.parquet --preset small --ctx 1024 --batch 4 --segment 16384 \
-    --time "$time_budget" --lr 2e-3 --warmup 30 --eval-every 150 --eval-tokens 20000 --checkpoint-every 75 \
+    "${budget_flag[@]}" --lr 2e-3 --warmup 30 --eval-every 150 --eval-tokens 20000 --checkpoint-every 75 \
     --seed 1 --out run | tee train.txt
 elif [ ! -f run/loss.png ]; then
   "${cli[@]}" train --out run --resume | tee train.txt
