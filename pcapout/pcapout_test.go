@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/capturetest"
 	"github.com/netssm/netssm/pcapout"
 	"github.com/netssm/netssm/tokenizer"
@@ -59,27 +57,6 @@ func TestCheckRepairsOnlyWhatIsUnambiguous(t *testing.T) {
 	}
 }
 
-func readBack(t *testing.T, path string) []capture.Packet {
-	t.Helper()
-	r, err := capture.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []capture.Packet
-	for {
-		p, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.IP = append([]byte(nil), p.IP...)
-		out = append(out, p)
-	}
-}
-
 func TestWrittenRecordsCarryIPLengthAndExactTimes(t *testing.T) {
 	for _, link := range []pcapout.Link{pcapout.LinkRaw, pcapout.LinkEthernet} {
 		path := filepath.Join(t.TempDir(), "out.pcap")
@@ -104,7 +81,7 @@ func TestWrittenRecordsCarryIPLengthAndExactTimes(t *testing.T) {
 		if st := w.Stats(); st.Written != 1 || st.Invalid != 1 {
 			t.Fatalf("stats %+v", st)
 		}
-		got := readBack(t, path)
+		got := capturetest.IPPackets(t, path)
 		hdr := map[pcapout.Link]int{pcapout.LinkRaw: 0, pcapout.LinkEthernet: 14}[link]
 		if len(got) != 1 || !got[0].Timestamp.Equal(ts) || got[0].WireLen != 1040+hdr || got[0].CapLen != 40+hdr || !bytes.Equal(got[0].IP, pkt) {
 			t.Fatalf("%s: read back %+v", link, got)
@@ -129,7 +106,7 @@ func TestWriteTraceRoundTripsTokens(t *testing.T) {
 	if err != nil || rep.Written != 2 || rep.Decoded != 2 {
 		t.Fatalf("%+v %v", rep, err)
 	}
-	got := readBack(t, path)
+	got := capturetest.IPPackets(t, path)
 	for i, p := range got {
 		if !bytes.Equal(p.IP, pkts[i][:spec.Keep(pkts[i]).Keep]) || p.WireLen != len(pkts[i]) {
 			t.Fatalf("packet %d differs", i)
@@ -156,7 +133,7 @@ func TestTsharkFindsNoMalformedPackets(t *testing.T) {
 	var outs []string
 	for i, f := range capturetest.ProjectCaptures(t) {
 		enc, _ := spec.NewEncoder("x")
-		for _, p := range readBack(t, f) {
+		for _, p := range capturetest.IPPackets(t, f) {
 			if p.IP != nil {
 				enc.Add(p.Timestamp, p.IPWireLen(), p.IP)
 			}

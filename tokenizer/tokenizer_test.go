@@ -408,18 +408,27 @@ func TestGrammarRefusesImpossiblePackets(t *testing.T) {
 }
 
 func TestGrammarMaskAgreesWithAdvance(t *testing.T) {
+	checkMaskAgreesWithAdvance(t, false, 200, 300, 5)
+}
+
+// checkMaskAgreesWithAdvance walks random traces (runs of up to steps
+// tokens, each drawn among the allowed ones) and checks at every step that
+// Allowed and Advance agree on every token of the vocabulary.
+func checkMaskAgreesWithAdvance(t *testing.T, wellFormed bool, runs, steps int, seed uint64) {
 	sp := specWith(t, tokenizer.DefaultSpec(), "a", "b")
-	rng := rand.New(rand.NewPCG(5, 6))
-	for run := 0; run < 200; run++ {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for run := 0; run < runs; run++ {
 		g, _ := sp.NewGrammar()
-		for step := 0; step < 300 && !g.Done(); step++ {
+		if wellFormed {
+			g.WellFormed()
+		}
+		for step := 0; step < steps && !g.Done(); step++ {
 			mask := g.Allowed(nil)
 			var allowed []uint16
 			for tok, ok := range mask {
-				c := g.Clone()
-				err := c.Advance(uint16(tok))
+				err := g.Clone().Advance(uint16(tok))
 				if ok != (err == nil) {
-					t.Fatalf("token %s: mask says %v, Advance says %v", sp.TokenString(tok), ok, err)
+					t.Fatalf("token %s after %x: mask says %v, Advance says %v", sp.TokenString(tok), g.PacketBytes(), ok, err)
 				}
 				if ok {
 					allowed = append(allowed, uint16(tok))

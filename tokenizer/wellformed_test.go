@@ -68,31 +68,7 @@ func timingOff(t *testing.T) *tokenizer.Spec {
 }
 
 func TestWellFormedMaskAgreesWithAdvance(t *testing.T) {
-	sp := specWith(t, tokenizer.DefaultSpec(), "a", "b")
-	rng := rand.New(rand.NewPCG(7, 8))
-	for run := 0; run < 100; run++ {
-		g, _ := sp.NewGrammar()
-		g.WellFormed()
-		for step := 0; step < 400 && !g.Done(); step++ {
-			mask := g.Allowed(nil)
-			var allowed []uint16
-			for tok, ok := range mask {
-				err := g.Clone().Advance(uint16(tok))
-				if ok != (err == nil) {
-					t.Fatalf("token %s after %x: mask says %v, Advance says %v", sp.TokenString(tok), g.PacketBytes(), ok, err)
-				}
-				if ok {
-					allowed = append(allowed, uint16(tok))
-				}
-			}
-			if len(allowed) == 0 {
-				t.Fatal("dead end: no token allowed")
-			}
-			if err := g.Advance(allowed[rng.IntN(len(allowed))]); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	checkMaskAgreesWithAdvance(t, true, 100, 400, 7)
 }
 
 // TestWellFormedPacketsDecode: every packet of a uniform random walk under

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,34 +11,10 @@ import (
 
 	"github.com/netssm/netssm/arrowdata"
 	"github.com/netssm/netssm/arrowdata/pipeline"
-	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/capturetest"
 	"github.com/netssm/netssm/capture/cryptopan"
 	"github.com/netssm/netssm/tokenizer"
 )
-
-func readIP(t testing.TB, path string) []capture.Packet {
-	t.Helper()
-	r, err := capture.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []capture.Packet
-	for {
-		p, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.IP != nil {
-			p.IP = append([]byte(nil), p.IP...)
-			out = append(out, p)
-		}
-	}
-}
 
 // ipLength is the IP length field as bytes from the IP header on.
 func ipLength(ip []byte) int {
@@ -86,8 +61,8 @@ func checkRoundTrip(t *testing.T, files []string, timing bool) roundTrip {
 		if err != nil {
 			t.Fatal(err)
 		}
-		orig := readIP(t, byBase[tr.Source])
-		got := readIP(t, filepath.Join(out, pipeline.PcapName(tr)))
+		orig := capturetest.IPPackets(t, byBase[tr.Source])
+		got := capturetest.IPPackets(t, filepath.Join(out, pipeline.PcapName(tr)))
 		if len(got) != len(orig) || tr.NPackets() != len(orig) {
 			t.Fatalf("%s: %d IP packets in, %d in the dataset, %d out", tr.Source, len(orig), tr.NPackets(), len(got))
 		}
@@ -252,7 +227,7 @@ func TestAnonymizeRewritesAddressesPrefixPreservingly(t *testing.T) {
 		t.Fatal(err)
 	}
 	pcaps, _ := filepath.Glob(filepath.Join(dir, "o", "*", "*.pcap"))
-	orig, got := readIP(t, files[0]), readIP(t, pcaps[0])
+	orig, got := capturetest.IPPackets(t, files[0]), capturetest.IPPackets(t, pcaps[0])
 	ref, _ := cryptopan.FromPassphrase("test key")
 	for i := range orig {
 		o, g := append([]byte(nil), orig[i].IP...), got[i].IP

@@ -7,11 +7,15 @@ package capturetest
 
 import (
 	"encoding/binary"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/netssm/netssm/capture"
 )
 
 // RepoRoot walks up from the working directory to the directory holding go.mod.
@@ -159,4 +163,28 @@ func checksum(b []byte) uint16 {
 		s = s&0xffff + s>>16
 	}
 	return ^uint16(s)
+}
+
+// IPPackets reads every IP packet of a capture file (their bytes copied).
+func IPPackets(t testing.TB, path string) []capture.Packet {
+	t.Helper()
+	r, err := capture.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []capture.Packet
+	for {
+		p, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if p.IP != nil {
+			p.IP = append([]byte(nil), p.IP...)
+			out = append(out, p)
+		}
+	}
 }
