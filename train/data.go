@@ -51,6 +51,7 @@ type loaderState struct {
 	Rows    []rowState `json:"rows"`
 	Draws   uint64     `json:"draws"`             // random mode: windows drawn so far
 	Aligned bool       `json:"aligned,omitempty"` // segments start at packets, behind the label
+	Fitted  bool       `json:"fitted,omitempty"`  // aligned segments end within the segment length
 }
 
 // Loader yields training windows.
@@ -111,14 +112,27 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 			}
 			continue
 		}
-		// Cut at the first <pkt> at or after each multiple of segment.
+		// Cut at the last <pkt> that keeps the unit's inputs (the label
+		// included) within segment tokens, so a segment that is a multiple
+		// of ctx fills its windows instead of spilling a nearly empty one;
+		// a stretch without any <pkt> is cut at the first one after it.
 		start := 0
 		for start+1 < len(toks) {
-			end := start + segment
-			for end < len(toks) && int(toks[end]) != pktToken {
-				end++
+			limit := start + segment
+			if start > 0 {
+				limit-- // the label is read first
 			}
-			end = min(end, len(toks))
+			end := len(toks)
+			if limit < len(toks) {
+				end = limit
+				for end > start && int(toks[end]) != pktToken {
+					end--
+				}
+				if end == start {
+					for end = limit; end < len(toks) && int(toks[end]) != pktToken; end++ {
+					}
+				}
+			}
 			l.units = append(l.units, unit{Trace: i, Start: start, End: end, Label: start > 0})
 			start = end
 		}
@@ -127,7 +141,7 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 	for i := range rows {
 		rows[i].Unit = -1
 	}
-	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows, Aligned: segment > 0 && pktToken >= 0}
+	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows, Aligned: segment > 0 && pktToken >= 0, Fitted: segment > 0 && pktToken >= 0}
 	return l, nil
 }
 
@@ -143,7 +157,7 @@ func (l *Loader) Restore(raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("data position in checkpoint: %w", err)
 	}
-	if len(st.Rows) != l.batch || st.Mode != l.st.Mode || st.Segment != l.st.Segment || st.Aligned != l.st.Aligned {
+	if len(st.Rows) != l.batch || st.Mode != l.st.Mode || st.Segment != l.st.Segment || st.Aligned != l.st.Aligned || st.Fitted != l.st.Fitted {
 		return fmt.Errorf("data position in checkpoint is for %d rows in %s mode (segment %d), this run has %d rows in %s mode (segment %d)",
 			len(st.Rows), st.Mode, st.Segment, l.batch, l.st.Mode, l.st.Segment)
 	}

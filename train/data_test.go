@@ -188,3 +188,43 @@ func TestAlignedSegmentsStartWithLabelAndPacket(t *testing.T) {
 		}
 	}
 }
+
+// TestAlignedSegmentsFitTheirLength: a unit's inputs, its label included,
+// stay within the segment length wherever a <pkt> allows it, so a segment of
+// k·ctx tokens fills k windows instead of spilling a nearly empty one; a
+// packet longer than the segment becomes a unit of its own.
+func TestAlignedSegmentsFitTheirLength(t *testing.T) {
+	const pkt, seg = 9, 8
+	toks := []uint16{100} // label
+	for _, n := range []int{3, 2, 4, 1, 12, 2, 2, 5} {
+		toks = append(toks, pkt)
+		for k := 0; k < n; k++ {
+			toks = append(toks, 50)
+		}
+	}
+	l, err := NewLoader(SliceStore{toks}, 1, 4, "stream", 1, seg, pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	for _, u := range l.units {
+		if u.Start != next {
+			t.Fatalf("unit %+v does not start where the previous ended (%d)", u, next)
+		}
+		next = u.End
+		inputs := u.End - u.Start
+		if u.Label {
+			inputs++
+		}
+		long := u.End-u.Start == 13 // the 12-byte packet with its <pkt>
+		if inputs > seg && !long {
+			t.Errorf("unit %+v reads %d inputs, more than the segment %d", u, inputs, seg)
+		}
+		if u.Start > 0 && int(toks[u.Start]) != pkt {
+			t.Errorf("unit %+v starts at %d, not <pkt>", u, toks[u.Start])
+		}
+	}
+	if next != len(toks) {
+		t.Fatalf("units end at %d of %d tokens", next, len(toks))
+	}
+}

@@ -227,7 +227,7 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		if val == nil {
 			return nil, nil
 		}
-		r, err := val.Run(eng.paramTensors())
+		r, err := val.Run(ctx, eng.paramTensors(), nil)
 		if err != nil {
 			return nil, fmt.Errorf("validation at step %d: %w", step, err)
 		}
@@ -332,7 +332,21 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		// the final one reads all of them.
 		full := *val
 		full.maxTokens = 0
-		r, err := full.Run(eng.paramTensors())
+		bar.Finish()
+		var vbar *progress.Bar
+		r, err := full.Run(ctx, eng.paramTensors(), func(done, total int64) {
+			if vbar == nil {
+				vbar = progress.New(total, "final validation on every held-out token", "tokens")
+			}
+			vbar.Set(done)
+		})
+		if vbar != nil {
+			vbar.Finish()
+		}
+		if ctx.Err() != nil {
+			// Interrupted: the last checkpoint stands; the full row is left out.
+			return res, fmt.Errorf("%w during the final validation (step %d is checkpointed)", ErrInterrupted, step)
+		}
 		if err != nil {
 			return res, fmt.Errorf("final validation: %w", err)
 		}

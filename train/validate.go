@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -128,8 +129,10 @@ func (v *Validator) assign(perTrace int64, add func(row, trace int)) error {
 	return nil
 }
 
-// Run evaluates the parameters (by name) on the validation traces.
-func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
+// Run evaluates the parameters (by name) on the validation traces. It stops
+// with ctx's error when ctx is cancelled; progress, if not nil, is called
+// after every window with the target tokens done and in all.
+func (v *Validator) Run(ctx context.Context, params map[string]*buffer, progress func(done, total int64)) (ValResult, error) {
 	B, T := v.batch, v.ctx
 	type rowWalk struct {
 		traces []int
@@ -142,7 +145,11 @@ func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 		perTrace = max(v.maxTokens/int64(max(v.store.NumTraces(), 1)), int64(T))
 	}
 	rows := make([]rowWalk, B)
-	if err := v.assign(perTrace, func(r, trace int) { rows[r].traces = append(rows[r].traces, trace) }); err != nil {
+	var total int64
+	if err := v.assign(perTrace, func(r, trace int) {
+		rows[r].traces = append(rows[r].traces, trace)
+		total += max(min(v.lens[trace]-1, perTrace), 0)
+	}); err != nil {
 		return ValResult{}, err
 	}
 	ids, err := ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T)))
@@ -225,6 +232,9 @@ func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 		if n == 0 {
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		inputs := make([]ortgo.Value, 0, len(v.sess.InputNames()))
 		for _, name := range v.sess.InputNames() {
 			switch name {
@@ -264,6 +274,9 @@ func (v *Validator) Run(params map[string]*buffer) (ValResult, error) {
 		v.states, v.nextState = v.nextState, v.states
 		nats += float64(loss.GetData()[0]) * float64(n)
 		res.Tokens += int64(n)
+		if progress != nil {
+			progress(res.Tokens, total)
+		}
 	}
 	if res.Tokens == 0 {
 		return res, fmt.Errorf("the validation set has no tokens to predict")
