@@ -1,8 +1,6 @@
 package train_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -103,54 +101,4 @@ func BenchmarkTrainStep(b *testing.B) {
 			b.ReportMetric(float64(c.B*c.L*b.N)/time.Since(start).Seconds(), "tokens/s")
 		})
 	}
-}
-
-// TestValidationReportsProgressAndStopsWhenCancelled: a validation pass
-// counts every target token of its traces through the progress callback,
-// and a cancelled context stops it with the context's error (Ctrl-C during
-// a long final validation must not be ignored).
-func TestValidationReportsProgressAndStopsWhenCancelled(t *testing.T) {
-	orttest.Init(t)
-	cfg, _ := model.Preset("tiny")
-	const B, L = 2, 32
-	eg, err := train.BuildEvalStep("val", B, L, model.TrainLoss(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := train.SliceStore{make([]uint16, 100), make([]uint16, 41), make([]uint16, 7)}
-	uni := make([]float64, cfg.VocabSize)
-	v, err := train.NewValidator(eg, store, B, L, 0, uni, -1, ort.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	e, err := train.NewEngine(mustStep(t, cfg, B, L), B, L, model.InitParams(cfg, 1), train.DefaultAdamW, ort.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	params := train.ParamTensorsForTest(e)
-	var done, total int64
-	r, err := v.Run(context.Background(), params, func(d, tot int64) { done, total = d, tot })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := int64(99 + 40 + 6); r.Tokens != want || done != want || total != want {
-		t.Fatalf("tokens %d, progress %d of %d; want %d of %d", r.Tokens, done, total, want, want)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	calls := 0
-	_, err = v.Run(ctx, params, func(d, tot int64) { calls++; cancel() })
-	if !errors.Is(err, context.Canceled) || calls != 1 {
-		t.Fatalf("after cancelling in the first window: err %v after %d windows; want context.Canceled after 1", err, calls)
-	}
-}
-
-func mustStep(t *testing.T, cfg model.Config, B, L int) *train.StepGraph {
-	t.Helper()
-	sg, err := train.BuildTrainStep("step", B, L, model.TrainLoss(cfg), train.DefaultAdamW)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sg
 }

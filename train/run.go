@@ -152,8 +152,9 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		return res, fmt.Errorf("training data: %w", err)
 	}
 	var val *Validator
+	var uni []float64
 	if data.Val != nil && data.Val.NumTraces() > 0 {
-		uni, err := UnigramTable(data.Train, m.Vocab)
+		uni, err = UnigramTable(data.Train, m.Vocab)
 		if err != nil {
 			return res, fmt.Errorf("unigram baseline: %w", err)
 		}
@@ -332,6 +333,19 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		// the final one reads all of them.
 		full := *val
 		full.maxTokens = 0
+		if rows, window, err := val.FullPassLayout(); err == nil && rows != cfg.Batch {
+			eg, err := BuildEvalStep("val_full", rows, window, m.Loss)
+			if err != nil {
+				return res, err
+			}
+			fv, err := NewValidator(eg, data.Val, rows, window, 0, uni, m.PktToken, so)
+			if err != nil {
+				return res, err
+			}
+			defer fv.Close()
+			full = *fv
+			slog.Info("final validation layout", "rows", rows, "window", window)
+		}
 		bar.Finish()
 		var vbar *progress.Bar
 		r, err := full.Run(ctx, eng.paramTensors(), func(done, total int64) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -96,18 +97,55 @@ func UnigramTable(store TraceStore, vocab int) ([]float64, error) {
 	return nlp, nil
 }
 
+func (v *Validator) readLengths() error {
+	if v.lens != nil {
+		return nil
+	}
+	for i := 0; i < v.store.NumTraces(); i++ {
+		t, err := v.store.TraceTokens(i)
+		if err != nil {
+			return fmt.Errorf("validation trace %d: %w", i, err)
+		}
+		v.lens = append(v.lens, int64(len(t)))
+	}
+	return nil
+}
+
+// FullPassLayout returns the rows and window length for a pass over every
+// validation token that needs the fewest Runs: rows is a divisor of the
+// validator's B and rows × window = B × ctx, so every Run costs the same.
+// One long capture occupies one row for its whole length (its state is
+// carried through it) while short ones finish early and leave their rows
+// idle; fewer, longer rows then finish sooner. The loss does not depend on
+// the layout (a window only cuts where the carried state resumes).
+func (v *Validator) FullPassLayout() (rows, window int, err error) {
+	bestRuns := int64(math.MaxInt64)
+	for r := v.batch; r >= 1; r-- {
+		if v.batch%r != 0 {
+			continue
+		}
+		w := int64(v.ctx * (v.batch / r))
+		runs := make([]int64, r)
+		if err := v.assign(r, math.MaxInt64, func(row, trace int) {
+			if n := v.lens[trace]; n >= 2 {
+				runs[row] += (n - 1 + w - 1) / w
+			}
+		}); err != nil {
+			return 0, 0, err
+		}
+		if m := slices.Max(runs); m < bestRuns {
+			bestRuns, rows, window = m, r, int(w)
+		}
+	}
+	return rows, window, nil
+}
+
 // assign spreads the traces over the B rows, longest first onto the row with
 // the fewest tokens so far, so that a few long captures do not leave the
 // other rows idle (a row walks its traces one after another).
-func (v *Validator) assign(perTrace int64, add func(row, trace int)) error {
-	if v.lens == nil {
-		for i := 0; i < v.store.NumTraces(); i++ {
-			t, err := v.store.TraceTokens(i)
-			if err != nil {
-				return fmt.Errorf("validation trace %d: %w", i, err)
-			}
-			v.lens = append(v.lens, int64(len(t)))
-		}
+func (v *Validator) assign(rows int, perTrace int64, add func(row, trace int)) error {
+	if err := v.readLengths(); err != nil {
+		return err
 	}
 	order := make([]int, len(v.lens))
 	for i := range order {
@@ -115,7 +153,7 @@ func (v *Validator) assign(perTrace int64, add func(row, trace int)) error {
 	}
 	size := func(i int) int64 { return min(v.lens[i], perTrace) }
 	sort.SliceStable(order, func(a, b int) bool { return size(order[a]) > size(order[b]) })
-	load := make([]int64, v.batch)
+	load := make([]int64, rows)
 	for _, i := range order {
 		r := 0
 		for k := range load {
@@ -146,7 +184,7 @@ func (v *Validator) Run(ctx context.Context, params map[string]*buffer, progress
 	}
 	rows := make([]rowWalk, B)
 	var total int64
-	if err := v.assign(perTrace, func(r, trace int) {
+	if err := v.assign(B, perTrace, func(r, trace int) {
 		rows[r].traces = append(rows[r].traces, trace)
 		total += max(min(v.lens[trace]-1, perTrace), 0)
 	}); err != nil {
