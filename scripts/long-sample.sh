@@ -29,7 +29,18 @@ for n in 10000 1000000; do
   out="long-$n.pcap"
   [ -f "$out" ] && [ -f "long-$n.time" ] && continue
   /usr/bin/time -v -o "long-$n.time" ./netssm-cli --quiet sample --model "$bundle" --label "$label" \
-    --tokens "$n" --ignore-eos --traces 1 --batch 1 --seed 1 -o "$out" > "long-$n.txt"
+    --tokens "$n" --ignore-eos --traces 1 --batch 1 --seed 1 -o "$out" > "long-$n.txt" &
+  # Resident memory while it runs (seconds, VmRSS kB, VmHWM kB), every 5 s:
+  # the peak also holds the start-up (loading the bundle, creating the ONNX
+  # Runtime sessions), whose height varies from run to run.
+  sleep 1
+  pid=$(pgrep -n -f -- "-o $out") || true
+  t=0
+  while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do
+    awk -v t="$t" '/^VmRSS/ { r = $2 } /^VmHWM/ { h = $2 } END { if (r) print t, r, h }' "/proc/$pid/status" 2>/dev/null || true
+    sleep 5; t=$((t + 5))
+  done > "long-$n.rss"
+  wait
 done
 for n in 10000 1000000; do
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "long-$n.time")
@@ -39,6 +50,8 @@ done
 r10k=$(awk -F': ' '/Maximum resident set size/ {print $2}' long-10000.time)
 r1m=$(awk -F': ' '/Maximum resident set size/ {print $2}' long-1000000.time)
 awk -v a="$r10k" -v b="$r1m" 'BEGIN { printf "peak RSS 1M / 10k tokens: %.3f\n", b/a }'
+# Steady state: resident memory after the first 10 s against the last sample.
+awk 'NR == 3 { a = $2 } { b = $2 } END { if (a) printf "resident during the 1M trace: %d kB at 10 s, %d kB at the end (%.3f)\n", a, b, b/a }' long-1000000.rss
 
 share_on="${SHARE_ON:-share-on}" share_off="${SHARE_OFF:-share-off}"
 for c in on off; do
