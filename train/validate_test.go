@@ -37,7 +37,7 @@ func TestFullPassLayoutDoesNotChangeTheLoss(t *testing.T) {
 	}
 	defer e.Close()
 	params := train.ParamTensorsForTest(e)
-	run := func(rows, window int) train.ValResult {
+	newValidator := func(rows, window int) *train.Validator {
 		eg, err := train.BuildEvalStep("val", rows, window, model.TrainLoss(cfg))
 		if err != nil {
 			t.Fatal(err)
@@ -46,6 +46,10 @@ func TestFullPassLayoutDoesNotChangeTheLoss(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return v
+	}
+	run := func(rows, window int) train.ValResult {
+		v := newValidator(rows, window)
 		defer v.Close()
 		res, err := v.Run(context.Background(), params, nil)
 		if err != nil {
@@ -53,14 +57,7 @@ func TestFullPassLayoutDoesNotChangeTheLoss(t *testing.T) {
 		}
 		return res
 	}
-	eg, err := train.BuildEvalStep("val", B, L, model.TrainLoss(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := train.NewValidator(eg, store, B, L, 0, uni, -1, ort.SessionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := newValidator(B, L)
 	rows, window, err := v.FullPassLayout()
 	v.Close()
 	if err != nil {
