@@ -35,12 +35,14 @@ func init() {
 			&cli.Float64Flag{Name: "val-frac", Value: 0.1, Usage: "share of traces held out for validation when --val is not given"},
 			&cli.StringFlag{Name: "preset", Value: "small", Usage: "model size: tiny | small | base | paper"},
 			&cli.IntFlag{Name: "ctx", Value: 2048, Usage: "tokens per window"},
+			&cli.IntFlag{Name: "chunk", Usage: "SSD chunk length Q (0: the preset's); changes speed, not the model's function"},
 			&cli.IntFlag{Name: "batch", Value: 4, Usage: "windows per step"},
 			&cli.Int64Flag{Name: "steps", Usage: "budget: optimiser steps"},
 			&cli.Int64Flag{Name: "tokens", Usage: "budget: training tokens"},
 			&cli.DurationFlag{Name: "time", Usage: "budget: wall-clock time (e.g. 30m)"},
 			&cli.Float64Flag{Name: "lr", Value: 2e-3, Usage: "peak learning rate"},
 			&cli.Int64Flag{Name: "warmup", Value: 50, Usage: "warm-up steps"},
+			&cli.Float64Flag{Name: "min-lr-ratio", Value: 0.1, Usage: "the cosine decay ends at this fraction of --lr"},
 			&cli.Float64Flag{Name: "weight-decay", Value: train.DefaultAdamW.WeightDecay, Usage: "AdamW decoupled weight decay (matrices only)"},
 			&cli.Float64Flag{Name: "clip", Value: train.DefaultAdamW.ClipNorm, Usage: "global gradient-norm clip (0: off)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for initialisation and data order"},
@@ -107,13 +109,19 @@ func trainAction(c *cli.Context) error {
 		if c.Int("ctx") < 2 || c.Int("batch") < 1 {
 			return usagef("--ctx must be ≥ 2 and --batch ≥ 1")
 		}
+		if r := c.Float64("min-lr-ratio"); r < 0 || r > 1 {
+			return usagef("--min-lr-ratio must be in [0, 1], got %g", r)
+		}
+		if c.Int("chunk") < 0 {
+			return usagef("--chunk must be ≥ 0 (0: the preset's)")
+		}
 		if m := c.String("data-mode"); m != "stream" && m != "random" {
 			return usagef("--data-mode must be stream or random, not %q", m)
 		}
 		cfg = train.RunConfig{
 			Data: c.String("data"), Val: c.String("val"), ValFrac: c.Float64("val-frac"), Preset: c.String("preset"),
 			Ctx: c.Int("ctx"), Batch: c.Int("batch"), Steps: c.Int64("steps"), Tokens: c.Int64("tokens"),
-			TimeBudget: train.Duration(c.Duration("time")), LR: c.Float64("lr"), MinLRRatio: 0.1, Warmup: c.Int64("warmup"),
+			TimeBudget: train.Duration(c.Duration("time")), LR: c.Float64("lr"), MinLRRatio: c.Float64("min-lr-ratio"), Warmup: c.Int64("warmup"),
 			Opt:  train.AdamW{Beta1: train.DefaultAdamW.Beta1, Beta2: train.DefaultAdamW.Beta2, Eps: train.DefaultAdamW.Eps, WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip")},
 			Seed: c.Uint64("seed"), Mode: c.String("data-mode"), Segment: c.Int("segment"), EP: c.String("ep"), Threads: c.Int("threads"),
 			LogEvery: 1, EvalEvery: c.Int64("eval-every"), EvalTokens: c.Int64("eval-tokens"),
@@ -129,8 +137,14 @@ func trainAction(c *cli.Context) error {
 		return err
 	}
 	mcfg = mcfg.WithVocab(spec.VocabSize)
+	if q := c.Int("chunk"); q > 0 && !resume {
+		mcfg.ChunkSize = q
+	}
 	if resume {
 		var saved model.Config
+		if err := json.Unmarshal(cfg.Model, &saved); err == nil && saved.ChunkSize > 0 {
+			mcfg.ChunkSize = saved.ChunkSize // the run's own chunk length, --chunk or the preset's
+		}
 		if err := json.Unmarshal(cfg.Model, &saved); err == nil && saved != mcfg {
 			return fmt.Errorf("the run in %s was trained with model %v, the data now gives %v", out, saved, mcfg)
 		}
