@@ -534,6 +534,19 @@ func TestExpandCapturesFindsFilesAndNamesMissingPaths(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("ExpandCaptures = %v, want %v", got, want)
 	}
+	// A directory given as a symbolic link is searched, under the name given.
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "a"), link); err != nil {
+		t.Fatal(err)
+	}
+	got, err = ExpandCaptures([]string{link})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{filepath.Join(link, "b/y.pcapng"), filepath.Join(link, "x.pcap")}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("ExpandCaptures(symlinked directory) = %v, want %v", got, want)
+	}
 	missing := filepath.Join(dir, "nope")
 	if _, err := ExpandCaptures([]string{missing}); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing path: err = %v, want one naming %s", err, missing)

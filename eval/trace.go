@@ -108,7 +108,10 @@ func ExpandCaptures(args []string) ([]string, error) {
 			continue
 		}
 		var found []string
-		err = filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+		// The trailing separator makes a directory given as a symbolic
+		// link walk its target (WalkDir does not follow a link at its root);
+		// the paths found keep the name given.
+		err = filepath.WalkDir(a+string(filepath.Separator), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
