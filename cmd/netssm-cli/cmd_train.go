@@ -142,10 +142,11 @@ func trainAction(c *cli.Context) error {
 	}
 	if resume {
 		var saved model.Config
-		if err := json.Unmarshal(cfg.Model, &saved); err == nil && saved.ChunkSize > 0 {
+		decoded := json.Unmarshal(cfg.Model, &saved) == nil
+		if decoded && saved.ChunkSize > 0 {
 			mcfg.ChunkSize = saved.ChunkSize // the run's own chunk length, --chunk or the preset's
 		}
-		if err := json.Unmarshal(cfg.Model, &saved); err == nil && saved != mcfg {
+		if decoded && saved != mcfg {
 			return fmt.Errorf("the run in %s was trained with model %v, the data now gives %v", out, saved, mcfg)
 		}
 		if err := checkSpecMatches(cfg.Tokenizer, spec, cfg.Data); err != nil {
