@@ -205,38 +205,40 @@ func ssd(x, dt, A, bm, cm, h0 *graph.Tensor, Q int) (y, final *graph.Tensor) {
 		bm = graph.Pad(bm, []int{0, 0, 0}, []int{0, pad, 0}, 0)
 		cm = graph.Pad(cm, []int{0, 0, 0}, []int{0, pad, 0}, 0)
 	}
-	xc := graph.Transpose(graph.Reshape(xd, B, nc, Q, H, P), 0, 1, 3, 2, 4) // (B, nc, H, Q, P)
-	ac := graph.Transpose(graph.Reshape(ad, B, nc, Q, H), 0, 1, 3, 2)       // (B, nc, H, Q)
-	bc := graph.Unsqueeze(graph.Reshape(bm, B, nc, Q, N), 2)                // (B, nc, 1, Q, N)
-	cc := graph.Unsqueeze(graph.Reshape(cm, B, nc, Q, N), 2)                // (B, nc, 1, Q, N)
+	// Every per-chunk tensor is laid out head-major, (B, H, n_c, …), and Bm,
+	// Cm (one group) as (B, 1, n_c, Q, N): then the chunk states need no
+	// transpose between the four steps, only reshapes, and the one transpose
+	// that remains in the middle of a MatMul (H_cᵀ) swaps its last two axes,
+	// which ONNX Runtime fuses into the MatMul.
+	xc := graph.Transpose(graph.Reshape(xd, B, nc, Q, H, P), 0, 3, 1, 2, 4) // (B, H, nc, Q, P)
+	ac := graph.Transpose(graph.Reshape(ad, B, nc, Q, H), 0, 3, 1, 2)       // (B, H, nc, Q)
+	bc := graph.Reshape(bm, B, 1, nc, Q, N)                                 // (B, 1, nc, Q, N)
+	cc := graph.Reshape(cm, B, 1, nc, Q, N)                                 // (B, 1, nc, Q, N)
 
-	acum := graph.CumSum(ac, -1, false, false) // (B, nc, H, Q), inclusive
+	acum := graph.CumSum(ac, -1, false, false) // (B, H, nc, Q), inclusive
 	// 1. Inside chunks: Y_diag = ((Cm·Bmᵀ) ⊙ exp(segsum))·X̃.
-	lmat := expSegsum(acum)                                    // (B, nc, H, Q, Q)
-	cb := graph.MatMul(cc, graph.Transpose(bc, 0, 1, 2, 4, 3)) // (B, nc, 1, Q, Q)
-	yDiag := graph.MatMul(graph.Mul(cb, lmat), xc)             // (B, nc, H, Q, P)
+	lmat := expSegsum(acum)                                    // (B, H, nc, Q, Q)
+	cb := graph.MatMul(cc, graph.Transpose(bc, 0, 1, 2, 4, 3)) // (B, 1, nc, Q, Q)
+	yDiag := graph.MatMul(graph.Mul(cb, lmat), xc)             // (B, H, nc, Q, P)
 
 	// 2. Chunk states: S_c = Σ_l exp(Acum_last − Acum_l)·X̃_l ⊗ Bm_l.
-	alast := graph.Slice(acum, -1, Q-1, Q)                         // (B, nc, H, 1)
-	decay := graph.Exp(graph.Sub(alast, acum))                     // (B, nc, H, Q)
-	xw := graph.Mul(xc, graph.Unsqueeze(decay, 4))                 // (B, nc, H, Q, P)
-	states := graph.MatMul(graph.Transpose(xw, 0, 1, 2, 4, 3), bc) // (B, nc, H, P, N)
+	alast := graph.Slice(acum, -1, Q-1, Q)                         // (B, H, nc, 1)
+	decay := graph.Exp(graph.Sub(alast, acum))                     // (B, H, nc, Q)
+	xw := graph.Mul(xc, graph.Unsqueeze(decay, 4))                 // (B, H, nc, Q, P)
+	states := graph.MatMul(graph.Transpose(xw, 0, 1, 2, 4, 3), bc) // (B, H, nc, P, N)
 
 	// 3. Across chunks: H_{c+1} = exp(a_c)·H_c + S_c, as one matmul with
 	// exp(segsum) of the chunk totals padded with a leading 0.
-	all := graph.Concat(1, graph.Unsqueeze(h0, 1), states)                                            // (B, nc+1, H, P, N)
-	allT := graph.Reshape(graph.Transpose(all, 0, 2, 1, 3, 4), B, H, nc+1, P*N)                       // (B, H, nc+1, P·N)
-	a := graph.Transpose(graph.Reshape(alast, B, nc, H), 0, 2, 1)                                     // (B, H, nc)
-	a = graph.Pad(a, []int{0, 0, 1}, []int{0, 0, 0}, 0)                                               // (B, H, nc+1)
-	decayChunk := expSegsumOf(a)                                                                      // (B, H, nc+1, nc+1)
-	hs := graph.MatMul(decayChunk, allT)                                                              // (B, H, nc+1, P·N)
-	final = graph.Reshape(graph.Slice(hs, 2, nc, nc+1), B, H, P, N)                                   // H_{n_c}
-	hPrev := graph.Transpose(graph.Reshape(graph.Slice(hs, 2, 0, nc), B, H, nc, P, N), 0, 2, 1, 4, 3) // (B, nc, H, N, P)
+	all := graph.Concat(2, graph.Unsqueeze(h0, 2), states)                            // (B, H, nc+1, P, N)
+	a := graph.Pad(graph.Reshape(alast, B, H, nc), []int{0, 0, 1}, []int{0, 0, 0}, 0) // (B, H, nc+1)
+	hs := graph.MatMul(expSegsumOf(a), graph.Reshape(all, B, H, nc+1, P*N))           // (B, H, nc+1, P·N)
+	final = graph.Reshape(graph.Slice(hs, 2, nc, nc+1), B, H, P, N)                   // H_{n_c}
+	hPrev := graph.Reshape(graph.Slice(hs, 2, 0, nc), B, H, nc, P, N)                 // (B, H, nc, P, N): H_c before chunk c
 
 	// 4. From earlier chunks: Y_off[l] = exp(Acum_l)·(Cm_l·H_cᵀ).
-	yOff := graph.Mul(graph.MatMul(cc, hPrev), graph.Unsqueeze(graph.Exp(acum), 4)) // (B, nc, H, Q, P)
+	yOff := graph.Mul(graph.MatMul(cc, graph.Transpose(hPrev, 0, 1, 2, 4, 3)), graph.Unsqueeze(graph.Exp(acum), 4)) // (B, H, nc, Q, P)
 
-	y = graph.Transpose(graph.Add(yDiag, yOff), 0, 1, 3, 2, 4) // (B, nc, Q, H, P)
+	y = graph.Transpose(graph.Add(yDiag, yOff), 0, 2, 3, 1, 4) // (B, nc, Q, H, P)
 	y = graph.Reshape(y, B, Lp, H, P)
 	if Lp > L {
 		y = graph.Slice(y, 1, 0, L)
@@ -245,21 +247,16 @@ func ssd(x, dt, A, bm, cm, h0 *graph.Tensor, Q int) (y, final *graph.Tensor) {
 }
 
 // expSegsum is exp(cs_l − cs_s) for l ≥ s and 0 above the diagonal, over the
-// last axis of the cumulative sums cs (…, T) → (…, T, T). The mask is applied
-// with Where before the Exp: masking after it would turn an overflowed entry
-// into inf·0 = NaN under autodiff.
+// last axis of the cumulative sums cs (…, T) → (…, T, T). The mask is added
+// before the Exp as 0 / −∞ (exp(−∞) = 0): masking after it would turn an
+// overflowed entry into inf·0 = NaN under autodiff, and an Add that
+// broadcasts a (T, T) constant is several times cheaper in ONNX Runtime than
+// a Where that broadcasts a bool one (the Q×Q terms are the largest tensors
+// of a train step).
 func expSegsum(cs *graph.Tensor) *graph.Tensor {
-	g := cs.Graph()
 	T := cs.Dim(-1)
 	diff := graph.Sub(graph.Unsqueeze(cs, -1), graph.Unsqueeze(cs, -2)) // [l, s] = cs_l − cs_s
-	causal := make([]bool, T*T)
-	for l := range T {
-		for s := 0; s <= l; s++ {
-			causal[l*T+s] = true
-		}
-	}
-	mask := g.Const(causal, T, T)
-	return graph.Exp(graph.Where(mask, diff, graph.ScalarLike(diff, math.Inf(-1))))
+	return graph.Exp(graph.Add(diff, causalBias(cs, T)))
 }
 
 // expSegsumOf is exp(Σ_{s<i≤l} a_i) for l ≥ s and 0 above the diagonal, for
@@ -268,19 +265,39 @@ func expSegsum(cs *graph.Tensor) *graph.Tensor {
 // far into a long window keeps its precision. It costs T² per row: use it on
 // the chunk totals, where T = n_c + 1 is small.
 func expSegsumOf(a *graph.Tensor) *graph.Tensor {
-	g := a.Graph()
 	T := a.Dim(-1)
-	strict, lower := make([]bool, T*T), make([]bool, T*T)
+	strict := make([]bool, T*T)
 	for l := range T {
-		for s := 0; s <= l; s++ {
-			strict[l*T+s] = s < l
-			lower[l*T+s] = true
+		for s := range l {
+			strict[l*T+s] = true
 		}
 	}
 	zero := graph.ScalarLike(a, 0)
-	terms := graph.Where(g.Const(strict, T, T), graph.Unsqueeze(a, -1), zero) // [i, s] = a_i for i > s
-	seg := graph.CumSum(terms, -2, false, false)                              // [l, s] = Σ_{s<i≤l} a_i
-	return graph.Exp(graph.Where(g.Const(lower, T, T), seg, graph.ScalarLike(a, math.Inf(-1))))
+	terms := graph.Where(a.Graph().Const(strict, T, T), graph.Unsqueeze(a, -1), zero) // [i, s] = a_i for i > s
+	seg := graph.CumSum(terms, -2, false, false)                                      // [l, s] = Σ_{s<i≤l} a_i
+	return graph.Exp(graph.Add(seg, causalBias(a, T)))
+}
+
+// causalBias is the (T, T) constant of x's dtype that is 0 where s ≤ l and
+// −∞ elsewhere: added to a logarithm before an Exp it masks
+// the entries above the diagonal to exactly 0, with a zero gradient there.
+func causalBias(x *graph.Tensor, T int) *graph.Tensor {
+	bias := make([]float64, T*T)
+	for l := range T {
+		for s := range T {
+			if s > l {
+				bias[l*T+s] = math.Inf(-1)
+			}
+		}
+	}
+	if x.DType() == graph.Float32 {
+		b32 := make([]float32, len(bias))
+		for i, v := range bias {
+			b32[i] = float32(v)
+		}
+		return x.Graph().Const(b32, T, T)
+	}
+	return x.Graph().Const(bias, T, T)
 }
 
 // mixerStep is one mixer decoding step, u: (B, D).

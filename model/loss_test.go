@@ -166,7 +166,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 
 // TestGradientsStayFiniteUnderStrongDecay: with dt ≈ 8 and A = −16 every
 // step decays by e^−128, so the segment sums above the causal diagonal reach
-// +10⁴ and their exponential overflows float32. Masking with Where before
+// +10⁴ and their exponential overflows float32. Adding the −∞ mask before
 // the Exp keeps those entries out of the graph; masking after it would turn
 // them into inf·0 = NaN in the loss or its gradients.
 func TestGradientsStayFiniteUnderStrongDecay(t *testing.T) {
