@@ -33,7 +33,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a/b }'; }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-28s %14s %14s %8s\n' figure netssm pytorch ratio
 if [ "$what" = train ] || [ "$what" = all ]; then
-  go_out=$(go_bench ./train 'TrainStep/(tiny|small)/' 3x)
+  go_out=$(go_bench ./train 'TrainStep$/(tiny|small)/' 3x)
   for p in tiny small; do
     ours=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/" {print $2}')
     theirs=$(torch_worker "{\"kind\":\"train\",\"preset\":\"$p\"}")

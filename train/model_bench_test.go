@@ -67,7 +67,7 @@ func TestTinyMamba2TrainsOnRepeatingBytes(t *testing.T) {
 // BenchmarkTrainStep measures one optimiser step (forward, backward, clip,
 // AdamW) of the train-step graph; tokens/s is B·L per step.
 //
-//	go test -run '^$' -bench 'TrainStep/(tiny|small)' -benchtime 5x ./train
+//	go test -run '^$' -bench 'TrainStep$/(tiny|small)' -benchtime 5x ./train
 func BenchmarkTrainStep(b *testing.B) {
 	orttest.Init(b)
 	for _, c := range []struct {
@@ -76,29 +76,53 @@ func BenchmarkTrainStep(b *testing.B) {
 	}{{"tiny", 4, 2048}, {"small", 4, 2048}, {"base", 4, 1024}} {
 		b.Run(fmt.Sprintf("%s/B=%d/L=%d", c.preset, c.B, c.L), func(b *testing.B) {
 			cfg, _ := model.Preset(c.preset)
-			sg, err := train.BuildTrainStep(c.preset, c.B, c.L, model.TrainLoss(cfg), train.DefaultAdamW)
-			if err != nil {
-				b.Fatal(err)
-			}
-			e, err := train.NewEngine(sg, c.B, c.L, model.InitParams(cfg, 1), train.DefaultAdamW, ort.SessionOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close()
-			w := randomWindow(c.B, c.L, cfg.VocabSize, 1)
-			for i := 0; i < 2; i++ { // warm-up, as the PyTorch reference does
-				if _, _, err := e.Step(w, 1e-3); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				if _, _, err := e.Step(w, 1e-3); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(c.B*c.L*b.N)/time.Since(start).Seconds(), "tokens/s")
+			benchTrainStep(b, c.preset, cfg, c.B, c.L, 2) // two warm-up steps, as the PyTorch reference does
 		})
 	}
+}
+
+// BenchmarkTrainStepChunk measures the small preset's train step at the
+// shared-captures configuration (B=8, L=512) for several SSD chunk lengths;
+// the function is the same for every Q, only the cost moves between the
+// Q×Q terms inside chunks and the states between them.
+//
+//	go test -run '^$' -bench 'TrainStepChunk' -benchtime 5x ./train
+func BenchmarkTrainStepChunk(b *testing.B) {
+	orttest.Init(b)
+	const B, L = 8, 512
+	for _, q := range []int{32, 64, 128} {
+		b.Run(fmt.Sprintf("small/B=%d/L=%d/Q=%d", B, L, q), func(b *testing.B) {
+			cfg, _ := model.Preset("small")
+			cfg.ChunkSize = q
+			benchTrainStep(b, "small", cfg, B, L, 1)
+		})
+	}
+}
+
+// benchTrainStep times b.N steps of the train-step graph of cfg on one
+// random window after warm steps, and reports tokens/s.
+func benchTrainStep(b *testing.B, name string, cfg model.Config, B, L, warm int) {
+	sg, err := train.BuildTrainStep(name, B, L, model.TrainLoss(cfg), train.DefaultAdamW)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := train.NewEngine(sg, B, L, model.InitParams(cfg, 1), train.DefaultAdamW, ort.SessionOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	w := randomWindow(B, L, cfg.VocabSize, 1)
+	for range warm {
+		if _, _, err := e.Step(w, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := e.Step(w, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(B*L*b.N)/time.Since(start).Seconds(), "tokens/s")
 }
