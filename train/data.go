@@ -39,6 +39,10 @@ type rowState struct {
 	Unit   int `json:"unit"`   // index into the loader's units, -1 before the first
 	Offset int `json:"offset"` // position of the next input token, from the unit's start
 	Trace  int `json:"trace"`  // random mode: the trace of the last window
+	// Key seeds the address re-mapping of the unit the row is on (with
+	// SetRemap); drawn when the row takes the unit, so a resumed run re-maps
+	// it the same way.
+	Key uint64 `json:"key,omitempty"`
 }
 
 // loaderState is everything needed to continue the data order exactly.
@@ -52,6 +56,7 @@ type loaderState struct {
 	Draws   uint64     `json:"draws"`             // random mode: windows drawn so far
 	Aligned bool       `json:"aligned,omitempty"` // segments start at packets, behind the label
 	Fitted  bool       `json:"fitted,omitempty"`  // aligned segments end within the segment length
+	Remap   bool       `json:"remap,omitempty"`   // units are read under re-mapped addresses
 }
 
 // Loader yields training windows.
@@ -83,6 +88,29 @@ type Loader struct {
 	cache map[int][]uint16 // the traces rows are currently on
 	// labelled holds the label-prefixed copies of the units rows are on.
 	labelled map[int][]uint16
+	remap    func(toks []uint16, key uint64)
+	// remapped holds each row's re-mapped copy of its unit.
+	remapped map[int]remappedSpan
+}
+
+type remappedSpan struct {
+	unit int
+	key  uint64
+	toks []uint16
+}
+
+// SetRemap makes every unit a row walks a copy re-written by remap with a key
+// drawn for that walk (in practice tokenizer.RemapAddresses under a fresh
+// Crypto-PAn key: each stretch of a capture is seen under new addresses). It
+// needs stream mode with units that start at a packet or a trace, and must be
+// set before Restore and the first Next.
+func (l *Loader) SetRemap(remap func(toks []uint16, key uint64)) error {
+	if l.st.Mode != "stream" || (l.st.Segment > 0 && !l.st.Aligned) {
+		return fmt.Errorf("address re-mapping needs stream mode with segments that start at packets")
+	}
+	l.remap = remap
+	l.st.Remap = true
+	return nil
 }
 
 // NewLoader makes a loader over store for batch rows of ctx tokens. segment
@@ -96,7 +124,7 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 	if mode != "stream" && mode != "random" {
 		return nil, fmt.Errorf("unknown data mode %q (stream | random)", mode)
 	}
-	l := &Loader{store: store, batch: batch, ctx: ctx, cache: map[int][]uint16{}, labelled: map[int][]uint16{}}
+	l := &Loader{store: store, batch: batch, ctx: ctx, cache: map[int][]uint16{}, labelled: map[int][]uint16{}, remapped: map[int]remappedSpan{}}
 	for i := 0; i < n; i++ {
 		if segment <= 0 {
 			l.units = append(l.units, unit{Trace: i, Start: 0, End: -1})
@@ -157,6 +185,9 @@ func (l *Loader) Restore(raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("data position in checkpoint: %w", err)
 	}
+	if st.Remap != l.st.Remap {
+		return fmt.Errorf("data position in checkpoint is for a run with address re-mapping %v, this run has %v", st.Remap, l.st.Remap)
+	}
 	if len(st.Rows) != l.batch || st.Mode != l.st.Mode || st.Segment != l.st.Segment || st.Aligned != l.st.Aligned || st.Fitted != l.st.Fitted {
 		return fmt.Errorf("data position in checkpoint is for %d rows in %s mode (segment %d), this run has %d rows in %s mode (segment %d)",
 			len(st.Rows), st.Mode, st.Segment, l.batch, l.st.Mode, l.st.Segment)
@@ -164,6 +195,7 @@ func (l *Loader) Restore(raw json.RawMessage) error {
 	l.st = st
 	l.cache = map[int][]uint16{}
 	l.labelled = map[int][]uint16{}
+	l.remapped = map[int]remappedSpan{}
 	return nil
 }
 
@@ -207,6 +239,28 @@ func (l *Loader) span(u int) ([]uint16, error) {
 		return c, nil
 	}
 	return toks[un.Start:end], nil
+}
+
+// rowSpan is span for row r: the re-mapped copy when re-mapping is on.
+func (l *Loader) rowSpan(r int) ([]uint16, error) {
+	row := l.st.Rows[r]
+	toks, err := l.span(row.Unit)
+	if err != nil || l.remap == nil {
+		return toks, err
+	}
+	if c, ok := l.remapped[r]; ok && c.unit == row.Unit && c.key == row.Key {
+		return c.toks, nil
+	}
+	c := remappedSpan{unit: row.Unit, key: row.Key, toks: append([]uint16(nil), toks...)}
+	l.remap(c.toks, c.key)
+	l.remapped[r] = c
+	return c.toks, nil
+}
+
+// unitKey is the re-mapping key of the walk that takes the unit at position
+// next of epoch's permutation.
+func (l *Loader) unitKey(epoch, next int) uint64 {
+	return rand.New(rand.NewPCG(l.st.Seed^0x5bd1e995, uint64(epoch)<<32|uint64(next))).Uint64()
 }
 
 // nextUnit takes the next unit of the epoch permutation.
@@ -255,7 +309,7 @@ func (l *Loader) Next() (*Window, error) {
 			w.Reset[r] = true
 		} else {
 			if row.Unit >= 0 {
-				if toks, err = l.span(row.Unit); err != nil {
+				if toks, err = l.rowSpan(r); err != nil {
 					return nil, err
 				}
 			}
@@ -268,8 +322,9 @@ func (l *Loader) Next() (*Window, error) {
 				}
 				// Skip units too short to hold a single target.
 				for tries := 0; ; tries++ {
+					row.Key = l.unitKey(l.st.Epoch, l.st.Next)
 					row.Unit, row.Offset = l.nextUnit(), 0
-					if toks, err = l.span(row.Unit); err != nil {
+					if toks, err = l.rowSpan(r); err != nil {
 						return nil, err
 					}
 					if len(toks) >= 2 {

@@ -21,33 +21,36 @@ import (
 // RunConfig is everything that defines a training run; it is written to
 // RUN_DIR/config.json and into every checkpoint, so a resume needs no flags.
 type RunConfig struct {
-	Data        string          `json:"data"`
-	Val         string          `json:"val,omitempty"`
-	ValFrac     float64         `json:"val_frac,omitempty"`
-	Preset      string          `json:"preset"`
-	Model       json.RawMessage `json:"model"`     // the model config
-	Tokenizer   json.RawMessage `json:"tokenizer"` // the dataset's tokenizer spec
-	Ctx         int             `json:"ctx"`
-	Batch       int             `json:"batch"`
-	Steps       int64           `json:"steps,omitempty"`
-	Tokens      int64           `json:"tokens,omitempty"`
-	TimeBudget  Duration        `json:"time,omitempty"`
-	LR          float64         `json:"lr"`
-	MinLRRatio  float64         `json:"min_lr_ratio"`
-	Warmup      int64           `json:"warmup_steps"`
-	Opt         AdamW           `json:"adamw"`
-	Seed        uint64          `json:"seed"`
-	Mode        string          `json:"data_mode"`         // stream | random
-	Segment     int             `json:"segment,omitempty"` // stream-mode unit length in tokens (0: whole traces)
-	EP          string          `json:"ep"`
-	Threads     int             `json:"threads,omitempty"`
-	LogEvery    int64           `json:"log_every"`
-	EvalEvery   int64           `json:"eval_every"`
-	EvalTokens  int64           `json:"eval_tokens"`
-	CkptEvery   int64           `json:"checkpoint_every"`
-	Keep        int             `json:"keep_checkpoints"`
-	TrainTraces []int           `json:"train_traces,omitempty"` // with ValFrac: the split
-	ValTraces   []int           `json:"val_traces,omitempty"`
+	Data       string          `json:"data"`
+	Val        string          `json:"val,omitempty"`
+	ValFrac    float64         `json:"val_frac,omitempty"`
+	Preset     string          `json:"preset"`
+	Model      json.RawMessage `json:"model"`     // the model config
+	Tokenizer  json.RawMessage `json:"tokenizer"` // the dataset's tokenizer spec
+	Ctx        int             `json:"ctx"`
+	Batch      int             `json:"batch"`
+	Steps      int64           `json:"steps,omitempty"`
+	Tokens     int64           `json:"tokens,omitempty"`
+	TimeBudget Duration        `json:"time,omitempty"`
+	LR         float64         `json:"lr"`
+	MinLRRatio float64         `json:"min_lr_ratio"`
+	Warmup     int64           `json:"warmup_steps"`
+	Opt        AdamW           `json:"adamw"`
+	Seed       uint64          `json:"seed"`
+	Mode       string          `json:"data_mode"`         // stream | random
+	Segment    int             `json:"segment,omitempty"` // stream-mode unit length in tokens (0: whole traces)
+	// RemapAddresses: every stretch a row walks is read under fresh IP
+	// addresses (Model.Remap), so addresses must be predicted from context.
+	RemapAddresses bool   `json:"remap_addresses,omitempty"`
+	EP             string `json:"ep"`
+	Threads        int    `json:"threads,omitempty"`
+	LogEvery       int64  `json:"log_every"`
+	EvalEvery      int64  `json:"eval_every"`
+	EvalTokens     int64  `json:"eval_tokens"`
+	CkptEvery      int64  `json:"checkpoint_every"`
+	Keep           int    `json:"keep_checkpoints"`
+	TrainTraces    []int  `json:"train_traces,omitempty"` // with ValFrac: the split
+	ValTraces      []int  `json:"val_traces,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as "30m".
@@ -71,6 +74,9 @@ type Model struct {
 	Vocab     int
 	PktToken  int                        // id of <pkt> (for bits/packet), −1 if none
 	MemoryFor func(batch, ctx int) int64 // estimated peak bytes of a train step
+	// Remap re-writes the addresses of a stretch of tokens in place under
+	// the given key (for RunConfig.RemapAddresses).
+	Remap func(toks []uint16, key uint64)
 }
 
 // Data is the split dataset.
@@ -150,6 +156,14 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 	loader, err := NewLoader(data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed, cfg.Segment, m.PktToken)
 	if err != nil {
 		return res, fmt.Errorf("training data: %w", err)
+	}
+	if cfg.RemapAddresses {
+		if m.Remap == nil {
+			return res, fmt.Errorf("address re-mapping asked for, but the model has no re-mapping function")
+		}
+		if err := loader.SetRemap(m.Remap); err != nil {
+			return res, fmt.Errorf("training data: %w", err)
+		}
 	}
 	var val *Validator
 	var uni []float64

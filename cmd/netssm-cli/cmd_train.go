@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/netssm/netssm/capture/cryptopan"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/tokenizer"
 	"github.com/netssm/netssm/train"
 )
 
@@ -48,6 +51,7 @@ func init() {
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for initialisation and data order"},
 			&cli.StringFlag{Name: "data-mode", Value: "stream", Usage: "stream (whole traces, state carried) | random (independent windows)"},
 			&cli.IntFlag{Name: "segment", Usage: "stream mode: walk traces in segments of N tokens, each from a zero state, in shuffled order (0: whole traces)"},
+			&cli.BoolFlag{Name: "remap-addresses", Usage: "stream mode: read every stretch of a capture under fresh IP addresses (a Crypto-PAn key per stretch), so the model predicts addresses from context instead of memorising the training hosts"},
 			epFlag(),
 			&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
 			&cli.Int64Flag{Name: "eval-every", Value: 100, Usage: "validate (and checkpoint) every N steps"},
@@ -118,12 +122,15 @@ func trainAction(c *cli.Context) error {
 		if m := c.String("data-mode"); m != "stream" && m != "random" {
 			return usagef("--data-mode must be stream or random, not %q", m)
 		}
+		if c.Bool("remap-addresses") && c.String("data-mode") != "stream" {
+			return usagef("--remap-addresses needs --data-mode stream")
+		}
 		cfg = train.RunConfig{
 			Data: c.String("data"), Val: c.String("val"), ValFrac: c.Float64("val-frac"), Preset: c.String("preset"),
 			Ctx: c.Int("ctx"), Batch: c.Int("batch"), Steps: c.Int64("steps"), Tokens: c.Int64("tokens"),
 			TimeBudget: train.Duration(c.Duration("time")), LR: c.Float64("lr"), MinLRRatio: c.Float64("min-lr-ratio"), Warmup: c.Int64("warmup"),
 			Opt:  train.AdamW{Beta1: train.DefaultAdamW.Beta1, Beta2: train.DefaultAdamW.Beta2, Eps: train.DefaultAdamW.Eps, WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip")},
-			Seed: c.Uint64("seed"), Mode: c.String("data-mode"), Segment: c.Int("segment"), EP: c.String("ep"), Threads: c.Int("threads"),
+			Seed: c.Uint64("seed"), Mode: c.String("data-mode"), Segment: c.Int("segment"), RemapAddresses: c.Bool("remap-addresses"), EP: c.String("ep"), Threads: c.Int("threads"),
 			LogEvery: 1, EvalEvery: c.Int64("eval-every"), EvalTokens: c.Int64("eval-tokens"),
 			CkptEvery: c.Int64("checkpoint-every"), Keep: c.Int("keep"),
 		}
@@ -167,6 +174,7 @@ func trainAction(c *cli.Context) error {
 		Vocab:     mcfg.VocabSize,
 		PktToken:  pktToken(spec),
 		MemoryFor: func(b, l int) int64 { return trainMemoryEstimate(mcfg, b, l) },
+		Remap:     remapAddresses,
 	}
 	fmt.Fprintf(os.Stderr, "training %s (%s parameters) on %d traces, validating on %d; run directory %s\n",
 		cfg.Preset, humanInt(model.ParamCount(mcfg)), data.Train.NumTraces(), numTraces(data.Val), out)
@@ -222,3 +230,19 @@ func humanInt(n int64) string {
 
 var _ = ort.Version
 var _ = context.Background
+
+// remapAddresses re-writes the IP addresses of a stretch of tokens under a
+// Crypto-PAn key drawn from key: prefix-preserving, so hosts of one subnet
+// stay in one subnet, and consistent within the stretch, so flows stay flows.
+func remapAddresses(toks []uint16, key uint64) {
+	var k [32]byte
+	r := rand.New(rand.NewPCG(key, key^0x6a09e667f3bcc908))
+	for i := range k {
+		k[i] = byte(r.Uint32())
+	}
+	a, err := cryptopan.New(k[:])
+	if err != nil {
+		panic(err) // a 32-byte key is always accepted
+	}
+	tokenizer.RemapAddresses(toks, a.Addr)
+}

@@ -22,6 +22,7 @@ func TestTrainUsageErrorsExitTwo(t *testing.T) {
 		append(append([]string{}, base...), "--min-lr-ratio", "1.5"),
 		append(append([]string{}, base...), "--ctx", "1"),
 		append(append([]string{}, base...), "--data-mode", "shuffled"),
+		append(append([]string{}, base...), "--data-mode", "random", "--remap-addresses"),
 	} {
 		msg, code := runCLI(t, nil, args...)
 		if code != 2 || !strings.Contains(msg, "usage") {
