@@ -147,6 +147,9 @@ func randomIDs(c model.Config, n int, seed uint64) []int64 {
 	ids := make([]int64, n)
 	for i := range ids {
 		ids[i] = int64(r.IntN(c.VocabSize))
+		if c.PacketPositions > 0 && r.IntN(5) == 0 {
+			ids[i] = int64(c.PacketToken)
+		}
 	}
 	return ids
 }
@@ -177,7 +180,15 @@ func lastRows(logits []float64, B, L, V int) []float64 {
 }
 
 func TestFloat64BundleMatchesSequentialReference(t *testing.T) {
-	c := tinyConfig(t)
+	plain := tinyConfig(t)
+	withPos := plain
+	withPos.PacketPositions, withPos.PacketToken = 8, 257
+	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos} {
+		t.Run(name, func(t *testing.T) { testFloat64BundleMatchesSequentialReference(t, c) })
+	}
+}
+
+func testFloat64BundleMatchesSequentialReference(t *testing.T, c model.Config) {
 	const B, L = 2, 13
 	dir, params := writeBundle(t, c, 1, export.Options{PrefillBatch: B, PrefillLength: L, StepBatch: B, Float: graph.Float64})
 	b := load(t, dir)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,11 +16,16 @@ import (
 
 func tinyMamba2(t testing.TB, preset string) *ONNXModel {
 	t.Helper()
-	orttest.Init(t)
 	c, err := model.Preset(preset)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return mamba2Of(t, c)
+}
+
+func mamba2Of(t testing.TB, c model.Config) *ONNXModel {
+	t.Helper()
+	orttest.Init(t)
 	m, err := NewMamba2(c, model.InitParams(c, 7), ortOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +37,18 @@ func tinyMamba2(t testing.TB, preset string) *ONNXModel {
 // prompt leave the same logits (float32 tolerance): the state the batch
 // forks is the state the recurrence would have reached.
 func TestMamba2PrefillMatchesSteppedPrompt(t *testing.T) {
-	m := tinyMamba2(t, "tiny")
+	plain, err := model.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withPos := plain
+	withPos.PacketPositions, withPos.PacketToken = 16, fakeVocab.Packet // the header is longer than 16
+	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos} {
+		t.Run(name, func(t *testing.T) { testMamba2PrefillMatchesSteppedPrompt(t, mamba2Of(t, c)) })
+	}
+}
+
+func testMamba2PrefillMatchesSteppedPrompt(t *testing.T, m *ONNXModel) {
 	prompt := []int{fakeVocab.Labels[0], fakeVocab.Packet, fakeVocab.DT0 + 3}
 	for _, b := range fakeHeader {
 		prompt = append(prompt, int(b))
@@ -84,11 +101,20 @@ func TestMamba2BatchSizeDoesNotChangeTraces(t *testing.T) {
 
 // BenchmarkMamba2Step measures step decoding (the step graph alone, no
 // sampling) in tokens/s: go test -run XXX -bench Mamba2Step ./infer/
+// ("small+positions" is small with 128 packet positions, for the cost of
+// counting offsets in the graph.)
 func BenchmarkMamba2Step(b *testing.B) {
-	for _, preset := range []string{"tiny", "small"} {
-		m := tinyMamba2(b, preset)
+	for _, name := range []string{"tiny", "small", "small+positions"} {
+		c, err := model.Preset(strings.TrimSuffix(name, "+positions"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if strings.HasSuffix(name, "+positions") {
+			c.PacketPositions, c.PacketToken = 128, fakeVocab.Packet
+		}
+		m := mamba2Of(b, c)
 		for _, batch := range []int{1, 32} {
-			b.Run(fmt.Sprintf("%s/batch=%d", preset, batch), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/batch=%d", name, batch), func(b *testing.B) {
 				bt, err := m.NewBatch(batch)
 				if err != nil {
 					b.Fatal(err)

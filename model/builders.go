@@ -46,7 +46,7 @@ func build(kind string, c Config, B, L int, ft graph.DType) (*graph.Graph, error
 	}
 	states := DeclareStates(g, c, B)
 	var logits *graph.Tensor
-	var next []LayerState
+	var next States
 	switch kind {
 	case GraphStep:
 		ids := g.Input(InIDs, graph.Int64, B)

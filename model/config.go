@@ -19,6 +19,14 @@ type Config struct {
 	ChunkSize int `json:"chunk_size"` // Q: SSD chunk length
 	VocabSize int `json:"vocab_size"` // V: padded to a multiple of 16
 	NGroups   int `json:"ngroups"`    // G: B/C groups (only 1 is built)
+	// PacketPositions K > 0 adds a learned embedding of each token's offset
+	// in its packet (0 for <pkt>, capped at K−1, K−1 before the first
+	// <pkt>) to the token embedding; PacketToken is the id of <pkt>. The
+	// offset is a function of the tokens read so far, carried between
+	// windows as the state "packet_position" (see PacketPositionState).
+	// 0: off, the Mamba-2 of the note.
+	PacketPositions int `json:"packet_positions,omitempty"`
+	PacketToken     int `json:"packet_token,omitempty"`
 }
 
 // DefaultVocab is the padded vocabulary the presets use: 256 byte values and
@@ -105,12 +113,22 @@ func (c Config) Validate() error {
 	if c.VocabSize%VocabMultiple != 0 {
 		return fmt.Errorf("vocab_size %d is not a multiple of %d (use PadVocab)", c.VocabSize, VocabMultiple)
 	}
+	if c.PacketPositions < 0 || c.PacketPositions == 1 || c.PacketPositions > MaxPacketPositions {
+		return fmt.Errorf("packet_positions %d: 0 (off) or 2…%d", c.PacketPositions, MaxPacketPositions)
+	}
+	if c.PacketPositions > 0 && (c.PacketToken < 0 || c.PacketToken >= c.VocabSize) {
+		return fmt.Errorf("packet_token %d is outside the vocabulary of %d", c.PacketToken, c.VocabSize)
+	}
 	return nil
 }
 
 // String is a one-line summary.
 func (c Config) String() string {
-	return fmt.Sprintf("Mamba-2 D=%d layers=%d N=%d P=%d H=%d expand=%d W=%d Q=%d V=%d", c.DModel, c.Layers, c.DState, c.HeadDim, c.Heads(), c.Expand, c.DConv, c.ChunkSize, c.VocabSize)
+	s := fmt.Sprintf("Mamba-2 D=%d layers=%d N=%d P=%d H=%d expand=%d W=%d Q=%d V=%d", c.DModel, c.Layers, c.DState, c.HeadDim, c.Heads(), c.Expand, c.DConv, c.ChunkSize, c.VocabSize)
+	if c.PacketPositions > 0 {
+		s += fmt.Sprintf(" packet-positions=%d", c.PacketPositions)
+	}
+	return s
 }
 
 // ParamShape is one parameter's state-dict name and shape.
@@ -135,9 +153,13 @@ func LayerPrefix(i int) string { return fmt.Sprintf("layers.%d", i) }
 // them: embedding.weight, then per layer norm.weight and the mixer's
 // in_proj.weight, conv1d.weight, conv1d.bias, dt_bias, A_log, D, norm.weight,
 // out_proj.weight, then norm_f.weight. The embedding is tied to the output.
+// With packet positions, packet_position.weight (K, D) follows the embedding.
 func ParamShapes(c Config) []ParamShape {
 	D, di, H, C, W := c.DModel, c.DInner(), c.Heads(), c.ConvDim(), c.DConv
 	ps := []ParamShape{{"embedding.weight", []int{c.VocabSize, D}}}
+	if c.PacketPositions > 0 {
+		ps = append(ps, ParamShape{PacketPositionParam, []int{c.PacketPositions, D}})
+	}
 	for i := range c.Layers {
 		l := LayerPrefix(i)
 		m := l + ".mixer."
@@ -166,7 +188,8 @@ func ParamCount(c Config) int64 {
 }
 
 // StateNames lists the recurrent-state graph inputs and the matching outputs,
-// layer by layer: conv_state then ssm_state.
+// layer by layer: conv_state then ssm_state; then, with packet positions,
+// PacketPositionState.
 func StateNames(c Config) (in, out []string) {
 	for i := range c.Layers {
 		for _, s := range []string{"conv_state", "ssm_state"} {
@@ -175,8 +198,24 @@ func StateNames(c Config) (in, out []string) {
 			out = append(out, n+NextSuffix)
 		}
 	}
+	if c.PacketPositions > 0 {
+		in = append(in, PacketPositionState)
+		out = append(out, PacketPositionState+NextSuffix)
+	}
 	return in, out
 }
+
+// MaxPacketPositions bounds Config.PacketPositions.
+const MaxPacketPositions = 4096
+
+// PacketPositionParam is the packet-position embedding's parameter name.
+const PacketPositionParam = "packet_position.weight"
+
+// PacketPositionState is the state (B, 1) that carries the packet offset of
+// the last token read into the next window, in the graphs' float type: 0
+// when nothing was read (the all-zero state of a fresh sequence), else 1 +
+// that token's offset (1…K). Zero states stay the start of a sequence.
+const PacketPositionState = "packet_position"
 
 // NextSuffix turns a state input's name into its output's.
 const NextSuffix = ".next"
@@ -187,6 +226,9 @@ func StateShapes(c Config, B int) [][]int {
 	var s [][]int
 	for range c.Layers {
 		s = append(s, []int{B, c.ConvDim(), c.DConv}, []int{B, c.Heads(), c.HeadDim, c.DState})
+	}
+	if c.PacketPositions > 0 {
+		s = append(s, []int{B, 1})
 	}
 	return s
 }

@@ -21,6 +21,22 @@
 // (B, V). Parameters are graph inputs named as in ParamShapes unless the graph
 // is serialised with graph.Initializers(Values(params)).
 //
+// # Packet positions (an extension of the note's model)
+//
+// With Config.PacketPositions K > 0 the input of the first layer is the
+// token embedding plus a learned embedding of the token's offset in its
+// packet ("packet_position.weight", (K, D)): 0 for <pkt>, 1 for the token
+// after it (the <dt:k> token, or the first IP byte without timing), and so
+// on, capped at K−1, which also stands for "no <pkt> read yet" (the label
+// token). A byte model must otherwise count from <pkt> to know which header
+// field a byte belongs to, which an SSM does only approximately. The offset
+// is a function of the tokens read, so generation needs nothing besides the
+// token: the graphs compute it and carry it between windows and decoding
+// steps in one more state, "packet_position" (B, 1) (PacketPositionState),
+// zero for a fresh sequence like every other state. Resetting, carrying,
+// forking and exporting states therefore handle it without knowing it.
+// Every invariant below is checked with and without it.
+//
 // # Invariants and benchmarks
 //
 // The tests check the note's invariants in float64 through ONNX Runtime
@@ -29,7 +45,8 @@
 // multiple of Q; step-by-step logits equal the parallel forward's at every
 // position; prefill(a++b) equals prefill(b) from prefill(a)'s state; the
 // loss and its gradients (central differences on random coordinates of every
-// parameter) match. Benchmarks are opt-in:
+// parameter) match; packet offsets carried across windows equal the offsets
+// of the whole sequence. Benchmarks are opt-in:
 //
 //	go test -run '^$' -bench . -benchtime 3x ./model
 //

@@ -14,6 +14,14 @@ import (
 // carried-in state.
 func TestFloat32ForwardTracksFloat64Reference(t *testing.T) {
 	c, _ := model.Preset("tiny")
+	withPos := c
+	withPos.PacketPositions, withPos.PacketToken = 128, 257
+	for name, c := range map[string]model.Config{"plain": c, "packet positions": withPos} {
+		t.Run(name, func(t *testing.T) { testFloat32ForwardTracksFloat64Reference(t, c) })
+	}
+}
+
+func testFloat32ForwardTracksFloat64Reference(t *testing.T, c model.Config) {
 	r := rand.New(rand.NewPCG(11, 12))
 	p32 := model.InitParams(c, 6)
 	p := model.ToFloat64(p32) // the same values in both precisions

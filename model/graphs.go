@@ -49,42 +49,54 @@ func (m *LM) Config() Config { return m.cfg }
 
 func (m *LM) p(name string) *graph.Tensor { return m.byName[name] }
 
+// States is the recurrent state of a batch: each layer's, and with packet
+// positions the (B, 1) packet-position state.
+type States struct {
+	Layers []LayerState
+	Packet *graph.Tensor // nil without packet positions
+}
+
 // DeclareStates declares the recurrent-state inputs of every layer for
 // batch B (names from StateNames), in the graph's float type.
-func DeclareStates(g *graph.Graph, c Config, B int) []LayerState {
+func DeclareStates(g *graph.Graph, c Config, B int) States {
 	in, _ := StateNames(c)
 	shapes := StateShapes(c, B)
-	st := make([]LayerState, c.Layers)
-	for i := range st {
-		st[i].Conv = g.Input(in[2*i], g.Float(), shapes[2*i]...)
-		st[i].SSM = g.Input(in[2*i+1], g.Float(), shapes[2*i+1]...)
+	st := States{Layers: make([]LayerState, c.Layers)}
+	for i := range st.Layers {
+		st.Layers[i].Conv = g.Input(in[2*i], g.Float(), shapes[2*i]...)
+		st.Layers[i].SSM = g.Input(in[2*i+1], g.Float(), shapes[2*i+1]...)
+	}
+	if c.PacketPositions > 0 {
+		st.Packet = g.Input(in[2*c.Layers], g.Float(), shapes[2*c.Layers]...)
 	}
 	return st
 }
 
 // OutputStates declares the next states as the graph outputs of StateNames.
-func OutputStates(g *graph.Graph, c Config, st []LayerState) []*graph.Tensor {
+func OutputStates(g *graph.Graph, c Config, st States) []*graph.Tensor {
 	_, out := StateNames(c)
-	var ts []*graph.Tensor
-	for i, s := range st {
-		g.Output(out[2*i], s.Conv)
-		g.Output(out[2*i+1], s.SSM)
-		ts = append(ts, s.Conv, s.SSM)
+	ts := st.flatten()
+	for i, t := range ts {
+		g.Output(out[i], t)
 	}
 	return ts
 }
 
-func flatten(st []LayerState) []*graph.Tensor {
+// flatten lists the states in StateNames order.
+func (st States) flatten() []*graph.Tensor {
 	var ts []*graph.Tensor
-	for _, s := range st {
+	for _, s := range st.Layers {
 		ts = append(ts, s.Conv, s.SSM)
+	}
+	if st.Packet != nil {
+		ts = append(ts, st.Packet)
 	}
 	return ts
 }
 
 // Forward is the parallel (chunked SSD) forward pass: ids (B, L) Int64 and
 // the states carried in → logits (B, L, V) and the states carried out.
-func (m *LM) Forward(ids *graph.Tensor, states []LayerState) (logits *graph.Tensor, next []LayerState) {
+func (m *LM) Forward(ids *graph.Tensor, states States) (logits *graph.Tensor, next States) {
 	x, next := m.residual(ids, states)
 	return m.logits(x), next
 }
@@ -92,24 +104,72 @@ func (m *LM) Forward(ids *graph.Tensor, states []LayerState) (logits *graph.Tens
 // LastLogits is Forward computing the logits of the last position only
 // (B, V): the prefill, which need not project every position onto the
 // vocabulary.
-func (m *LM) LastLogits(ids *graph.Tensor, states []LayerState) (logits *graph.Tensor, next []LayerState) {
+func (m *LM) LastLogits(ids *graph.Tensor, states States) (logits *graph.Tensor, next States) {
 	x, next := m.residual(ids, states) // (B, L, D)
 	B, L, D := x.Dim(0), x.Dim(1), x.Dim(2)
 	return m.logits(graph.Reshape(graph.Slice(x, 1, L-1, L), B, D)), next
 }
 
+// embed is the token embedding of ids (B, L), plus with packet positions the
+// embedding of each token's offset in its packet; it returns the next
+// packet-position state (nil without).
+func (m *LM) embed(ids *graph.Tensor, packet *graph.Tensor) (x, nextPacket *graph.Tensor) {
+	x = graph.Gather(m.p("embedding.weight"), ids, 0) // x: (B, L, D)
+	if m.cfg.PacketPositions == 0 {
+		return x, nil
+	}
+	off, nextPacket := packetOffsets(ids, packet, m.cfg.PacketPositions, m.cfg.PacketToken)
+	return graph.Add(x, graph.Gather(m.p(PacketPositionParam), off, 0)), nextPacket
+}
+
+// packetOffsets is each token's offset in its packet, ids (B, L): 0 for
+// <pkt>, d for the d-th token after the last <pkt>, capped at K−1, and K−1
+// where no <pkt> was read in the last K−1 tokens (or ever). state (B, 1) is
+// PacketPositionState before the window: 0 for nothing read, else 1 + the
+// last token's offset. It returns the offsets (B, L) Int64 and the state
+// after the window.
+//
+// Without a running maximum in ONNX, the offset is counted: with k the
+// running count of <pkt> tokens, offset(i) = #{s ∈ 1…K−1 : k(i−s) = k(i)},
+// the tokens before i back to (not including) the last <pkt>. The K−1 tokens
+// before the window are stood in for by a single <pkt> where the state says
+// the last one was.
+func packetOffsets(ids, state *graph.Tensor, K, pkt int) (off, next *graph.Tensor) {
+	g, ft := ids.Graph(), state.DType()
+	B, L := ids.Dim(0), ids.Dim(1)
+	isPkt := graph.Cast(graph.Equal(ids, g.Full(graph.Int64, float64(pkt))), ft) // (B, L)
+	// last: the offset of the token before the window (K−1: none in reach).
+	fresh := graph.Cast(graph.Equal(state, graph.ScalarLike(state, 0)), ft)
+	last := graph.Add(state.AddScalar(-1), fresh.MulScalar(float64(K))) // (B, 1)
+	// The stand-in history: position K−2−last of K−1 holds a <pkt>.
+	hist := graph.Reshape(g.Arange(ft, K-1), 1, K-1)
+	past := graph.Cast(graph.Equal(hist, graph.Neg(last).AddScalar(float64(K-2))), ft) // (B, K−1)
+	k := graph.CumSum(graph.Concat(1, past, isPkt), 1, false, false)                   // (B, K−1+L)
+	back := make([]int64, L*(K-1))
+	for i := range L {
+		for s := range K - 1 {
+			back[i*(K-1)+s] = int64(i + K - 2 - s) // position i−1−s of the window
+		}
+	}
+	before := graph.Gather(k, g.Const(back, L, K-1), 1)                   // (B, L, K−1)
+	here := graph.Unsqueeze(graph.Slice(k, 1, K-1, K-1+L), 2)             // (B, L, 1)
+	offF := graph.ReduceSum(graph.Cast(graph.Equal(before, here), ft), 2) // (B, L)
+	next = graph.Reshape(graph.Slice(offF, 1, L-1, L), B, 1).AddScalar(1)
+	return graph.Cast(offF, graph.Int64), next
+}
+
 // residual runs the embedding and every layer: x_{l+1} = x_l +
 // Mixer_l(RMSNorm_l(x_l)); it returns the residual stream (B, L, D) before
 // the final norm.
-func (m *LM) residual(ids *graph.Tensor, states []LayerState) (x *graph.Tensor, next []LayerState) {
+func (m *LM) residual(ids *graph.Tensor, states States) (x *graph.Tensor, next States) {
 	c := m.cfg
-	x = graph.Gather(m.p("embedding.weight"), ids, 0) // x: (B, L, D)
+	x, next.Packet = m.embed(ids, states.Packet)
 	for i := range c.Layers {
 		l := LayerPrefix(i)
 		u := normRMS(x, m.p(l+".norm.weight"))
-		out, st := m.mixer(l+".mixer.", u, states[i])
+		out, st := m.mixer(l+".mixer.", u, states.Layers[i])
 		x = graph.Add(x, out)
-		next = append(next, st)
+		next.Layers = append(next.Layers, st)
 	}
 	return x, next
 }
@@ -122,15 +182,18 @@ func (m *LM) logits(x *graph.Tensor) *graph.Tensor {
 
 // Step is one decoding step: ids (B) Int64 and the states → logits (B, V)
 // and the next states, by the recurrence.
-func (m *LM) Step(ids *graph.Tensor, states []LayerState) (logits *graph.Tensor, next []LayerState) {
+func (m *LM) Step(ids *graph.Tensor, states States) (logits *graph.Tensor, next States) {
 	c := m.cfg
-	x := graph.Gather(m.p("embedding.weight"), ids, 0) // x: (B, D)
+	B := ids.Dim(0)
+	x, packet := m.embed(graph.Reshape(ids, B, 1), states.Packet)
+	x = graph.Reshape(x, B, c.DModel) // x: (B, D)
+	next.Packet = packet
 	for i := range c.Layers {
 		l := LayerPrefix(i)
 		u := normRMS(x, m.p(l+".norm.weight"))
-		out, st := m.mixerStep(l+".mixer.", u, states[i])
+		out, st := m.mixerStep(l+".mixer.", u, states.Layers[i])
 		x = graph.Add(x, out)
-		next = append(next, st)
+		next.Layers = append(next.Layers, st)
 	}
 	return m.logits(x), next // (B, V)
 }
@@ -193,6 +256,9 @@ func (m *LM) gatedOut(pre string, y, z *graph.Tensor) *graph.Tensor {
 // final state. L is padded with zeros to a multiple of Q after
 // discretising, so the final state is exact.
 func ssd(x, dt, A, bm, cm, h0 *graph.Tensor, Q int) (y, final *graph.Tensor) {
+	if err := x.Graph().Err(); err != nil {
+		return x, h0 // an op before failed; the graph keeps its error (and the shapes here may be empty)
+	}
 	B, L, H, P, N := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3), bm.Dim(2)
 	Q = min(Q, L)
 	nc := (L + Q - 1) / Q
@@ -355,6 +421,6 @@ func TrainLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) 
 		in := DeclareStates(g, c, ids.Dim(0))
 		logits, next := m.Forward(ids, in)
 		loss = MaskedCrossEntropy(logits, targets, mask)
-		return loss, flatten(in), OutputStates(g, c, next), m.Params()
+		return loss, in.flatten(), OutputStates(g, c, next), m.Params()
 	}
 }

@@ -23,6 +23,17 @@ func testConfig(t testing.TB) model.Config {
 	return c
 }
 
+// testConfigs are testConfig without and with packet positions (K = 8, so
+// that random packets of mean length 5 often reach the cap); every model
+// invariant is checked on both.
+func testConfigs(t testing.TB) map[string]model.Config {
+	t.Helper()
+	c := testConfig(t)
+	withPos := c
+	withPos.PacketPositions, withPos.PacketToken = 8, 257
+	return map[string]model.Config{"plain": c, "packet positions": withPos}
+}
+
 // session serialises g (with opts) and loads it into ONNX Runtime on one thread.
 func session(t testing.TB, g *graph.Graph, opts ...graph.BuildOption) *ort.Session {
 	t.Helper()
@@ -82,6 +93,9 @@ func statesOut(c model.Config, out map[string]*ort.Tensor) model.States64 {
 		st.Conv = append(st.Conv, out[names[2*i]].Float64())
 		st.SSM = append(st.SSM, out[names[2*i+1]].Float64())
 	}
+	if c.PacketPositions > 0 {
+		st.Packet = out[names[2*c.Layers]].Float64()
+	}
 	return st
 }
 
@@ -93,6 +107,13 @@ func randomStates(c model.Config, B int, r *rand.Rand) model.States64 {
 		st.Conv = append(st.Conv, uniform(r, size(shapes[2*i]), -1, 1))
 		st.SSM = append(st.SSM, uniform(r, size(shapes[2*i+1]), -1, 1))
 	}
+	if K := c.PacketPositions; K > 0 {
+		// Every value a packet-position state can hold: 0 (nothing read)
+		// to K (the last token at the cap).
+		for range B {
+			st.Packet = append(st.Packet, float64(r.IntN(K+1)))
+		}
+	}
 	return st
 }
 
@@ -100,7 +121,11 @@ func randomIDs(c model.Config, B, L int, r *rand.Rand) [][]int64 {
 	ids := make([][]int64, B)
 	for b := range ids {
 		for range L {
-			ids[b] = append(ids[b], int64(r.IntN(c.VocabSize)))
+			id := int64(r.IntN(c.VocabSize))
+			if c.PacketPositions > 0 && r.IntN(5) == 0 {
+				id = int64(c.PacketToken) // packets of mean length 5
+			}
+			ids[b] = append(ids[b], id)
 		}
 	}
 	return ids

@@ -8,7 +8,8 @@ import (
 )
 
 // InitParams64 initialises every parameter of c from seed, exactly as the
-// Mamba-2 note prescribes: embedding N(0, 0.02); in_proj U(±1/√D); conv1d
+// Mamba-2 note prescribes: embedding N(0, 0.02) (the packet-position
+// embedding too); in_proj U(±1/√D); conv1d
 // weight and bias U(±1/√W); dt_bias the inverse softplus of a log-uniform dt
 // in [0.001, 0.1] (clamped ≥ 1e-4); A_log = ln U(1, 16); D = 1; norms 1;
 // out_proj U(±1/√d_inner). Each parameter draws from its own stream,
@@ -30,7 +31,7 @@ func InitParams64(c Config, seed uint64) map[string][]float64 {
 		}
 		n := p.Name
 		switch {
-		case n == "embedding.weight":
+		case n == "embedding.weight", n == PacketPositionParam:
 			for i := range v {
 				v[i] = 0.02 * r.NormFloat64()
 			}

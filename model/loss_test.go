@@ -134,7 +134,12 @@ func TestTrainLossDeclaresStatesAndParamsInOrder(t *testing.T) {
 }
 
 func TestGradientsMatchFiniteDifferences(t *testing.T) {
-	c := testConfig(t)
+	for name, c := range testConfigs(t) {
+		t.Run(name, func(t *testing.T) { testGradientsMatchFiniteDifferences(t, c) })
+	}
+}
+
+func testGradientsMatchFiniteDifferences(t *testing.T, c model.Config) {
 	r := rand.New(rand.NewPCG(9, 10))
 	p := model.InitParams64(c, 5)
 	const B, L, perParam, eps = 2, 13, 3, 1e-5

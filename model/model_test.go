@@ -64,6 +64,7 @@ func TestVocabIsPaddedToMultipleOf16(t *testing.T) {
 
 func TestInitFollowsNote(t *testing.T) {
 	c, _ := model.Preset("small")
+	c.PacketPositions, c.PacketToken = 128, 257
 	p := model.InitParams64(c, 7)
 	if err := model.CheckParams64(c, p); err != nil {
 		t.Fatal(err)
@@ -88,13 +89,15 @@ func TestInitFollowsNote(t *testing.T) {
 	inRange(m+"norm.weight", 1, 1, id)
 	inRange("layers.0.norm.weight", 1, 1, id)
 	inRange("norm_f.weight", 1, 1, id)
-	e := p["embedding.weight"]
-	ss := 0.0
-	for _, v := range e {
-		ss += v * v
-	}
-	if std := math.Sqrt(ss / float64(len(e))); math.Abs(std-0.02) > 0.001 {
-		t.Errorf("embedding std %g, want 0.02", std)
+	for _, name := range []string{"embedding.weight", model.PacketPositionParam} {
+		e := p[name]
+		ss := 0.0
+		for _, v := range e {
+			ss += v * v
+		}
+		if std := math.Sqrt(ss / float64(len(e))); math.Abs(std-0.02) > 0.001 {
+			t.Errorf("%s std %g, want 0.02", name, std)
+		}
 	}
 	again, other := model.InitParams64(c, 7), model.InitParams64(c, 8)
 	if maxRelErr(again[m+"in_proj.weight"], p[m+"in_proj.weight"]) != 0 {
@@ -122,7 +125,12 @@ func forward(t *testing.T, c model.Config, p map[string][]float64, ids [][]int64
 }
 
 func TestChunkedSSDEqualsSequentialReference(t *testing.T) {
-	c := testConfig(t)
+	for name, c := range testConfigs(t) {
+		t.Run(name, func(t *testing.T) { testChunkedSSDEqualsSequentialReference(t, c) })
+	}
+}
+
+func testChunkedSSDEqualsSequentialReference(t *testing.T, c model.Config) {
 	r := rand.New(rand.NewPCG(1, 2))
 	p := model.InitParams64(c, 1)
 	cases := []struct {
@@ -161,7 +169,12 @@ func TestChunkedSSDEqualsSequentialReference(t *testing.T) {
 }
 
 func TestStepByStepEqualsParallelLogits(t *testing.T) {
-	c := testConfig(t)
+	for name, c := range testConfigs(t) {
+		t.Run(name, func(t *testing.T) { testStepByStepEqualsParallelLogits(t, c) })
+	}
+}
+
+func testStepByStepEqualsParallelLogits(t *testing.T, c model.Config) {
 	r := rand.New(rand.NewPCG(3, 4))
 	p := model.InitParams64(c, 2)
 	const B, L = 2, 19
@@ -196,7 +209,12 @@ func TestStepByStepEqualsParallelLogits(t *testing.T) {
 }
 
 func TestPrefillOfConcatenationEqualsPrefillContinued(t *testing.T) {
-	c := testConfig(t)
+	for name, c := range testConfigs(t) {
+		t.Run(name, func(t *testing.T) { testPrefillOfConcatenationEqualsPrefillContinued(t, c) })
+	}
+}
+
+func testPrefillOfConcatenationEqualsPrefillContinued(t *testing.T, c model.Config) {
 	r := rand.New(rand.NewPCG(5, 6))
 	p := model.InitParams64(c, 3)
 	const B, La, Lb = 2, 11, 14

@@ -12,10 +12,12 @@ import (
 
 // States64 holds the recurrent states of a batch in float64, one flat
 // row-major slice per layer: Conv[i] is layer i's conv_state (B, conv_dim, W),
-// SSM[i] its ssm_state (B, H, P, N).
+// SSM[i] its ssm_state (B, H, P, N); Packet is the packet-position state
+// (B) with packet positions, else nil.
 type States64 struct {
-	Conv [][]float64
-	SSM  [][]float64
+	Conv   [][]float64
+	SSM    [][]float64
+	Packet []float64
 }
 
 // ZeroStates64 is the all-zero state of a batch of B sequences.
@@ -24,6 +26,9 @@ func ZeroStates64(c Config, B int) States64 {
 	for range c.Layers {
 		s.Conv = append(s.Conv, make([]float64, B*c.ConvDim()*c.DConv))
 		s.SSM = append(s.SSM, make([]float64, B*c.Heads()*c.HeadDim*c.DState))
+	}
+	if c.PacketPositions > 0 {
+		s.Packet = make([]float64, B)
 	}
 	return s
 }
@@ -35,6 +40,9 @@ func (s States64) Clone() States64 {
 		o.Conv = append(o.Conv, append([]float64(nil), s.Conv[i]...))
 		o.SSM = append(o.SSM, append([]float64(nil), s.SSM[i]...))
 	}
+	if s.Packet != nil {
+		o.Packet = append([]float64(nil), s.Packet...)
+	}
 	return o
 }
 
@@ -43,6 +51,9 @@ func (s States64) Flat() [][]float64 {
 	var f [][]float64
 	for i := range s.Conv {
 		f = append(f, s.Conv[i], s.SSM[i])
+	}
+	if s.Packet != nil {
+		f = append(f, s.Packet)
 	}
 	return f
 }
@@ -70,6 +81,9 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 			return nil, States64{}, fmt.Errorf("reference forward: layer %d states hold %d and %d values, batch %d needs %d and %d", i, len(st.Conv[i]), len(st.SSM[i]), B, B*convN, B*ssmN)
 		}
 	}
+	if K := c.PacketPositions; K > 0 && len(st.Packet) != B {
+		return nil, States64{}, fmt.Errorf("reference forward: %d packet-position states for batch %d", len(st.Packet), B)
+	}
 	next = st.Clone()
 	V, D := c.VocabSize, c.DModel
 	E := p["embedding.weight"]
@@ -81,6 +95,21 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 				return nil, States64{}, fmt.Errorf("reference forward: token id %d outside the vocabulary of %d", id, V)
 			}
 			x := append([]float64(nil), E[int(id)*D:(int(id)+1)*D]...)
+			if K := c.PacketPositions; K > 0 {
+				// The offset in the packet, by the definition: 0 at <pkt>,
+				// one more per token after it, capped; K−1 before any.
+				off, last := K-1, int(next.Packet[b])
+				if id == int64(c.PacketToken) {
+					off = 0
+				} else if last > 0 {
+					off = min(last, K-1)
+				}
+				next.Packet[b] = float64(off + 1)
+				pe := p[PacketPositionParam][off*D : (off+1)*D]
+				for i := range x {
+					x[i] += pe[i]
+				}
+			}
 			for l := range c.Layers {
 				pre := LayerPrefix(l)
 				h := refRMSNorm(x, p[pre+".norm.weight"])

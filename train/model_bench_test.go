@@ -99,6 +99,23 @@ func BenchmarkTrainStepChunk(b *testing.B) {
 	}
 }
 
+// BenchmarkTrainStepPacketPositions measures the cost of packet positions
+// (model.Config.PacketPositions) in the small preset's train step at the
+// shared-captures configuration (B=8, L=512, Q=64): K = 0 (off) and 128.
+//
+//	go test -run '^$' -bench 'TrainStepPacketPositions' -benchtime 5x ./train
+func BenchmarkTrainStepPacketPositions(b *testing.B) {
+	orttest.Init(b)
+	const B, L = 8, 512
+	for _, k := range []int{128, 0, 128, 0} {
+		b.Run(fmt.Sprintf("small/B=%d/L=%d/K=%d", B, L, k), func(b *testing.B) {
+			cfg, _ := model.Preset("small")
+			cfg.ChunkSize, cfg.PacketPositions, cfg.PacketToken = 64, k, 257
+			benchTrainStep(b, "small", cfg, B, L, 1)
+		})
+	}
+}
+
 // benchTrainStep times b.N steps of the train-step graph of cfg on one
 // random window after warm steps, and reports tokens/s.
 func benchTrainStep(b *testing.B, name string, cfg model.Config, B, L, warm int) {

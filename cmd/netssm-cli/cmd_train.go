@@ -39,6 +39,7 @@ func init() {
 			&cli.StringFlag{Name: "preset", Value: "small", Usage: "model size: tiny | small | base | paper"},
 			&cli.IntFlag{Name: "ctx", Value: 2048, Usage: "tokens per window"},
 			&cli.IntFlag{Name: "chunk", Usage: "SSD chunk length Q (0: the preset's); changes speed, not the model's function"},
+			&cli.IntFlag{Name: "packet-positions", Value: 128, Usage: "add a learned embedding of each token's offset in its packet, offsets 0…K−1 (0: off, the plain Mamba-2 of the presets)"},
 			&cli.IntFlag{Name: "batch", Value: 4, Usage: "windows per step"},
 			&cli.Int64Flag{Name: "steps", Usage: "budget: optimiser steps"},
 			&cli.Int64Flag{Name: "tokens", Usage: "budget: training tokens"},
@@ -119,6 +120,9 @@ func trainAction(c *cli.Context) error {
 		if c.Int("chunk") < 0 {
 			return usagef("--chunk must be ≥ 0 (0: the preset's)")
 		}
+		if k := c.Int("packet-positions"); k < 0 || k == 1 || k > model.MaxPacketPositions {
+			return usagef("--packet-positions must be 0 (off) or 2…%d, got %d", model.MaxPacketPositions, k)
+		}
 		if m := c.String("data-mode"); m != "stream" && m != "random" {
 			return usagef("--data-mode must be stream or random, not %q", m)
 		}
@@ -147,11 +151,17 @@ func trainAction(c *cli.Context) error {
 	if q := c.Int("chunk"); q > 0 && !resume {
 		mcfg.ChunkSize = q
 	}
+	if k := c.Int("packet-positions"); k > 0 && !resume {
+		mcfg.PacketPositions, mcfg.PacketToken = k, pktToken(spec)
+	}
 	if resume {
 		var saved model.Config
 		decoded := json.Unmarshal(cfg.Model, &saved) == nil
 		if decoded && saved.ChunkSize > 0 {
 			mcfg.ChunkSize = saved.ChunkSize // the run's own chunk length, --chunk or the preset's
+		}
+		if decoded {
+			mcfg.PacketPositions, mcfg.PacketToken = saved.PacketPositions, saved.PacketToken
 		}
 		if decoded && saved != mcfg {
 			return fmt.Errorf("the run in %s was trained with model %v, the data now gives %v", out, saved, mcfg)
@@ -206,7 +216,8 @@ func trainMemoryEstimate(c model.Config, B, L int) int64 {
 	perToken := perTokenLayer*int64(c.Layers) + int64(6*c.VocabSize) + int64(8*c.DModel)
 	acts := 4 * perToken * int64(B) * int64(L) * 2 / 3 // calibrated: small, B=1, L=16384 measured 5.65 GiB peak
 	params := 4 * model.ParamCount(c) * 3 * 2
-	return acts + params + 200<<20
+	offsets := int64(12*c.PacketPositions) * int64(B) * int64(L) // the packet-offset count (B, L, K−1)
+	return acts + params + offsets + 200<<20
 }
 
 func numTraces(s train.TraceStore) int {

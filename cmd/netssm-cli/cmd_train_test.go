@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netssm/netssm/tokenizer"
 )
 
 func TestTrainUsageErrorsExitTwo(t *testing.T) {
@@ -23,6 +25,8 @@ func TestTrainUsageErrorsExitTwo(t *testing.T) {
 		append(append([]string{}, base...), "--ctx", "1"),
 		append(append([]string{}, base...), "--data-mode", "shuffled"),
 		append(append([]string{}, base...), "--data-mode", "random", "--remap-addresses"),
+		append(append([]string{}, base...), "--packet-positions", "1"),
+		append(append([]string{}, base...), "--packet-positions", "-4"),
 	} {
 		msg, code := runCLI(t, nil, args...)
 		if code != 2 || !strings.Contains(msg, "usage") {
@@ -75,6 +79,56 @@ func TestTrainChunkLengthChangesSpeedNotLosses(t *testing.T) {
 		if math.Abs(a[i]-b[i]) > 1e-4*math.Abs(b[i]) {
 			t.Errorf("step %d: loss %.7f with chunk 16, %.7f with chunk 64", i+1, a[i], b[i])
 		}
+	}
+}
+
+// A model with packet positions goes the whole way: trained, resumed (the
+// run keeps its K and <pkt> id, whatever the flags say), exported and sampled
+// into packets.
+func TestTrainWithPacketPositionsResumesExportsAndSamples(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.parquet")
+	if msg, code := runCLI(t, nil, "-q", "tokenize", "-o", data, projectCaptures(t)); code != 0 {
+		t.Fatalf("tokenize exit %d:\n%s", code, msg)
+	}
+	out := filepath.Join(dir, "run")
+	train := []string{"-q", "train", "--data", data, "--val-frac", "0", "--preset", "tiny", "--ctx", "96", "--batch", "2",
+		"--packet-positions", "32", "--eval-every", "0", "--seed", "7", "--out", out}
+	if msg, code := runCLI(t, nil, append(train, "--steps", "2")...); code != 0 {
+		t.Fatalf("train: exit %d:\n%s", code, msg)
+	}
+	if msg, code := runCLI(t, nil, "-q", "train", "--out", out, "--resume", "--steps", "3"); code != 0 {
+		t.Fatalf("train --resume: exit %d:\n%s", code, msg)
+	}
+	var cfg struct {
+		Model struct {
+			PacketPositions int `json:"packet_positions"`
+			PacketToken     int `json:"packet_token"`
+		} `json:"model"`
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Model.PacketPositions != 32 || cfg.Model.PacketToken != tokenizer.TokPkt {
+		t.Errorf("config.json records packet_positions %d, packet_token %d; want 32, %d", cfg.Model.PacketPositions, cfg.Model.PacketToken, tokenizer.TokPkt)
+	}
+	if n := len(metricLosses(t, filepath.Join(out, "metrics.jsonl"))); n != 3 {
+		t.Errorf("%d logged steps after resuming to 3", n)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	if msg, code := runCLI(t, nil, "-q", "export", out, "-o", bundle); code != 0 {
+		t.Fatalf("export: exit %d:\n%s", code, msg)
+	}
+	pcap := filepath.Join(dir, "synthetic.pcap")
+	if msg, code := runCLI(t, nil, "-q", "sample", "--model", bundle, "--label", "web", "--packets", "5", "--ignore-eos", "--seed", "1", "-o", pcap); code != 0 {
+		t.Fatalf("sample: exit %d:\n%s", code, msg)
+	}
+	if st, err := os.Stat(pcap); err != nil || st.Size() <= 24 {
+		t.Fatalf("sample wrote no packets to %s (%v)", pcap, err)
 	}
 }
 
