@@ -147,7 +147,7 @@ func randomIDs(c model.Config, n int, seed uint64) []int64 {
 	ids := make([]int64, n)
 	for i := range ids {
 		ids[i] = int64(r.IntN(c.VocabSize))
-		if c.PacketPositions > 0 && r.IntN(5) == 0 {
+		if (c.PacketPositions > 0 || c.PrevPackets > 0) && r.IntN(5) == 0 {
 			ids[i] = int64(c.PacketToken)
 		}
 	}
@@ -183,7 +183,9 @@ func TestFloat64BundleMatchesSequentialReference(t *testing.T) {
 	plain := tinyConfig(t)
 	withPos := plain
 	withPos.PacketPositions, withPos.PacketToken = 8, 257
-	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos} {
+	withPrev := withPos
+	withPrev.PrevPackets, withPrev.PacketHistory = 2, 9
+	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos, "previous packets": withPrev} {
 		t.Run(name, func(t *testing.T) { testFloat64BundleMatchesSequentialReference(t, c) })
 	}
 }

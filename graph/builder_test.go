@@ -344,3 +344,23 @@ func TestATensorCanBeOutputUnderSeveralNames(t *testing.T) {
 		t.Error("a second output named y was accepted")
 	}
 }
+
+func TestScatterAddSumsRepeatedIndices(t *testing.T) {
+	g := graph.New("scatter")
+	idx := g.Input("idx", graph.Int64, 5, 1)
+	upd := g.Input("upd", graph.Float32, 5)
+	g.Output("acc", graph.ScatterAdd(g.Full(graph.Float32, 1, 4), idx, upd))
+	out := run(t, session(t, g), map[string]*ort.Tensor{
+		"idx": ort.NewTensor([]int64{5, 1}, []int64{3, 0, 3, 2, 3}),
+		"upd": ort.NewTensor([]int64{5}, []float32{1, 2, 4, 8, 16}),
+	})
+	want := []float32{3, 1, 9, 22}
+	if got := out["acc"].Float32(); !slices.Equal(got, want) {
+		t.Errorf("scatter-add %v, want %v", got, want)
+	}
+	bad := graph.New("scatter-bad")
+	graph.ScatterAdd(bad.Zeros(graph.Float32, 4), bad.Input("i", graph.Int64, 5, 1), bad.Input("u", graph.Float32, 4))
+	if bad.Err() == nil || !strings.Contains(bad.Err().Error(), "ScatterAdd") {
+		t.Errorf("updates of the wrong shape: error %v", bad.Err())
+	}
+}

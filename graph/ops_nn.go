@@ -111,3 +111,32 @@ func inverse(perm []int) []int {
 	}
 	return inv
 }
+
+// ScatterAdd is data with each row of updates added at the index tuple of
+// indices (ONNX ScatterND, reduction "add"): indices (…, k) int64 address
+// the first k axes of data, updates has shape indices.shape[:−1] +
+// data.shape[k:]. Repeated indices add up. It has no gradient rule: it serves
+// index bookkeeping (and the gradient of Gather).
+func ScatterAdd(data, indices, updates *Tensor) (out *Tensor) {
+	defer guard(data, &out)
+	g := sameGraph("ScatterAdd", data, indices, updates)
+	if indices.dtype != Int64 {
+		failf("ScatterAdd: indices %s are not int64", indices)
+	}
+	if data.dtype != updates.dtype {
+		failf("ScatterAdd: dtypes differ: %s and %s", data, updates)
+	}
+	q := indices.Rank()
+	if q == 0 {
+		failf("ScatterAdd: indices %s have no index axis", indices)
+	}
+	k := indices.shape[q-1]
+	if k < 1 || k > data.Rank() {
+		failf("ScatterAdd: index tuples of %d for data %s", k, data)
+	}
+	want := append(indices.shape[:q-1].Clone(), data.shape[k:]...)
+	if !updates.shape.Equal(want) {
+		failf("ScatterAdd: updates %s, want shape %v", updates, want)
+	}
+	return g.add1("ScatterND", []*Tensor{data, indices, updates}, []attribute{{"reduction", "add"}}, nil, data.dtype, data.shape)
+}

@@ -43,7 +43,9 @@ func TestMamba2PrefillMatchesSteppedPrompt(t *testing.T) {
 	}
 	withPos := plain
 	withPos.PacketPositions, withPos.PacketToken = 16, fakeVocab.Packet // the header is longer than 16
-	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos} {
+	withPrev := withPos
+	withPrev.PrevPackets, withPrev.PacketHistory = 2, 64 // the prompt's two packets are in reach
+	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos, "previous packets": withPrev} {
 		t.Run(name, func(t *testing.T) { testMamba2PrefillMatchesSteppedPrompt(t, mamba2Of(t, c)) })
 	}
 }
@@ -102,15 +104,20 @@ func TestMamba2BatchSizeDoesNotChangeTraces(t *testing.T) {
 // BenchmarkMamba2Step measures step decoding (the step graph alone, no
 // sampling) in tokens/s: go test -run XXX -bench Mamba2Step ./infer/
 // ("small+positions" is small with 128 packet positions, for the cost of
-// counting offsets in the graph.)
+// counting offsets in the graph; "small+prev" adds copy logits from two
+// previous packets over a 256-token history, as the README measured.)
 func BenchmarkMamba2Step(b *testing.B) {
-	for _, name := range []string{"tiny", "small", "small+positions"} {
-		c, err := model.Preset(strings.TrimSuffix(name, "+positions"))
+	for _, name := range []string{"tiny", "small", "small+positions", "small+prev"} {
+		base, _, _ := strings.Cut(name, "+")
+		c, err := model.Preset(base)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if strings.HasSuffix(name, "+positions") {
+		if strings.Contains(name, "+") {
 			c.PacketPositions, c.PacketToken = 128, fakeVocab.Packet
+		}
+		if strings.HasSuffix(name, "+prev") {
+			c.PrevPackets, c.PacketHistory = 2, 256
 		}
 		m := mamba2Of(b, c)
 		for _, batch := range []int{1, 32} {

@@ -27,6 +27,15 @@ type Config struct {
 	// 0: off, the Mamba-2 of the note.
 	PacketPositions int `json:"packet_positions,omitempty"`
 	PacketToken     int `json:"packet_token,omitempty"`
+	// PrevPackets J > 0 adds copy logits: for each j in 1…J, the token at
+	// the same offset in the j-th packet before the current one (none where
+	// that packet has no such byte or its <pkt> lies more than PacketHistory
+	// tokens back) gets a learned boost on its logit, a bias per (j, offset)
+	// plus a gate read from the final hidden state: what header compression
+	// would predict from. The last PacketHistory tokens are carried between
+	// windows as the state "packet_history" (see PacketHistoryState). 0: off.
+	PrevPackets   int `json:"prev_packets,omitempty"`
+	PacketHistory int `json:"packet_history,omitempty"`
 }
 
 // DefaultVocab is the padded vocabulary the presets use: 256 byte values and
@@ -116,8 +125,17 @@ func (c Config) Validate() error {
 	if c.PacketPositions < 0 || c.PacketPositions == 1 || c.PacketPositions > MaxPacketPositions {
 		return fmt.Errorf("packet_positions %d: 0 (off) or 2…%d", c.PacketPositions, MaxPacketPositions)
 	}
-	if c.PacketPositions > 0 && (c.PacketToken < 0 || c.PacketToken >= c.VocabSize) {
+	if (c.PacketPositions > 0 || c.PrevPackets > 0) && (c.PacketToken < 0 || c.PacketToken >= c.VocabSize) {
 		return fmt.Errorf("packet_token %d is outside the vocabulary of %d", c.PacketToken, c.VocabSize)
+	}
+	if c.PrevPackets < 0 || c.PrevPackets > MaxPrevPackets {
+		return fmt.Errorf("prev_packets %d: 0 (off) or 1…%d", c.PrevPackets, MaxPrevPackets)
+	}
+	if c.PrevPackets > 0 && (c.PacketHistory < 2 || c.PacketHistory > MaxPacketHistory) {
+		return fmt.Errorf("packet_history %d: 2…%d tokens with prev_packets", c.PacketHistory, MaxPacketHistory)
+	}
+	if c.PrevPackets == 0 && c.PacketHistory != 0 {
+		return fmt.Errorf("packet_history %d without prev_packets", c.PacketHistory)
 	}
 	return nil
 }
@@ -127,6 +145,9 @@ func (c Config) String() string {
 	s := fmt.Sprintf("Mamba-2 D=%d layers=%d N=%d P=%d H=%d expand=%d W=%d Q=%d V=%d", c.DModel, c.Layers, c.DState, c.HeadDim, c.Heads(), c.Expand, c.DConv, c.ChunkSize, c.VocabSize)
 	if c.PacketPositions > 0 {
 		s += fmt.Sprintf(" packet-positions=%d", c.PacketPositions)
+	}
+	if c.PrevPackets > 0 {
+		s += fmt.Sprintf(" prev-packets=%d history=%d", c.PrevPackets, c.PacketHistory)
 	}
 	return s
 }
@@ -153,7 +174,9 @@ func LayerPrefix(i int) string { return fmt.Sprintf("layers.%d", i) }
 // them: embedding.weight, then per layer norm.weight and the mixer's
 // in_proj.weight, conv1d.weight, conv1d.bias, dt_bias, A_log, D, norm.weight,
 // out_proj.weight, then norm_f.weight. The embedding is tied to the output.
-// With packet positions, packet_position.weight (K, D) follows the embedding.
+// With packet positions, packet_position.weight (K, D) follows the embedding;
+// with previous packets, copy.bias (J, PacketHistory) and copy.gate (J, D)
+// come last.
 func ParamShapes(c Config) []ParamShape {
 	D, di, H, C, W := c.DModel, c.DInner(), c.Heads(), c.ConvDim(), c.DConv
 	ps := []ParamShape{{"embedding.weight", []int{c.VocabSize, D}}}
@@ -175,7 +198,11 @@ func ParamShapes(c Config) []ParamShape {
 			ParamShape{m + "out_proj.weight", []int{D, di}},
 		)
 	}
-	return append(ps, ParamShape{"norm_f.weight", []int{D}})
+	ps = append(ps, ParamShape{"norm_f.weight", []int{D}})
+	if c.PrevPackets > 0 {
+		ps = append(ps, ParamShape{CopyBiasParam, []int{c.PrevPackets, c.PacketHistory}}, ParamShape{CopyGateParam, []int{c.PrevPackets, D}})
+	}
+	return ps
 }
 
 // ParamCount is the number of parameters (the tied embedding counted once).
@@ -189,7 +216,7 @@ func ParamCount(c Config) int64 {
 
 // StateNames lists the recurrent-state graph inputs and the matching outputs,
 // layer by layer: conv_state then ssm_state; then, with packet positions,
-// PacketPositionState.
+// PacketPositionState; then, with previous packets, PacketHistoryState.
 func StateNames(c Config) (in, out []string) {
 	for i := range c.Layers {
 		for _, s := range []string{"conv_state", "ssm_state"} {
@@ -201,6 +228,10 @@ func StateNames(c Config) (in, out []string) {
 	if c.PacketPositions > 0 {
 		in = append(in, PacketPositionState)
 		out = append(out, PacketPositionState+NextSuffix)
+	}
+	if c.PrevPackets > 0 {
+		in = append(in, PacketHistoryState)
+		out = append(out, PacketHistoryState+NextSuffix)
 	}
 	return in, out
 }
@@ -217,6 +248,27 @@ const PacketPositionParam = "packet_position.weight"
 // that token's offset (1…K). Zero states stay the start of a sequence.
 const PacketPositionState = "packet_position"
 
+// MaxPrevPackets bounds Config.PrevPackets, MaxPacketHistory
+// Config.PacketHistory.
+const (
+	MaxPrevPackets   = 8
+	MaxPacketHistory = 1 << 16
+)
+
+// The copy logits' parameters: CopyBiasParam (J, PacketHistory) is the boost
+// of the j-th previous packet's token by offset, CopyGateParam (J, D) reads a
+// further boost from the final (normalised) hidden state.
+const (
+	CopyBiasParam = "copy.bias"
+	CopyGateParam = "copy.gate"
+)
+
+// PacketHistoryState is the state (B, PacketHistory) that carries the last
+// tokens read into the next window, in the graphs' float type, oldest first:
+// token id + 1, and 0 where nothing was read (so the all-zero state is a
+// fresh sequence).
+const PacketHistoryState = "packet_history"
+
 // NextSuffix turns a state input's name into its output's.
 const NextSuffix = ".next"
 
@@ -229,6 +281,9 @@ func StateShapes(c Config, B int) [][]int {
 	}
 	if c.PacketPositions > 0 {
 		s = append(s, []int{B, 1})
+	}
+	if c.PrevPackets > 0 {
+		s = append(s, []int{B, c.PacketHistory})
 	}
 	return s
 }

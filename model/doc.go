@@ -37,6 +37,27 @@
 // forking and exporting states therefore handle it without knowing it.
 // Every invariant below is checked with and without it.
 //
+// # Copy logits from previous packets (an extension of the note's model)
+//
+// With Config.PrevPackets J > 0 the output gets copy logits: for each j in
+// 1…J, the token at the same offset in the j-th packet before the current
+// one gets bias[j, offset] + x̂·gate[j] added to its logit ("copy.bias" (J,
+// PacketHistory), "copy.gate" (J, D), x̂ the final normalised hidden state):
+// the field a header-compression scheme predicts from. Consecutive packets
+// repeat most header bytes (addresses, ports, connection ids, TTL); a count
+// model of p(byte | offset, the previous packet's byte there) alone scores
+// 2.22 nats/token on the shared captures' held-out files, against 2.93 for
+// p(byte | offset), and a small SSM copies exact bytes from ~40 tokens back
+// poorly. Only packets whose <pkt> lies within Config.PacketHistory tokens
+// count; those tokens are carried as the state "packet_history" (B,
+// PacketHistory) (PacketHistoryState: id + 1, 0 for none), so, as with
+// packet positions, everything that handles states handles it. The graphs
+// find packet starts without a running maximum: a CumSum counts <pkt> tokens
+// over history ++ window, a ScatterND writes the position of the m-th <pkt>
+// into slot m, and Gathers read the starts and the copied tokens. Every
+// invariant below is checked with it (J = 2 over a 12-token history, so that
+// reach matters).
+//
 // # Invariants and benchmarks
 //
 // The tests check the note's invariants in float64 through ONNX Runtime
@@ -45,8 +66,8 @@
 // multiple of Q; step-by-step logits equal the parallel forward's at every
 // position; prefill(a++b) equals prefill(b) from prefill(a)'s state; the
 // loss and its gradients (central differences on random coordinates of every
-// parameter) match; packet offsets carried across windows equal the offsets
-// of the whole sequence. Benchmarks are opt-in:
+// parameter) match; packet offsets and previous-packet tokens carried across
+// windows equal those of the whole sequence. Benchmarks are opt-in:
 //
 //	go test -run '^$' -bench . -benchtime 3x ./model
 //

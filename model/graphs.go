@@ -52,8 +52,9 @@ func (m *LM) p(name string) *graph.Tensor { return m.byName[name] }
 // States is the recurrent state of a batch: each layer's, and with packet
 // positions the (B, 1) packet-position state.
 type States struct {
-	Layers []LayerState
-	Packet *graph.Tensor // nil without packet positions
+	Layers  []LayerState
+	Packet  *graph.Tensor // nil without packet positions
+	History *graph.Tensor // nil without previous packets
 }
 
 // DeclareStates declares the recurrent-state inputs of every layer for
@@ -68,6 +69,10 @@ func DeclareStates(g *graph.Graph, c Config, B int) States {
 	}
 	if c.PacketPositions > 0 {
 		st.Packet = g.Input(in[2*c.Layers], g.Float(), shapes[2*c.Layers]...)
+	}
+	if c.PrevPackets > 0 {
+		n := len(in) - 1
+		st.History = g.Input(in[n], g.Float(), shapes[n]...)
 	}
 	return st
 }
@@ -91,23 +96,26 @@ func (st States) flatten() []*graph.Tensor {
 	if st.Packet != nil {
 		ts = append(ts, st.Packet)
 	}
+	if st.History != nil {
+		ts = append(ts, st.History)
+	}
 	return ts
 }
 
 // Forward is the parallel (chunked SSD) forward pass: ids (B, L) Int64 and
 // the states carried in → logits (B, L, V) and the states carried out.
 func (m *LM) Forward(ids *graph.Tensor, states States) (logits *graph.Tensor, next States) {
-	x, next := m.residual(ids, states)
-	return m.logits(x), next
+	x, src, next := m.residual(ids, states)
+	return m.logits(x, src), next
 }
 
 // LastLogits is Forward computing the logits of the last position only
 // (B, V): the prefill, which need not project every position onto the
 // vocabulary.
 func (m *LM) LastLogits(ids *graph.Tensor, states States) (logits *graph.Tensor, next States) {
-	x, next := m.residual(ids, states) // (B, L, D)
+	x, src, next := m.residual(ids, states) // (B, L, D)
 	B, L, D := x.Dim(0), x.Dim(1), x.Dim(2)
-	return m.logits(graph.Reshape(graph.Slice(x, 1, L-1, L), B, D)), next
+	return m.logits(graph.Reshape(graph.Slice(x, 1, L-1, L), B, D), src.last()), next
 }
 
 // embed is the token embedding of ids (B, L), plus with packet positions the
@@ -120,6 +128,92 @@ func (m *LM) embed(ids *graph.Tensor, packet *graph.Tensor) (x, nextPacket *grap
 	}
 	off, nextPacket := packetOffsets(ids, packet, m.cfg.PacketPositions, m.cfg.PacketToken)
 	return graph.Add(x, graph.Gather(m.p(PacketPositionParam), off, 0)), nextPacket
+}
+
+// copySource is what the copy logits read for each position: tok (…, J)
+// Int64, the token at the position's offset in the j-th previous packet or V
+// (none), and off (…) Int64, the position's offset in its packet, clamped to
+// 0…H−1 (exact wherever some tok is not none).
+type copySource struct{ tok, off *graph.Tensor }
+
+// prevPacketTokens finds, for each token of ids (B, L) and each j in 1…J,
+// the token at the same offset in the j-th packet before the token's own, or
+// V (none) where the token's own <pkt> or the j-th previous <pkt> lies more
+// than H tokens back (H the history length) or that packet is too short.
+// history (B, H) is PacketHistoryState before the window (token id + 1, 0
+// for none); it also returns the history after the window.
+//
+// Without a running maximum in ONNX, packet starts are found by counting:
+// over X = history ++ ids, with c(q) the number of <pkt> in X[0…q], the
+// position of the m-th <pkt> is scattered into slot m of a table P (other
+// positions add 0); then the j-th packet before position q starts at
+// P[c(q) − j] and the offset of q is q − P[c(q)].
+func prevPacketTokens(ids, history *graph.Tensor, J, pkt, V int) (src copySource, next *graph.Tensor) {
+	g, ft := ids.Graph(), history.DType()
+	B, L, H := ids.Dim(0), ids.Dim(1), history.Dim(1)
+	T, S := H+L, H+L+1                                                        // X's length, the slots of P per row
+	X := graph.Concat(1, graph.Cast(history, graph.Int64).AddScalar(-1), ids) // (B, T), −1 where none
+	next = graph.Cast(graph.Slice(X, 1, L, T), ft).AddScalar(1)
+	isPkt := graph.Cast(graph.Equal(X, g.Full(graph.Int64, float64(pkt))), ft)
+	count := graph.CumSum(isPkt, 1, false, false) // (B, T)
+	pos := graph.Reshape(g.Arange(ft, T), 1, T)
+	rowBase := func(n int) *graph.Tensor { // (B, 1): b·n
+		return graph.Reshape(g.Arange(ft, B).MulScalar(float64(n)), B, 1)
+	}
+	slot := graph.Add(graph.Mul(count, isPkt), rowBase(S)) // (B, T)
+	P := graph.ScatterAdd(g.Zeros(ft, B*S), graph.Unsqueeze(graph.Cast(slot, graph.Int64), -1),
+		graph.Mul(graph.Expand(pos, B, T), isPkt)) // (B·S): P[b·S + m] = position of row b's m-th <pkt>
+	flatX := graph.Reshape(X, B*T)
+	q := graph.Slice(pos, 1, H, T)    // (1, L): the window's positions in X
+	cw := graph.Slice(count, 1, H, T) // (B, L)
+	reach := q.AddScalar(float64(-H)) // a start before this is out of reach
+	start := func(j int) (s, ok *graph.Tensor) {
+		m := cw.AddScalar(float64(-j))
+		ok = graph.GreaterOrEqual(m, graph.ScalarLike(m, 1))
+		idx := graph.Add(graph.Max(m, graph.ScalarLike(m, 0)), rowBase(S))
+		s = graph.Gather(P, graph.Cast(idx, graph.Int64), 0) // (B, L)
+		return s, graph.And(ok, graph.GreaterOrEqual(s, reach))
+	}
+	s0, ok := start(0)
+	off := graph.Sub(q, s0)
+	none := g.Full(graph.Int64, float64(V))
+	var cols []*graph.Tensor
+	later := s0 // the start of the packet after the j-th previous one
+	for j := 1; j <= J; j++ {
+		sj, okj := start(j)
+		at := graph.Add(sj, off)
+		use := graph.And(graph.And(ok, okj), graph.Less(at, later))
+		safe := graph.Where(use, at, graph.ScalarLike(at, 0))
+		tok := graph.Gather(flatX, graph.Cast(graph.Add(safe, rowBase(T)), graph.Int64), 0) // (B, L)
+		cols = append(cols, graph.Unsqueeze(graph.Where(use, tok, none), 2))
+		later = sj
+	}
+	src.tok = graph.Concat(2, cols...)
+	src.off = graph.Cast(graph.Clip(off, 0, float64(H-1)), graph.Int64)
+	return src, next
+}
+
+// last is the source of the last position of (B, L) rows: tok (B, J), off (B).
+func (s copySource) last() copySource {
+	if s.tok == nil {
+		return s
+	}
+	B, L, J := s.tok.Dim(0), s.tok.Dim(1), s.tok.Dim(2)
+	return copySource{tok: graph.Reshape(graph.Slice(s.tok, 1, L-1, L), B, J), off: graph.Reshape(graph.Slice(s.off, 1, L-1, L), B)}
+}
+
+// copyLogits is the copy logits' boost (…, V) for the normalised hidden
+// states xn (…, D): for each j, bias[j, off] + xn·gate[j] added to the logit
+// of the j-th previous packet's token (nothing where it is none).
+func (m *LM) copyLogits(xn *graph.Tensor, src copySource) *graph.Tensor {
+	c := m.cfg
+	J, H, V := c.PrevPackets, c.PacketHistory, c.VocabSize
+	g := xn.Graph()
+	blocks := graph.Reshape(g.Arange(graph.Int64, J).MulScalar(float64(H)), J) // j·H
+	bias := graph.Gather(graph.Reshape(m.p(CopyBiasParam), J*H), graph.Add(graph.Unsqueeze(src.off, -1), blocks), 0)
+	gate := graph.Add(bias, graph.MatMul(xn, graph.Transpose(m.p(CopyGateParam), 1, 0))) // (…, J)
+	hot := graph.OneHot(src.tok, V, xn.DType())                                          // (…, J, V): zeros for none
+	return graph.ReduceSum(graph.Mul(graph.Unsqueeze(gate, -1), hot), xn.Rank()-1)
 }
 
 // packetOffsets is each token's offset in its packet, ids (B, L): 0 for
@@ -161,9 +255,12 @@ func packetOffsets(ids, state *graph.Tensor, K, pkt int) (off, next *graph.Tenso
 // residual runs the embedding and every layer: x_{l+1} = x_l +
 // Mixer_l(RMSNorm_l(x_l)); it returns the residual stream (B, L, D) before
 // the final norm.
-func (m *LM) residual(ids *graph.Tensor, states States) (x *graph.Tensor, next States) {
+func (m *LM) residual(ids *graph.Tensor, states States) (x *graph.Tensor, src copySource, next States) {
 	c := m.cfg
 	x, next.Packet = m.embed(ids, states.Packet)
+	if c.PrevPackets > 0 {
+		src, next.History = prevPacketTokens(ids, states.History, c.PrevPackets, c.PacketToken, c.VocabSize)
+	}
 	for i := range c.Layers {
 		l := LayerPrefix(i)
 		u := normRMS(x, m.p(l+".norm.weight"))
@@ -171,13 +268,19 @@ func (m *LM) residual(ids *graph.Tensor, states States) (x *graph.Tensor, next S
 		x = graph.Add(x, out)
 		next.Layers = append(next.Layers, st)
 	}
-	return x, next
+	return x, src, next
 }
 
-// logits is RMSNorm_f(x)·Eᵀ over the last axis (tied embeddings).
-func (m *LM) logits(x *graph.Tensor) *graph.Tensor {
+// logits is RMSNorm_f(x)·Eᵀ over the last axis (tied embeddings), plus with
+// previous packets the copy logits of src (shaped like x without its last
+// axis).
+func (m *LM) logits(x *graph.Tensor, src copySource) *graph.Tensor {
 	xn := normRMS(x, m.p("norm_f.weight"))
-	return graph.MatMul(xn, graph.Transpose(m.p("embedding.weight"), 1, 0))
+	out := graph.MatMul(xn, graph.Transpose(m.p("embedding.weight"), 1, 0))
+	if m.cfg.PrevPackets > 0 {
+		out = graph.Add(out, m.copyLogits(xn, src))
+	}
+	return out
 }
 
 // Step is one decoding step: ids (B) Int64 and the states → logits (B, V)
@@ -185,9 +288,15 @@ func (m *LM) logits(x *graph.Tensor) *graph.Tensor {
 func (m *LM) Step(ids *graph.Tensor, states States) (logits *graph.Tensor, next States) {
 	c := m.cfg
 	B := ids.Dim(0)
-	x, packet := m.embed(graph.Reshape(ids, B, 1), states.Packet)
+	ids2 := graph.Reshape(ids, B, 1)
+	x, packet := m.embed(ids2, states.Packet)
 	x = graph.Reshape(x, B, c.DModel) // x: (B, D)
 	next.Packet = packet
+	var src copySource
+	if c.PrevPackets > 0 {
+		src, next.History = prevPacketTokens(ids2, states.History, c.PrevPackets, c.PacketToken, c.VocabSize)
+		src = src.last()
+	}
 	for i := range c.Layers {
 		l := LayerPrefix(i)
 		u := normRMS(x, m.p(l+".norm.weight"))
@@ -195,7 +304,7 @@ func (m *LM) Step(ids *graph.Tensor, states States) (logits *graph.Tensor, next 
 		x = graph.Add(x, out)
 		next.Layers = append(next.Layers, st)
 	}
-	return m.logits(x), next // (B, V)
+	return m.logits(x, src), next // (B, V)
 }
 
 // normRMS is x / √(mean(x²) + 1e-5) ⊙ w over the last axis.

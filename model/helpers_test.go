@@ -24,14 +24,18 @@ func testConfig(t testing.TB) model.Config {
 }
 
 // testConfigs are testConfig without and with packet positions (K = 8, so
-// that random packets of mean length 5 often reach the cap); every model
-// invariant is checked on both.
+// that random packets of mean length 5 often reach the cap), and with both
+// packet positions and two previous packets over a 12-token history (so
+// that previous packets are often out of reach); every model invariant is
+// checked on each.
 func testConfigs(t testing.TB) map[string]model.Config {
 	t.Helper()
 	c := testConfig(t)
 	withPos := c
 	withPos.PacketPositions, withPos.PacketToken = 8, 257
-	return map[string]model.Config{"plain": c, "packet positions": withPos}
+	withPrev := withPos
+	withPrev.PrevPackets, withPrev.PacketHistory = 2, 12
+	return map[string]model.Config{"plain": c, "packet positions": withPos, "previous packets": withPrev}
 }
 
 // session serialises g (with opts) and loads it into ONNX Runtime on one thread.
@@ -96,6 +100,9 @@ func statesOut(c model.Config, out map[string]*ort.Tensor) model.States64 {
 	if c.PacketPositions > 0 {
 		st.Packet = out[names[2*c.Layers]].Float64()
 	}
+	if c.PrevPackets > 0 {
+		st.History = out[names[len(names)-1]].Float64()
+	}
 	return st
 }
 
@@ -114,6 +121,23 @@ func randomStates(c model.Config, B int, r *rand.Rand) model.States64 {
 			st.Packet = append(st.Packet, float64(r.IntN(K+1)))
 		}
 	}
+	if H := c.PacketHistory; c.PrevPackets > 0 {
+		// A history as reading a sequence leaves it: nothing (0) for a
+		// random prefix, then token ids + 1 with frequent <pkt>.
+		for range B {
+			read := r.IntN(H + 1)
+			for i := range H {
+				v := 0.0
+				if i >= H-read {
+					v = float64(r.IntN(c.VocabSize) + 1)
+					if r.IntN(4) == 0 {
+						v = float64(c.PacketToken + 1)
+					}
+				}
+				st.History = append(st.History, v)
+			}
+		}
+	}
 	return st
 }
 
@@ -122,7 +146,7 @@ func randomIDs(c model.Config, B, L int, r *rand.Rand) [][]int64 {
 	for b := range ids {
 		for range L {
 			id := int64(r.IntN(c.VocabSize))
-			if c.PacketPositions > 0 && r.IntN(5) == 0 {
+			if (c.PacketPositions > 0 || c.PrevPackets > 0) && r.IntN(5) == 0 {
 				id = int64(c.PacketToken) // packets of mean length 5
 			}
 			ids[b] = append(ids[b], id)

@@ -31,7 +31,7 @@ func InitParams64(c Config, seed uint64) map[string][]float64 {
 		}
 		n := p.Name
 		switch {
-		case n == "embedding.weight", n == PacketPositionParam:
+		case n == "embedding.weight", n == PacketPositionParam, n == CopyBiasParam, n == CopyGateParam:
 			for i := range v {
 				v[i] = 0.02 * r.NormFloat64()
 			}

@@ -62,9 +62,33 @@ func TestVocabIsPaddedToMultipleOf16(t *testing.T) {
 	}
 }
 
+func TestPacketFeatureConfigsAreChecked(t *testing.T) {
+	base, _ := model.Preset("tiny")
+	base.PacketToken = 257
+	for _, f := range []struct {
+		k, j, h int
+		ok      bool
+	}{
+		{128, 2, 256, true}, {0, 1, 2, true}, {1, 0, 0, false}, {0, -1, 0, false}, {0, model.MaxPrevPackets + 1, 64, false},
+		{0, 2, 1, false}, {0, 2, model.MaxPacketHistory + 1, false}, {0, 0, 64, false},
+	} {
+		c := base
+		c.PacketPositions, c.PrevPackets, c.PacketHistory = f.k, f.j, f.h
+		if err := c.Validate(); (err == nil) != f.ok {
+			t.Errorf("K %d, J %d, history %d: Validate() = %v, want ok %v", f.k, f.j, f.h, err, f.ok)
+		}
+	}
+	c := base
+	c.PrevPackets, c.PacketHistory, c.PacketToken = 2, 64, 400
+	if err := c.Validate(); err == nil {
+		t.Error("a <pkt> id outside the vocabulary validated")
+	}
+}
+
 func TestInitFollowsNote(t *testing.T) {
 	c, _ := model.Preset("small")
 	c.PacketPositions, c.PacketToken = 128, 257
+	c.PrevPackets, c.PacketHistory = 2, 256
 	p := model.InitParams64(c, 7)
 	if err := model.CheckParams64(c, p); err != nil {
 		t.Fatal(err)
@@ -89,7 +113,7 @@ func TestInitFollowsNote(t *testing.T) {
 	inRange(m+"norm.weight", 1, 1, id)
 	inRange("layers.0.norm.weight", 1, 1, id)
 	inRange("norm_f.weight", 1, 1, id)
-	for _, name := range []string{"embedding.weight", model.PacketPositionParam} {
+	for _, name := range []string{"embedding.weight", model.PacketPositionParam, model.CopyBiasParam, model.CopyGateParam} {
 		e := p[name]
 		ss := 0.0
 		for _, v := range e {

@@ -13,11 +13,13 @@ import (
 // States64 holds the recurrent states of a batch in float64, one flat
 // row-major slice per layer: Conv[i] is layer i's conv_state (B, conv_dim, W),
 // SSM[i] its ssm_state (B, H, P, N); Packet is the packet-position state
-// (B) with packet positions, else nil.
+// (B) with packet positions, else nil; History is the packet-history state
+// (B, PacketHistory) with previous packets, else nil.
 type States64 struct {
-	Conv   [][]float64
-	SSM    [][]float64
-	Packet []float64
+	Conv    [][]float64
+	SSM     [][]float64
+	Packet  []float64
+	History []float64
 }
 
 // ZeroStates64 is the all-zero state of a batch of B sequences.
@@ -29,6 +31,9 @@ func ZeroStates64(c Config, B int) States64 {
 	}
 	if c.PacketPositions > 0 {
 		s.Packet = make([]float64, B)
+	}
+	if c.PrevPackets > 0 {
+		s.History = make([]float64, B*c.PacketHistory)
 	}
 	return s
 }
@@ -43,6 +48,9 @@ func (s States64) Clone() States64 {
 	if s.Packet != nil {
 		o.Packet = append([]float64(nil), s.Packet...)
 	}
+	if s.History != nil {
+		o.History = append([]float64(nil), s.History...)
+	}
 	return o
 }
 
@@ -54,6 +62,9 @@ func (s States64) Flat() [][]float64 {
 	}
 	if s.Packet != nil {
 		f = append(f, s.Packet)
+	}
+	if s.History != nil {
+		f = append(f, s.History)
 	}
 	return f
 }
@@ -84,6 +95,9 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 	if K := c.PacketPositions; K > 0 && len(st.Packet) != B {
 		return nil, States64{}, fmt.Errorf("reference forward: %d packet-position states for batch %d", len(st.Packet), B)
 	}
+	if J := c.PrevPackets; J > 0 && len(st.History) != B*c.PacketHistory {
+		return nil, States64{}, fmt.Errorf("reference forward: %d packet-history values for batch %d × %d", len(st.History), B, c.PacketHistory)
+	}
 	next = st.Clone()
 	V, D := c.VocabSize, c.DModel
 	E := p["embedding.weight"]
@@ -110,6 +124,15 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 					x[i] += pe[i]
 				}
 			}
+			var prev []int64 // the previous packets' tokens at this offset (−1: none)
+			var off int
+			if J := c.PrevPackets; J > 0 {
+				Hn := c.PacketHistory
+				hist := next.History[b*Hn : (b+1)*Hn]
+				prev, off = refPrevPacketTokens(hist, id, J, c.PacketToken)
+				copy(hist, hist[1:])
+				hist[Hn-1] = float64(id + 1)
+			}
 			for l := range c.Layers {
 				pre := LayerPrefix(l)
 				h := refRMSNorm(x, p[pre+".norm.weight"])
@@ -128,9 +151,61 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 				}
 				row[v] = s
 			}
+			for j, tok := range prev {
+				// copy logits: bias[j, off] + h·gate[j] on the copied token
+				if tok < 0 {
+					continue
+				}
+				boost := p[CopyBiasParam][j*c.PacketHistory+off]
+				for i := range D {
+					boost += h[i] * p[CopyGateParam][j*D+i]
+				}
+				row[tok] += boost
+			}
 		}
 	}
 	return logits, next, nil
+}
+
+// refPrevPacketTokens is, by the definition, the token at the current
+// token's offset in each of the J packets before its own (−1 for none), from
+// hist (the last H tokens, id + 1, 0 for none) and the current token id, and
+// that offset. Only packets whose <pkt> is among the last H tokens count.
+func refPrevPacketTokens(hist []float64, id int64, J, pkt int) (prev []int64, offset int) {
+	seq := make([]int64, 0, len(hist)+1) // the H tokens before and the current one
+	for _, h := range hist {
+		seq = append(seq, int64(h)-1)
+	}
+	seq = append(seq, id)
+	lastPkt := func(before int) int {
+		for s := before - 1; s >= 0; s-- {
+			if seq[s] == int64(pkt) {
+				return s
+			}
+		}
+		return -1
+	}
+	out := make([]int64, J)
+	for j := range out {
+		out[j] = -1
+	}
+	q := len(seq) - 1
+	s0 := lastPkt(q + 1)
+	if s0 < 0 {
+		return out, 0
+	}
+	off, later := q-s0, s0
+	for j := range J {
+		sj := lastPkt(later)
+		if sj < 0 {
+			break
+		}
+		if sj+off < later {
+			out[j] = seq[sj+off]
+		}
+		later = sj
+	}
+	return out, off
 }
 
 // ReferenceLoss is the masked next-token cross-entropy of ReferenceForward's

@@ -99,20 +99,28 @@ func BenchmarkTrainStepChunk(b *testing.B) {
 	}
 }
 
-// BenchmarkTrainStepPacketPositions measures the cost of packet positions
-// (model.Config.PacketPositions) in the small preset's train step at the
-// shared-captures configuration (B=8, L=512, Q=64): K = 0 (off) and 128.
+// BenchmarkTrainStepPacketFeatures measures the cost of packet positions
+// (model.Config.PacketPositions K) and previous packets (PrevPackets J over
+// a 256-token history) in the small preset's train step at the
+// shared-captures configuration (B=8, L=512, Q=64), alternated twice: plain,
+// K = 128 (train's default), K = 128 with copy logits from J = 2 previous
+// packets.
 //
-//	go test -run '^$' -bench 'TrainStepPacketPositions' -benchtime 5x ./train
-func BenchmarkTrainStepPacketPositions(b *testing.B) {
+//	go test -run '^$' -bench 'TrainStepPacketFeatures' -benchtime 5x ./train
+func BenchmarkTrainStepPacketFeatures(b *testing.B) {
 	orttest.Init(b)
 	const B, L = 8, 512
-	for _, k := range []int{128, 0, 128, 0} {
-		b.Run(fmt.Sprintf("small/B=%d/L=%d/K=%d", B, L, k), func(b *testing.B) {
-			cfg, _ := model.Preset("small")
-			cfg.ChunkSize, cfg.PacketPositions, cfg.PacketToken = 64, k, 257
-			benchTrainStep(b, "small", cfg, B, L, 1)
-		})
+	for range 2 {
+		for _, f := range []struct{ k, j int }{{0, 0}, {128, 0}, {128, 2}} {
+			b.Run(fmt.Sprintf("small/B=%d/L=%d/K=%d/J=%d", B, L, f.k, f.j), func(b *testing.B) {
+				cfg, _ := model.Preset("small")
+				cfg.ChunkSize, cfg.PacketPositions, cfg.PacketToken = 64, f.k, 257
+				if f.j > 0 {
+					cfg.PrevPackets, cfg.PacketHistory = f.j, 256
+				}
+				benchTrainStep(b, "small", cfg, B, L, 1)
+			})
+		}
 	}
 }
 

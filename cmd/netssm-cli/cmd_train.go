@@ -40,6 +40,8 @@ func init() {
 			&cli.IntFlag{Name: "ctx", Value: 2048, Usage: "tokens per window"},
 			&cli.IntFlag{Name: "chunk", Usage: "SSD chunk length Q (0: the preset's); changes speed, not the model's function"},
 			&cli.IntFlag{Name: "packet-positions", Value: 128, Usage: "add a learned embedding of each token's offset in its packet, offsets 0…K−1 (0: off, the plain Mamba-2 of the presets)"},
+			&cli.IntFlag{Name: "prev-packets", Value: 0, Usage: "add copy logits: boost the tokens at the same offset in the J packets before each token's own, by a learned bias per offset and a gate on the hidden state (0: off; experimental, see README)"},
+			&cli.IntFlag{Name: "packet-history", Value: 256, Usage: "with --prev-packets: how many tokens back a previous packet's <pkt> may lie"},
 			&cli.IntFlag{Name: "batch", Value: 4, Usage: "windows per step"},
 			&cli.Int64Flag{Name: "steps", Usage: "budget: optimiser steps"},
 			&cli.Int64Flag{Name: "tokens", Usage: "budget: training tokens"},
@@ -123,6 +125,15 @@ func trainAction(c *cli.Context) error {
 		if k := c.Int("packet-positions"); k < 0 || k == 1 || k > model.MaxPacketPositions {
 			return usagef("--packet-positions must be 0 (off) or 2…%d, got %d", model.MaxPacketPositions, k)
 		}
+		if j := c.Int("prev-packets"); j < 0 || j > model.MaxPrevPackets {
+			return usagef("--prev-packets must be 0 (off) or 1…%d, got %d", model.MaxPrevPackets, j)
+		}
+		if c.IsSet("packet-history") && c.Int("prev-packets") == 0 {
+			return usagef("--packet-history needs --prev-packets")
+		}
+		if h := c.Int("packet-history"); c.Int("prev-packets") > 0 && (h < 2 || h > model.MaxPacketHistory) {
+			return usagef("--packet-history must be 2…%d tokens, got %d", model.MaxPacketHistory, h)
+		}
 		if m := c.String("data-mode"); m != "stream" && m != "random" {
 			return usagef("--data-mode must be stream or random, not %q", m)
 		}
@@ -154,6 +165,9 @@ func trainAction(c *cli.Context) error {
 	if k := c.Int("packet-positions"); k > 0 && !resume {
 		mcfg.PacketPositions, mcfg.PacketToken = k, pktToken(spec)
 	}
+	if j := c.Int("prev-packets"); j > 0 && !resume {
+		mcfg.PrevPackets, mcfg.PacketHistory, mcfg.PacketToken = j, c.Int("packet-history"), pktToken(spec)
+	}
 	if resume {
 		var saved model.Config
 		decoded := json.Unmarshal(cfg.Model, &saved) == nil
@@ -162,6 +176,7 @@ func trainAction(c *cli.Context) error {
 		}
 		if decoded {
 			mcfg.PacketPositions, mcfg.PacketToken = saved.PacketPositions, saved.PacketToken
+			mcfg.PrevPackets, mcfg.PacketHistory = saved.PrevPackets, saved.PacketHistory
 		}
 		if decoded && saved != mcfg {
 			return fmt.Errorf("the run in %s was trained with model %v, the data now gives %v", out, saved, mcfg)
@@ -217,7 +232,10 @@ func trainMemoryEstimate(c model.Config, B, L int) int64 {
 	acts := 4 * perToken * int64(B) * int64(L) * 2 / 3 // calibrated: small, B=1, L=16384 measured 5.65 GiB peak
 	params := 4 * model.ParamCount(c) * 3 * 2
 	offsets := int64(12*c.PacketPositions) * int64(B) * int64(L) // the packet-offset count (B, L, K−1)
-	return acts + params + offsets + 200<<20
+	// copy logits: the one-hot copied tokens and their product (B, L, J, V),
+	// and the index bookkeeping over history ++ window
+	prev := (int64(12*c.PrevPackets*c.VocabSize) + int64(64*c.PrevPackets+64)) * int64(B) * int64(L+c.PacketHistory)
+	return acts + params + offsets + prev + 200<<20
 }
 
 func numTraces(s train.TraceStore) int {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/tokenizer"
 )
 
@@ -27,6 +28,10 @@ func TestTrainUsageErrorsExitTwo(t *testing.T) {
 		append(append([]string{}, base...), "--data-mode", "random", "--remap-addresses"),
 		append(append([]string{}, base...), "--packet-positions", "1"),
 		append(append([]string{}, base...), "--packet-positions", "-4"),
+		append(append([]string{}, base...), "--prev-packets", "-1"),
+		append(append([]string{}, base...), "--prev-packets", "9"),
+		append(append([]string{}, base...), "--prev-packets", "2", "--packet-history", "1"),
+		append(append([]string{}, base...), "--packet-history", "64"),
 	} {
 		msg, code := runCLI(t, nil, args...)
 		if code != 2 || !strings.Contains(msg, "usage") {
@@ -53,21 +58,9 @@ func TestTrainChunkLengthChangesSpeedNotLosses(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("--chunk %s: exit %d:\n%s", chunk, code, msg)
 		}
-		var cfg struct {
-			Model struct {
-				ChunkSize int `json:"chunk_size"`
-			} `json:"model"`
-		}
-		raw, err := os.ReadFile(filepath.Join(out, "config.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			t.Fatal(err)
-		}
 		want := map[string]int{"16": 16, "0": 64}[chunk] // tiny's own is 64
-		if cfg.Model.ChunkSize != want {
-			t.Errorf("--chunk %s: config.json records chunk_size %d, want %d", chunk, cfg.Model.ChunkSize, want)
+		if got := runModelConfig(t, out).ChunkSize; got != want {
+			t.Errorf("--chunk %s: config.json records chunk_size %d, want %d", chunk, got, want)
 		}
 		losses[chunk] = metricLosses(t, filepath.Join(out, "metrics.jsonl"))
 	}
@@ -82,10 +75,10 @@ func TestTrainChunkLengthChangesSpeedNotLosses(t *testing.T) {
 	}
 }
 
-// A model with packet positions goes the whole way: trained, resumed (the
-// run keeps its K and <pkt> id, whatever the flags say), exported and sampled
-// into packets.
-func TestTrainWithPacketPositionsResumesExportsAndSamples(t *testing.T) {
+// A model with packet positions and previous packets goes the whole way:
+// trained, resumed (the run keeps its K, J, history and <pkt> id, whatever
+// the flags say), exported and sampled into packets.
+func TestTrainWithPacketFeaturesResumesExportsAndSamples(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "d.parquet")
 	if msg, code := runCLI(t, nil, "-q", "tokenize", "-o", data, projectCaptures(t)); code != 0 {
@@ -93,28 +86,16 @@ func TestTrainWithPacketPositionsResumesExportsAndSamples(t *testing.T) {
 	}
 	out := filepath.Join(dir, "run")
 	train := []string{"-q", "train", "--data", data, "--val-frac", "0", "--preset", "tiny", "--ctx", "96", "--batch", "2",
-		"--packet-positions", "32", "--eval-every", "0", "--seed", "7", "--out", out}
+		"--packet-positions", "32", "--prev-packets", "2", "--packet-history", "40", "--eval-every", "0", "--seed", "7", "--out", out}
 	if msg, code := runCLI(t, nil, append(train, "--steps", "2")...); code != 0 {
 		t.Fatalf("train: exit %d:\n%s", code, msg)
 	}
-	if msg, code := runCLI(t, nil, "-q", "train", "--out", out, "--resume", "--steps", "3"); code != 0 {
+	if msg, code := runCLI(t, nil, "-q", "train", "--out", out, "--resume", "--steps", "3", "--prev-packets", "1"); code != 0 {
 		t.Fatalf("train --resume: exit %d:\n%s", code, msg)
 	}
-	var cfg struct {
-		Model struct {
-			PacketPositions int `json:"packet_positions"`
-			PacketToken     int `json:"packet_token"`
-		} `json:"model"`
-	}
-	raw, err := os.ReadFile(filepath.Join(out, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Model.PacketPositions != 32 || cfg.Model.PacketToken != tokenizer.TokPkt {
-		t.Errorf("config.json records packet_positions %d, packet_token %d; want 32, %d", cfg.Model.PacketPositions, cfg.Model.PacketToken, tokenizer.TokPkt)
+	if m := runModelConfig(t, out); m.PacketPositions != 32 || m.PacketToken != tokenizer.TokPkt || m.PrevPackets != 2 || m.PacketHistory != 40 {
+		t.Errorf("config.json records packet_positions %d, packet_token %d, prev_packets %d, packet_history %d; want 32, %d, 2, 40",
+			m.PacketPositions, m.PacketToken, m.PrevPackets, m.PacketHistory, tokenizer.TokPkt)
 	}
 	if n := len(metricLosses(t, filepath.Join(out, "metrics.jsonl"))); n != 3 {
 		t.Errorf("%d logged steps after resuming to 3", n)
@@ -130,6 +111,23 @@ func TestTrainWithPacketPositionsResumesExportsAndSamples(t *testing.T) {
 	if st, err := os.Stat(pcap); err != nil || st.Size() <= 24 {
 		t.Fatalf("sample wrote no packets to %s (%v)", pcap, err)
 	}
+}
+
+// runModelConfig reads the model configuration a run records in its
+// config.json.
+func runModelConfig(t *testing.T, run string) model.Config {
+	t.Helper()
+	var cfg struct {
+		Model model.Config `json:"model"`
+	}
+	raw, err := os.ReadFile(filepath.Join(run, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("%s: %v", filepath.Join(run, "config.json"), err)
+	}
+	return cfg.Model
 }
 
 func metricLosses(t *testing.T, path string) []float64 {
