@@ -9,7 +9,8 @@ import (
 
 // InitParams64 initialises every parameter of c from seed, exactly as the
 // Mamba-2 note prescribes: embedding N(0, 0.02) (the packet-position
-// embedding too); in_proj U(±1/√D); conv1d
+// embedding and the copy logits' bias and gate too, which the note lacks);
+// in_proj U(±1/√D); conv1d
 // weight and bias U(±1/√W); dt_bias the inverse softplus of a log-uniform dt
 // in [0.001, 0.1] (clamped ≥ 1e-4); A_log = ln U(1, 16); D = 1; norms 1;
 // out_proj U(±1/√d_inner). Each parameter draws from its own stream,
