@@ -59,6 +59,9 @@ func (m *ONNXModel) Prefill(prompt []int) ([]float32, State, error) {
 			return nil, nil, err
 		}
 	}
+	if err := b.syncHost(); err != nil {
+		return nil, nil, err
+	}
 	st := make(State, len(b.in))
 	for k, t := range b.in {
 		st[k] = slices.Clone(t.GetData())
@@ -72,6 +75,12 @@ func (m *ONNXModel) NewBatch(size int) (Batch, error) { return m.newBatch(size) 
 // onnxBatch holds a step session and its tensors: the state is double
 // buffered (a step reads in, writes out, then they swap), so nothing is
 // allocated or copied between steps.
+//
+// With I/O binding (ort.SessionOptions.UseBinding: under CUDA by default)
+// the two state sets are device tensors and two bindings alternate (in→out,
+// then out→in), so a step sends the tokens up and brings the logits down,
+// and nothing else; the host state tensors are a copy, refreshed when a
+// slot is loaded (a trace starts) or the prefill reads them.
 type onnxBatch struct {
 	sess    *ort.Session
 	size    int
@@ -84,6 +93,19 @@ type onnxBatch struct {
 	stateIn []int // position of state k among the inputs
 	stateOu []int // … and among the outputs
 	per     []int // elements of state k per sequence
+
+	names     *bindNames
+	bindings  [2]*ort.Binding // [0]: devIn → devOut, [1]: devOut → devIn
+	dev       [2][]*ort.DeviceTensor
+	parity    int  // which binding runs next; dev[parity] holds the current state
+	hostStale bool // the device holds a newer state than in
+	devStale  bool // in holds a newer state than the device
+}
+
+// bindNames are the step graph's names, for binding by name.
+type bindNames struct {
+	token, logits string
+	in, out       []string
 }
 
 func (m *ONNXModel) newBatch(size int) (*onnxBatch, error) {
@@ -108,7 +130,67 @@ func (m *ONNXModel) newBatch(size int) (*onnxBatch, error) {
 		b.destroy()
 		return nil, err
 	}
+	if m.Session.UseBinding() {
+		if err := b.makeResident(m.Signature); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	return b, nil
+}
+
+// makeResident allocates the two device state sets and the two bindings
+// that alternate between them.
+func (b *onnxBatch) makeResident(sig StepSignature) error {
+	b.names = &bindNames{token: sig.Token, logits: sig.Logits}
+	for _, sp := range sig.States {
+		b.names.in = append(b.names.in, sp.In)
+		b.names.out = append(b.names.out, sp.Out)
+	}
+	for p := range b.dev {
+		for k, t := range b.in {
+			d, err := b.sess.NewDeviceTensor(t.GetShape())
+			if err != nil {
+				return fmt.Errorf("state %q on the device: %w", b.names.in[k], err)
+			}
+			b.dev[p] = append(b.dev[p], d)
+		}
+	}
+	for p := range b.bindings {
+		bd, err := b.sess.NewBinding()
+		if err != nil {
+			return err
+		}
+		b.bindings[p] = bd
+		if err := bd.Input(b.names.token, b.tok64); err != nil {
+			return err
+		}
+		if err := bd.Output(b.names.logits, b.logits); err != nil {
+			return err
+		}
+		for k := range b.in {
+			if err := bd.InputDevice(b.names.in[k], b.dev[p][k]); err != nil {
+				return err
+			}
+			if err := bd.OutputDevice(b.names.out[k], b.dev[1-p][k]); err != nil {
+				return err
+			}
+		}
+	}
+	b.devStale = true
+	return nil
+}
+
+// syncHost brings the current device state into the host tensors.
+func (b *onnxBatch) syncHost() error {
+	if b.names == nil || !b.hostStale {
+		return nil
+	}
+	if err := b.sess.Download(b.dev[b.parity], b.in); err != nil {
+		return fmt.Errorf("copying the recurrent state from %s: %w", b.sess.EP(), err)
+	}
+	b.hostStale = false
+	return nil
 }
 
 func find(infos []ortgo.InputOutputInfo, name string) int {
@@ -193,12 +275,18 @@ func (b *onnxBatch) Load(slot int, st State) error {
 	if len(st) != len(b.in) {
 		return fmt.Errorf("state has %d tensors, the step graph %d", len(st), len(b.in))
 	}
-	for k, t := range b.in {
+	for k := range b.in {
 		if len(st[k]) != b.per[k] {
 			return fmt.Errorf("state tensor %d has %d elements per sequence, the step graph %d", k, len(st[k]), b.per[k])
 		}
+	}
+	if err := b.syncHost(); err != nil {
+		return err
+	}
+	for k, t := range b.in {
 		copy(t.GetData()[slot*b.per[k]:(slot+1)*b.per[k]], st[k])
 	}
+	b.devStale = b.names != nil
 	return nil
 }
 
@@ -211,6 +299,9 @@ func (b *onnxBatch) Step(tokens []int) ([]float32, error) {
 	for i, t := range tokens {
 		td[i] = int64(t)
 	}
+	if b.names != nil {
+		return b.stepResident()
+	}
 	if err := b.sess.RunValues(b.inVals, b.outVals); err != nil {
 		return nil, err
 	}
@@ -222,7 +313,35 @@ func (b *onnxBatch) Step(tokens []int) ([]float32, error) {
 	return b.logits.GetData(), nil
 }
 
+func (b *onnxBatch) stepResident() ([]float32, error) {
+	if b.devStale {
+		if err := b.sess.Upload(b.in, b.dev[b.parity]); err != nil {
+			return nil, fmt.Errorf("copying the recurrent state to %s: %w", b.sess.EP(), err)
+		}
+		b.devStale = false
+	}
+	bd := b.bindings[b.parity]
+	// Bound host inputs are copied to the device when bound: bind this
+	// step's tokens again (see ort.Binding).
+	if err := bd.Input(b.names.token, b.tok64); err != nil {
+		return nil, err
+	}
+	if err := bd.Run(); err != nil {
+		return nil, err
+	}
+	b.parity = 1 - b.parity
+	b.hostStale = true
+	return b.logits.GetData(), nil
+}
+
 func (b *onnxBatch) destroy() {
+	for p := range b.bindings {
+		b.bindings[p].Close()
+		for _, d := range b.dev[p] {
+			d.Release()
+		}
+		b.bindings[p], b.dev[p] = nil, nil
+	}
 	for _, t := range append(slices.Clone(b.in), b.out...) {
 		t.Destroy()
 	}
@@ -236,9 +355,8 @@ func (b *onnxBatch) destroy() {
 }
 
 func (b *onnxBatch) Close() error {
-	err := b.sess.Close()
-	b.destroy()
-	return err
+	b.destroy() // device tensors first: the session owns their allocator
+	return b.sess.Close()
 }
 
 // alignedTensor makes a zeroed tensor whose data starts on a 64-byte

@@ -194,5 +194,38 @@ func TestONNXMemoryConstantInGeneratedLength(t *testing.T) {
 // intra-op threads from NETSSM_BENCH_THREADS (default: ONNX Runtime's choice).
 func ortOptions() ort.SessionOptions {
 	n, _ := strconv.Atoi(os.Getenv("NETSSM_BENCH_THREADS"))
-	return ort.SessionOptions{EP: "cpu", Threads: n}
+	ep := os.Getenv("NETSSM_TEST_EP") // cpu unless set (cuda on a GPU machine)
+	if ep == "" {
+		ep = "cpu"
+	}
+	return ort.SessionOptions{EP: ep, Threads: n}
+}
+
+// TestIOBindingGeneratesTheSameTraces decodes the same job with the
+// recurrent states in Go buffers and with I/O binding (states in provider
+// memory, two bindings alternating), on the toy graph and the tiny Mamba-2:
+// the files must be byte-identical. Traces end at different times, so
+// slots are reloaded while the others' states live on the device.
+func TestIOBindingGeneratesTheSameTraces(t *testing.T) {
+	orttest.Init(t)
+	for name, m := range map[string]*ONNXModel{"toy": toyModel(), "mamba2 tiny": tinyMamba2(t, "tiny")} {
+		var ref map[int]*bytes.Buffer
+		for _, binding := range []string{"off", "on"} {
+			m.Session = ortOptions()
+			m.Session.IOBinding = binding
+			s := newMemSink()
+			job := baseJob()
+			job.Traces, job.Batch = 5, 3
+			job.Limits = Limits{Tokens: 150}
+			job.Sampling = sampling.Paper()
+			if _, err := Generate(context.Background(), m, s, job); err != nil {
+				t.Fatal(err)
+			}
+			if ref == nil {
+				ref = s.files
+				continue
+			}
+			sameFiles(t, ref, s.files, name+": I/O binding off vs on")
+		}
+	}
 }

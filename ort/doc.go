@@ -18,6 +18,13 @@
 // through a temporary directory and a rename, under a file lock, so concurrent
 // processes (parallel tests) never see a half-written library.
 //
+// I/O binding (Binding, DeviceTensor, Session.Upload/Download) keeps tensors
+// that a loop carries from one Run to the next in the provider's memory. It
+// calls the few entries of ONNX Runtime's C API that onnxruntime_go does not
+// wrap (binding.go: the library's own OrtApi table, reached with dlsym), on
+// the session and value handles of onnxruntime_go v1.27.0, whose private
+// layout is checked at run time.
+//
 // The package does not build graphs (package graph does) and knows nothing of
 // models; it moves tensors in and out of ONNX Runtime.
 //

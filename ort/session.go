@@ -133,6 +133,31 @@ type SessionOptions struct {
 	Threads  int    // intra-op threads; 0 lets ONNX Runtime choose
 	OptLevel OptLevel
 	Device   int // CUDA device id
+	// IOBinding: whether loops keep the tensors they carry from one Run to
+	// the next (a training step's parameters and moments, a decoder's
+	// recurrent states) in the provider's memory with I/O binding: "auto"
+	// or "" (under CUDA only), "on", "off".
+	IOBinding string
+}
+
+// UseBinding resolves IOBinding.
+func (o SessionOptions) UseBinding() bool {
+	switch o.IOBinding {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return o.EP == "cuda"
+}
+
+// ParseIOBinding checks an --io-binding value.
+func ParseIOBinding(s string) error {
+	switch s {
+	case "", "auto", "on", "off":
+		return nil
+	}
+	return fmt.Errorf("--io-binding must be auto, on or off, not %q", s)
 }
 
 // Session is a graph loaded into ONNX Runtime.
@@ -141,6 +166,10 @@ type Session struct {
 	inputs  []string
 	outputs []string
 	model   []byte // kept only when NETSSM_DUMP_ONNX is set
+	ep      string
+	device  int
+	dev     *deviceAllocator // I/O binding: the provider's allocator, made on first use
+	copiers map[int]*Session // I/O binding: identity graphs for Download/Upload
 }
 
 // NewSession compiles a serialized ONNX ModelProto. Init must have succeeded.
@@ -189,7 +218,7 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 		dumpModel(model, "session")
 		return nil, fmt.Errorf("creating an ONNX Runtime session (%s): %w", epName(o.EP), err)
 	}
-	sess := &Session{s: s, inputs: ins, outputs: outs}
+	sess := &Session{s: s, inputs: ins, outputs: outs, ep: epName(o.EP), device: o.Device}
 	if os.Getenv("NETSSM_DUMP_ONNX") != "" {
 		sess.model = model
 	}
@@ -239,6 +268,14 @@ func modelIO(model []byte) (inputs, outputs []string, err error) {
 func (s *Session) Close() error {
 	if s == nil || s.s == nil {
 		return nil
+	}
+	for _, c := range s.copiers {
+		c.Close()
+	}
+	s.copiers = nil
+	if s.dev != nil {
+		s.dev.release()
+		s.dev = nil
 	}
 	err := s.s.Destroy()
 	s.s = nil
@@ -342,3 +379,6 @@ func haveCommand(name string) bool {
 	_, err := exec.LookPath(name)
 	return err == nil
 }
+
+// EP is the execution provider the session runs on ("cpu" or "cuda").
+func (s *Session) EP() string { return s.ep }

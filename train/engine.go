@@ -23,6 +23,14 @@ func newBuffer(shape []int64, data []float32) (*buffer, error) {
 // Engine runs a train-step graph: it owns two sets of parameter, moment and
 // state buffers and swaps them after every Run, so nothing is copied between
 // steps; only the token window is written in and the loss read out.
+//
+// With I/O binding (under CUDA by default, see ort.SessionOptions.IOBinding)
+// the two sets of parameters and moments are device tensors in the
+// provider's memory, and the Go buffers are a host copy refreshed only when
+// something reads them (checkpoints, validation, Param): a step then moves
+// the token window and the recurrent states up and the loss down, nothing
+// else. The states stay on the host, where rows that start a trace are
+// zeroed; they are a few hundred KiB per row.
 type Engine struct {
 	sg      *StepGraph
 	sess    *ort.Session
@@ -43,6 +51,14 @@ type Engine struct {
 	steps   int64 // optimiser steps taken (AdamW's t)
 	inputs  []ortgo.Value
 	outputs []ortgo.Value
+
+	// I/O binding (nil binding: off).
+	binding   *ort.Binding
+	devCur    map[string]*ort.DeviceTensor // parameters and moments, by input name
+	devNxt    map[string]*ort.DeviceTensor
+	resident  []string // the input names held on the device, in a fixed order
+	hostStale bool     // the device holds newer values than cur
+	devStale  bool     // cur holds newer values than the device
 }
 
 // NewEngine compiles the step graph and loads initial parameters (by name).
@@ -105,11 +121,44 @@ func NewEngine(sg *StepGraph, B, L int, params map[string][]float32, opt AdamW, 
 	}
 	e.inputs = make([]ortgo.Value, len(sess.InputNames()))
 	e.outputs = make([]ortgo.Value, len(sess.OutputNames()))
+	if so.UseBinding() {
+		if err := e.makeResident(); err != nil {
+			return fail(err)
+		}
+	}
 	return e, nil
+}
+
+// makeResident allocates the device copies of parameters and moments.
+func (e *Engine) makeResident() error {
+	var err error
+	if e.binding, err = e.sess.NewBinding(); err != nil {
+		return err
+	}
+	e.devCur, e.devNxt = map[string]*ort.DeviceTensor{}, map[string]*ort.DeviceTensor{}
+	for i, p := range e.sg.Params {
+		m, v := MomentNames(p)
+		for _, name := range []string{p, m, v} {
+			for _, set := range []map[string]*ort.DeviceTensor{e.devCur, e.devNxt} {
+				if set[name], err = e.sess.NewDeviceTensor(e.sg.Shapes[i]); err != nil {
+					return fmt.Errorf("%s on the device: %w", name, err)
+				}
+			}
+			e.resident = append(e.resident, name)
+		}
+	}
+	e.devStale = true
+	return nil
 }
 
 // Close releases the session and every buffer.
 func (e *Engine) Close() {
+	e.binding.Close()
+	for _, m := range []map[string]*ort.DeviceTensor{e.devCur, e.devNxt} {
+		for _, d := range m {
+			d.Release()
+		}
+	}
 	for _, m := range []map[string]*buffer{e.cur, e.nxt} {
 		for _, b := range m {
 			b.Destroy()
@@ -135,8 +184,16 @@ func isNilValue(v ortgo.Value) bool {
 	return false
 }
 
-// bind lays the current buffers out in the session's input and output order.
+// bind lays the current buffers out in the session's input and output
+// order, or binds them (device tensors for parameters and moments).
 func (e *Engine) bind() error {
+	if e.binding != nil {
+		return e.bindResident()
+	}
+	return e.bind0()
+}
+
+func (e *Engine) bind0() error {
 	for i, name := range e.sess.InputNames() {
 		switch name {
 		case InIDs:
@@ -180,6 +237,44 @@ func (e *Engine) bind() error {
 	return nil
 }
 
+func (e *Engine) bindResident() error {
+	if err := e.syncDevice(); err != nil {
+		return err
+	}
+	if err := e.bind0(); err != nil { // the host values, in session order
+		return err
+	}
+	b := e.binding
+	b.Clear()
+	outByIn := map[string]string{}
+	for in, out := range e.outOf {
+		outByIn[out] = in
+	}
+	for i, name := range e.sess.InputNames() {
+		var err error
+		if d, ok := e.devCur[name]; ok {
+			err = b.InputDevice(name, d)
+		} else {
+			err = b.Input(name, e.inputs[i])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for i, name := range e.sess.OutputNames() {
+		var err error
+		if d, ok := e.devNxt[outByIn[name]]; ok {
+			err = b.OutputDevice(name, d)
+		} else {
+			err = b.Output(name, e.outputs[i])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ErrNonFinite reports a NaN or infinite loss or gradient norm.
 var ErrNonFinite = fmt.Errorf("non-finite loss")
 
@@ -197,7 +292,12 @@ func (e *Engine) Step(w *Window, lr float64) (loss, norm float64, err error) {
 	if err := e.bind(); err != nil {
 		return 0, 0, err
 	}
-	if err := e.sess.RunValues(e.inputs, e.outputs); err != nil {
+	if e.binding != nil {
+		err = e.binding.Run()
+	} else {
+		err = e.sess.RunValues(e.inputs, e.outputs)
+	}
+	if err != nil {
 		return 0, 0, err
 	}
 	loss, norm = float64(e.loss.GetData()[0]), float64(e.norm.GetData()[0])
@@ -205,11 +305,60 @@ func (e *Engine) Step(w *Window, lr float64) (loss, norm float64, err error) {
 		// Keep the previous parameters: do not swap in the poisoned ones.
 		return loss, norm, fmt.Errorf("%w: loss %v, gradient norm %v", ErrNonFinite, loss, norm)
 	}
-	e.cur, e.nxt = e.nxt, e.cur
+	if e.binding != nil {
+		for _, s := range e.sg.StatesIn {
+			e.cur[s], e.nxt[s] = e.nxt[s], e.cur[s]
+		}
+		e.devCur, e.devNxt = e.devNxt, e.devCur
+		e.hostStale = true
+	} else {
+		e.cur, e.nxt = e.nxt, e.cur
+	}
 	// After the swap the maps' keys still name inputs: cur[in] now holds the
 	// output that replaces in.
 	e.steps++
 	return loss, norm, nil
+}
+
+// syncHost copies the device's parameters and moments into the host
+// buffers if they are newer.
+func (e *Engine) syncHost() error {
+	if e.binding == nil || !e.hostStale {
+		return nil
+	}
+	if err := e.sess.Download(e.devList(e.devCur), e.hostList()); err != nil {
+		return fmt.Errorf("copying parameters from %s: %w", e.sess.EP(), err)
+	}
+	e.hostStale = false
+	return nil
+}
+
+// syncDevice copies the host buffers to the device if they are newer.
+func (e *Engine) syncDevice() error {
+	if e.binding == nil || !e.devStale {
+		return nil
+	}
+	if err := e.sess.Upload(e.hostList(), e.devList(e.devCur)); err != nil {
+		return fmt.Errorf("copying parameters to %s: %w", e.sess.EP(), err)
+	}
+	e.devStale = false
+	return nil
+}
+
+func (e *Engine) devList(m map[string]*ort.DeviceTensor) []*ort.DeviceTensor {
+	out := make([]*ort.DeviceTensor, len(e.resident))
+	for i, name := range e.resident {
+		out[i] = m[name]
+	}
+	return out
+}
+
+func (e *Engine) hostList() []*buffer {
+	out := make([]*buffer, len(e.resident))
+	for i, name := range e.resident {
+		out[i] = e.cur[name]
+	}
+	return out
 }
 
 // resetRows zeroes the recurrent states of the rows that start a trace.
@@ -229,7 +378,10 @@ func (e *Engine) resetRows(reset []bool) {
 func (e *Engine) Steps() int64 { return e.steps }
 
 // Snapshot copies out every parameter, moment and state (for checkpoints).
-func (e *Engine) Snapshot() (entries []TensorEntry, data [][]float32) {
+func (e *Engine) Snapshot() (entries []TensorEntry, data [][]float32, err error) {
+	if err := e.syncHost(); err != nil {
+		return nil, nil, err
+	}
 	add := func(name string, shape []int64) {
 		entries = append(entries, TensorEntry{Name: name, Shape: shape})
 		data = append(data, append([]float32(nil), e.cur[name].GetData()...))
@@ -243,7 +395,7 @@ func (e *Engine) Snapshot() (entries []TensorEntry, data [][]float32) {
 	for i, s := range e.sg.StatesIn {
 		add(s, e.sg.StateDims[i])
 	}
-	return entries, data
+	return entries, data, nil
 }
 
 // Restore loads a checkpoint's tensors and step count.
@@ -259,19 +411,29 @@ func (e *Engine) Restore(c *Checkpoint) error {
 		copy(b.GetData(), d)
 	}
 	e.steps = c.Header.Step
+	e.hostStale, e.devStale = false, e.binding != nil
 	return nil
 }
 
-// Param returns the current value of a parameter (not a copy).
-func (e *Engine) Param(name string) []float32 { return e.cur[name].GetData() }
+// Param returns the current value of a parameter (not a copy; with I/O
+// binding it is refreshed from the device first).
+func (e *Engine) Param(name string) ([]float32, error) {
+	if err := e.syncHost(); err != nil {
+		return nil, err
+	}
+	return e.cur[name].GetData(), nil
+}
 
 // paramTensors exposes current parameter buffers to the evaluator.
-func (e *Engine) paramTensors() map[string]*buffer {
+func (e *Engine) paramTensors() (map[string]*buffer, error) {
+	if err := e.syncHost(); err != nil {
+		return nil, err
+	}
 	m := make(map[string]*buffer, len(e.sg.Params))
 	for _, p := range e.sg.Params {
 		m[p] = e.cur[p]
 	}
-	return m
+	return m, nil
 }
 
 var _ = graph.Float32

@@ -44,6 +44,7 @@ type RunConfig struct {
 	RemapAddresses bool   `json:"remap_addresses,omitempty"`
 	EP             string `json:"ep"`
 	Threads        int    `json:"threads,omitempty"`
+	IOBinding      string `json:"io_binding,omitempty"` // auto | on | off (ort.SessionOptions.IOBinding)
 	LogEvery       int64  `json:"log_every"`
 	EvalEvery      int64  `json:"eval_every"`
 	EvalTokens     int64  `json:"eval_tokens"`
@@ -142,7 +143,7 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		}
 	}
 
-	so := ort.SessionOptions{EP: cfg.EP, Threads: cfg.Threads}
+	so := ort.SessionOptions{EP: cfg.EP, Threads: cfg.Threads, IOBinding: cfg.IOBinding}
 	sg, err := BuildTrainStep("train_step", cfg.Batch, cfg.Ctx, m.Loss, cfg.Opt)
 	if err != nil {
 		return res, err
@@ -225,7 +226,10 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 	lastCkpt := ""
 	lastLoss := resumedLoss
 	save := func(valLoss float64, isBest bool) error {
-		entries, tensors := eng.Snapshot()
+		entries, tensors, err := eng.Snapshot()
+		if err != nil {
+			return err
+		}
 		cfgJSON, _ := json.Marshal(cfg)
 		rng, _ := json.Marshal(map[string]float64{"elapsed_s": elapsed(), "loss": finiteOr(lastLoss, 0)})
 		c := &Checkpoint{Header: CheckpointHeader{
@@ -242,7 +246,11 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		if val == nil {
 			return nil, nil
 		}
-		r, err := val.Run(ctx, eng.paramTensors(), nil)
+		params, err := eng.paramTensors()
+		if err != nil {
+			return nil, err
+		}
+		r, err := val.Run(ctx, params, nil)
 		if err != nil {
 			return nil, fmt.Errorf("validation at step %d: %w", step, err)
 		}
@@ -362,7 +370,11 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		}
 		bar.Finish()
 		var vbar *progress.Bar
-		r, err := full.Run(ctx, eng.paramTensors(), func(done, total int64) {
+		params, err := eng.paramTensors()
+		if err != nil {
+			return res, err
+		}
+		r, err := full.Run(ctx, params, func(done, total int64) {
 			if vbar == nil {
 				vbar = progress.New(total, "final validation on every held-out token", "tokens")
 			}

@@ -60,7 +60,11 @@ func TestTrainStepMatchesAdamWReference(t *testing.T) {
 	w.Mask[B*L-1] = 0
 	var first, last float64
 	for step := 0; step < 30; step++ {
-		before := append([]float32(nil), e.Param("head.bias")...)
+		p, err := e.Param("head.bias")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := append([]float32(nil), p...)
 		loss, _, err := e.Step(w, 0.05)
 		if err != nil {
 			t.Fatal(err)
@@ -70,7 +74,11 @@ func TestTrainStepMatchesAdamWReference(t *testing.T) {
 			// AdamW's first step moves every coordinate with a nonzero
 			// gradient by lr·(1+…)≈lr·sign(g) (bias-corrected m̂/√v̂ = ±1);
 			// biases take no weight decay, so |Δ| must be ≈ lr.
-			for j, v := range e.Param("head.bias") {
+			after, err := e.Param("head.bias")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, v := range after {
 				if d := math.Abs(float64(v - before[j])); math.Abs(d-0.05) > 1e-4 {
 					t.Errorf("first step moved head.bias[%d] by %v, want lr=0.05", j, d)
 				}

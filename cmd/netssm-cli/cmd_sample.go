@@ -67,6 +67,7 @@ func init() {
 			&cli.IntFlag{Name: "prompt-packets", Value: 16, Usage: "packets of --prompt to use"},
 			&cli.TimestampFlag{Name: "start", Layout: time.RFC3339, Usage: "time of each trace's start (RFC 3339; default 2024-01-01T00:00:00Z, so files are reproducible)"},
 			epFlag(),
+			ioBindingFlag(),
 			&cli.IntFlag{Name: "threads", Usage: "intra-op threads (0: ONNX Runtime's choice)"},
 		},
 		Action: runSample,
@@ -186,7 +187,7 @@ func runSample(c *cli.Context) error {
 	if _, err := initORT(c); err != nil {
 		return err
 	}
-	b, err := infer.OpenBundle(c.String("model"), ort.SessionOptions{EP: c.String("ep"), Threads: c.Int("threads")})
+	b, err := infer.OpenBundle(c.String("model"), ort.SessionOptions{EP: c.String("ep"), Threads: c.Int("threads"), IOBinding: c.String("io-binding")})
 	if err != nil {
 		return err
 	}

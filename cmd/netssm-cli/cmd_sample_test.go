@@ -29,6 +29,7 @@ func TestSampleUsageErrorsExitTwo(t *testing.T) {
 		"prompt packets alone":   {"--prompt-packets", "4", "-o", filepath.Join(dir, "a.pcap")},
 		"not a pcap name":        {"-o", filepath.Join(dir, "a.txt")},
 		"bad execution provider": {"--ep", "tpu", "-o", filepath.Join(dir, "a.pcap")},
+		"bad io binding":         {"--io-binding", "maybe", "-o", filepath.Join(dir, "a.pcap")},
 		"stray argument":         {"-o", filepath.Join(dir, "a.pcap"), "extra"},
 		"empty shard":            {"--traces", "1", "--shard", "1/2", "-o", dir},
 	}

@@ -56,6 +56,7 @@ func init() {
 			&cli.IntFlag{Name: "segment", Usage: "stream mode: walk traces in segments of N tokens, each from a zero state, in shuffled order (0: whole traces)"},
 			&cli.BoolFlag{Name: "remap-addresses", Usage: "stream mode: read every stretch of a capture under fresh IP addresses (a Crypto-PAn key per stretch), so the model predicts addresses from context instead of memorising the training hosts"},
 			epFlag(),
+			ioBindingFlag(),
 			&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
 			&cli.Int64Flag{Name: "eval-every", Value: 100, Usage: "validate (and checkpoint) every N steps"},
 			&cli.Int64Flag{Name: "eval-tokens", Value: 200_000, Usage: "validation tokens per evaluation (0: all)"},
@@ -87,7 +88,7 @@ func trainAction(c *cli.Context) error {
 			return fmt.Errorf("--resume: %w", err)
 		}
 		// Budgets and the execution provider may change on resume.
-		for _, f := range []string{"steps", "tokens", "time", "ep", "threads"} {
+		for _, f := range []string{"steps", "tokens", "time", "ep", "threads", "io-binding"} {
 			if c.IsSet(f) {
 				switch f {
 				case "steps":
@@ -100,6 +101,8 @@ func trainAction(c *cli.Context) error {
 					cfg.EP = c.String(f)
 				case "threads":
 					cfg.Threads = c.Int(f)
+				case "io-binding":
+					cfg.IOBinding = c.String(f)
 				}
 			}
 		}
@@ -145,7 +148,7 @@ func trainAction(c *cli.Context) error {
 			Ctx: c.Int("ctx"), Batch: c.Int("batch"), Steps: c.Int64("steps"), Tokens: c.Int64("tokens"),
 			TimeBudget: train.Duration(c.Duration("time")), LR: c.Float64("lr"), MinLRRatio: c.Float64("min-lr-ratio"), Warmup: c.Int64("warmup"),
 			Opt:  train.AdamW{Beta1: train.DefaultAdamW.Beta1, Beta2: train.DefaultAdamW.Beta2, Eps: train.DefaultAdamW.Eps, WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip")},
-			Seed: c.Uint64("seed"), Mode: c.String("data-mode"), Segment: c.Int("segment"), RemapAddresses: c.Bool("remap-addresses"), EP: c.String("ep"), Threads: c.Int("threads"),
+			Seed: c.Uint64("seed"), Mode: c.String("data-mode"), Segment: c.Int("segment"), RemapAddresses: c.Bool("remap-addresses"), EP: c.String("ep"), Threads: c.Int("threads"), IOBinding: c.String("io-binding"),
 			LogEvery: 1, EvalEvery: c.Int64("eval-every"), EvalTokens: c.Int64("eval-tokens"),
 			CkptEvery: c.Int64("checkpoint-every"), Keep: c.Int("keep"),
 		}

@@ -44,6 +44,7 @@ func TestUsageErrorsExitTwoWithHelp(t *testing.T) {
 		{"bogus-command"},
 		{"setup", "--no-such-flag"},
 		{"setup", "--ep", "tpu"},
+		{"train", "--data", "x.parquet", "--steps", "1", "--out", "r", "--io-binding", "maybe"},
 		{"version", "extra-arg"},
 	} {
 		out, code := runCLI(t, nil, args...)

@@ -22,11 +22,22 @@ func epFlag() *cli.StringFlag {
 	return &cli.StringFlag{Name: "ep", Value: "cpu", Usage: "execution provider: cpu | cuda"}
 }
 
-// checkEP validates --ep as a usage error.
+// ioBindingFlag is --io-binding, for the commands whose loops carry
+// tensors from one Run to the next.
+func ioBindingFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "io-binding", Value: "auto", Usage: "keep carried tensors (training: parameters and moments; sampling: recurrent states) in the provider's memory between Runs: auto (under --ep cuda) | on | off"}
+}
+
+// checkEP validates --ep (and --io-binding where the command has it) as a
+// usage error.
 func checkEP(c *cli.Context) error {
 	switch c.String("ep") {
 	case "cpu", "cuda":
-		return nil
+	default:
+		return usagef("--ep must be cpu or cuda, not %q", c.String("ep"))
 	}
-	return usagef("--ep must be cpu or cuda, not %q", c.String("ep"))
+	if err := ort.ParseIOBinding(c.String("io-binding")); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
 }
