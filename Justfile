@@ -24,3 +24,11 @@ demo out="netssm-demo":
 # build the binary
 build:
     go build -o bin/netssm-cli ./cmd/netssm-cli
+
+# the CUDA checks on a GPU machine (README "On a CUDA GPU"): DATA is a tokenized Parquet dataset
+cuda-checks data out="cuda-checks":
+    go run ./cmd/netssm-cli setup --ep cuda
+    mkdir -p {{out}}/bin
+    go build -o {{out}}/bin/netssm-cli ./cmd/netssm-cli
+    for p in ort train infer; do go test -c -o {{out}}/bin/$p.test ./$p; done
+    TESTS={{out}}/bin scripts/cuda-checks.sh {{out}}/bin/netssm-cli "${XDG_CACHE_HOME:-$HOME/.cache}/netssm/ort/1.29.0" {{data}} {{out}}/results

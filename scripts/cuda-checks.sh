@@ -78,7 +78,7 @@ train() { # preset ep steps dir [flags…]
 
 if [ -n "${TESTS:-}" ]; then
   echo "== I/O binding invariants on $gpu"
-  repo=$(pwd)
+  repo=$(pwd) TESTS=$(cd "$TESTS" && pwd)
   for t in ort:Binding train:IOBinding infer:IOBinding; do
     (cd "$repo/${t%%:*}" && NETSSM_TEST_EP=$gpu "$TESTS/${t%%:*}.test" -test.run "${t#*:}" -test.count 1 -test.v 2>&1 | grep -E '^(--- |ok|FAIL|PASS|panic)|_test.go') 
   done
