@@ -55,6 +55,21 @@ func validFakePacket(p []byte) bool {
 	return true
 }
 
+// paperFiles decodes traces × tokens at the given batch size with the
+// paper sampling preset and returns the files written, by trace.
+func paperFiles(t *testing.T, m Model, traces, batch, tokens int) map[int]*bytes.Buffer {
+	t.Helper()
+	s := newMemSink()
+	job := baseJob()
+	job.Traces, job.Batch = traces, batch
+	job.Limits = Limits{Tokens: tokens}
+	job.Sampling = sampling.Paper()
+	if _, err := Generate(context.Background(), m, s, job); err != nil {
+		t.Fatal(err)
+	}
+	return s.files
+}
+
 func sameFiles(t *testing.T, a, b map[int]*bytes.Buffer, what string) {
 	t.Helper()
 	if len(a) != len(b) {

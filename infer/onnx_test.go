@@ -1,7 +1,6 @@
 package infer
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -63,23 +62,8 @@ func toyModel() *ONNXModel {
 
 func TestONNXBatchSizeDoesNotChangeTraces(t *testing.T) {
 	orttest.Init(t)
-	var ref map[int]*bytes.Buffer
-	for _, b := range []int{1, 4} {
-		s := newMemSink()
-		job := baseJob()
-		job.Traces = 5
-		job.Batch = b
-		job.Limits = Limits{Tokens: 300}
-		job.Sampling = sampling.Paper()
-		if _, err := Generate(context.Background(), toyModel(), s, job); err != nil {
-			t.Fatal(err)
-		}
-		if ref == nil {
-			ref = s.files
-			continue
-		}
-		sameFiles(t, ref, s.files, fmt.Sprintf("ONNX batch 1 vs %d", b))
-	}
+	ref := paperFiles(t, toyModel(), 5, 1, 300)
+	sameFiles(t, ref, paperFiles(t, toyModel(), 5, 4, 300), "ONNX batch 1 vs 4")
 }
 
 // Forking: a slot loaded with a prefilled state continues exactly as the
@@ -209,23 +193,10 @@ func ortOptions() ort.SessionOptions {
 func TestIOBindingGeneratesTheSameTraces(t *testing.T) {
 	orttest.Init(t)
 	for name, m := range map[string]*ONNXModel{"toy": toyModel(), "mamba2 tiny": tinyMamba2(t, "tiny")} {
-		var ref map[int]*bytes.Buffer
-		for _, binding := range []string{"off", "on"} {
-			m.Session = ortOptions()
-			m.Session.IOBinding = binding
-			s := newMemSink()
-			job := baseJob()
-			job.Traces, job.Batch = 5, 3
-			job.Limits = Limits{Tokens: 150}
-			job.Sampling = sampling.Paper()
-			if _, err := Generate(context.Background(), m, s, job); err != nil {
-				t.Fatal(err)
-			}
-			if ref == nil {
-				ref = s.files
-				continue
-			}
-			sameFiles(t, ref, s.files, name+": I/O binding off vs on")
-		}
+		m.Session = ortOptions()
+		m.Session.IOBinding = "off"
+		ref := paperFiles(t, m, 5, 3, 150)
+		m.Session.IOBinding = "on"
+		sameFiles(t, ref, paperFiles(t, m, 5, 3, 150), name+": I/O binding off vs on")
 	}
 }

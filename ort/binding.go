@@ -296,36 +296,40 @@ func (b *Binding) Clear() {
 
 // Input binds a host value to an input.
 func (b *Binding) Input(name string, v ortgo.Value) error {
-	b.keep["in:"+name] = v
-	if err := cError(C.netssm_bind_input(b.b, b.cname(name), valueHandle(v))); err != nil {
-		return fmt.Errorf("binding input %q: %w", name, err)
-	}
-	return nil
+	return b.bind(false, name, valueHandle(v), v, "")
 }
 
 // InputDevice binds a device tensor to an input.
 func (b *Binding) InputDevice(name string, d *DeviceTensor) error {
-	b.keep["in:"+name] = d
-	if err := cError(C.netssm_bind_input(b.b, b.cname(name), d.v)); err != nil {
-		return fmt.Errorf("binding input %q to the %s tensor: %w", name, epName(b.s.ep), err)
-	}
-	return nil
+	return b.bind(false, name, d.v, d, " to the "+epName(b.s.ep)+" tensor")
 }
 
 // Output binds a host value to an output: Run copies the result into it.
 func (b *Binding) Output(name string, v ortgo.Value) error {
-	b.keep["out:"+name] = v
-	if err := cError(C.netssm_bind_output(b.b, b.cname(name), valueHandle(v))); err != nil {
-		return fmt.Errorf("binding output %q: %w", name, err)
-	}
-	return nil
+	return b.bind(true, name, valueHandle(v), v, "")
 }
 
 // OutputDevice binds a device tensor to an output: Run writes into it.
 func (b *Binding) OutputDevice(name string, d *DeviceTensor) error {
-	b.keep["out:"+name] = d
-	if err := cError(C.netssm_bind_output(b.b, b.cname(name), d.v)); err != nil {
-		return fmt.Errorf("binding output %q to the %s tensor: %w", name, epName(b.s.ep), err)
+	return b.bind(true, name, d.v, d, " to the "+epName(b.s.ep)+" tensor")
+}
+
+// bind binds the OrtValue v (owned by keep, which stays referenced until
+// the name is bound again or the binding is cleared).
+func (b *Binding) bind(output bool, name string, v unsafe.Pointer, keep any, where string) error {
+	what, key := "input", "in:"+name
+	if output {
+		what, key = "output", "out:"+name
+	}
+	b.keep[key] = keep
+	var msg *C.char
+	if output {
+		msg = C.netssm_bind_output(b.b, b.cname(name), v)
+	} else {
+		msg = C.netssm_bind_input(b.b, b.cname(name), v)
+	}
+	if err := cError(msg); err != nil {
+		return fmt.Errorf("binding %s %q%s: %w", what, name, where, err)
 	}
 	return nil
 }

@@ -21,6 +21,23 @@ func testEP(t *testing.T) string {
 	return ep
 }
 
+// addMulSession opens addMulModel on the test provider with an empty binding.
+func addMulSession(t *testing.T) (*ort.Session, *ort.Binding) {
+	t.Helper()
+	orttest.Init(t)
+	s, err := ort.NewSession(addMulModel(t), ort.SessionOptions{EP: testEP(t), Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.NewBinding()
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(); s.Close() })
+	return s, b
+}
+
 func hostTensor(t *testing.T, data []float32) *ortgo.Tensor[float32] {
 	t.Helper()
 	x, err := ortgo.NewTensor(ortgo.NewShape(2, 3), data)
@@ -37,12 +54,7 @@ func hostTensor(t *testing.T, data []float32) *ortgo.Tensor[float32] {
 // a back: it must equal the same recurrence computed in Go, and a host
 // output bound on the last Run must hold the same values.
 func TestBindingCarriesDeviceTensorsBetweenRuns(t *testing.T) {
-	orttest.Init(t)
-	s, err := ort.NewSession(addMulModel(t), ort.SessionOptions{EP: testEP(t), Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, b := addMulSession(t)
 	a0 := []float32{1, -2, 0.5, 3, 0, -1}
 	bv := []float32{0.25, 1, -1, 2, 0.5, 0}
 	want := append([]float32(nil), a0...)
@@ -64,11 +76,6 @@ func TestBindingCarriesDeviceTensorsBetweenRuns(t *testing.T) {
 	if err := s.Upload([]*ortgo.Tensor[float32]{hostTensor(t, a0)}, []*ort.DeviceTensor{cur}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.NewBinding()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 	host := hostTensor(t, make([]float32, 6))
 	for k := range 3 {
 		b.Clear()
@@ -110,17 +117,7 @@ func TestBindingCarriesDeviceTensorsBetweenRuns(t *testing.T) {
 }
 
 func TestBindingRejectsUnknownNamesAndWrongSizes(t *testing.T) {
-	orttest.Init(t)
-	s, err := ort.NewSession(addMulModel(t), ort.SessionOptions{EP: testEP(t), Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	b, err := s.NewBinding()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	s, b := addMulSession(t)
 	if err := b.Input("nope", hostTensor(t, make([]float32, 6))); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Fatalf("binding an unknown input: %v", err)
 	}
