@@ -120,8 +120,13 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		return res, fmt.Errorf("creating run directory: %w", err)
 	}
 	if m.MemoryFor != nil {
-		if err := CheckMemory(m.MemoryFor(cfg.Batch, cfg.Ctx), fmt.Sprintf("training with --batch %d --ctx %d", cfg.Batch, cfg.Ctx)); err != nil {
-			return res, err
+		est, what := m.MemoryFor(cfg.Batch, cfg.Ctx), fmt.Sprintf("training with --batch %d --ctx %d", cfg.Batch, cfg.Ctx)
+		check := CheckMemory(est, what)
+		if cfg.EP == "cuda" { // the activations live on the GPU
+			check = CheckGPUMemory(est, 0, what)
+		}
+		if check != nil {
+			return res, check
 		}
 	}
 	var ck *Checkpoint
