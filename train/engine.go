@@ -39,6 +39,7 @@ type Engine struct {
 	cur     map[string]*buffer // inputs of the next Run, by input name
 	nxt     map[string]*buffer // outputs of the next Run, by the input they replace
 	outOf   map[string]string  // input name → the output that replaces it
+	inOf    map[string]string  // … and back
 	ids     *ortgo.Tensor[int64]
 	targets *ortgo.Tensor[int64]
 	mask    *buffer
@@ -68,7 +69,7 @@ func NewEngine(sg *StepGraph, B, L int, params map[string][]float32, opt AdamW, 
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{sg: sg, sess: sess, batch: B, ctx: L, cur: map[string]*buffer{}, nxt: map[string]*buffer{}, outOf: map[string]string{}, opt: opt}
+	e := &Engine{sg: sg, sess: sess, batch: B, ctx: L, cur: map[string]*buffer{}, nxt: map[string]*buffer{}, outOf: map[string]string{}, inOf: map[string]string{}, opt: opt}
 	fail := func(err error) (*Engine, error) { e.Close(); return nil, err }
 	pair := func(in, out string, shape []int64, init []float32) error {
 		a, err := newBuffer(shape, init)
@@ -79,7 +80,7 @@ func NewEngine(sg *StepGraph, B, L int, params map[string][]float32, opt AdamW, 
 		if err != nil {
 			return fmt.Errorf("allocating %s %v: %w", out, shape, err)
 		}
-		e.cur[in], e.nxt[in], e.outOf[in] = a, b, out
+		e.cur[in], e.nxt[in], e.outOf[in], e.inOf[out] = a, b, out, in
 		return nil
 	}
 	for i, p := range sg.Params {
@@ -145,6 +146,9 @@ func (e *Engine) makeResident() error {
 				}
 			}
 			e.resident = append(e.resident, name)
+			// Runs write this tensor on the device: the host keeps one copy.
+			e.nxt[name].Destroy()
+			delete(e.nxt, name)
 		}
 	}
 	e.devStale = true
@@ -216,10 +220,6 @@ func (e *Engine) bind0() error {
 			e.inputs[i] = b
 		}
 	}
-	byOut := make(map[string]*buffer, len(e.nxt))
-	for in, b := range e.nxt {
-		byOut[e.outOf[in]] = b
-	}
 	for i, name := range e.sess.OutputNames() {
 		switch name {
 		case OutLoss:
@@ -227,11 +227,11 @@ func (e *Engine) bind0() error {
 		case OutNorm:
 			e.outputs[i] = e.norm
 		default:
-			b, ok := byOut[name]
+			in, ok := e.inOf[name]
 			if !ok {
 				return fmt.Errorf("train step graph has an output %q the engine does not take", name)
 			}
-			e.outputs[i] = b
+			e.outputs[i] = e.nxt[in] // nil for a tensor held on the device (bound there)
 		}
 	}
 	return nil
@@ -246,10 +246,6 @@ func (e *Engine) bindResident() error {
 	}
 	b := e.binding
 	b.Clear()
-	outByIn := map[string]string{}
-	for in, out := range e.outOf {
-		outByIn[out] = in
-	}
 	for i, name := range e.sess.InputNames() {
 		var err error
 		if d, ok := e.devCur[name]; ok {
@@ -263,7 +259,7 @@ func (e *Engine) bindResident() error {
 	}
 	for i, name := range e.sess.OutputNames() {
 		var err error
-		if d, ok := e.devNxt[outByIn[name]]; ok {
+		if d, ok := e.devNxt[e.inOf[name]]; ok {
 			err = b.OutputDevice(name, d)
 		} else {
 			err = b.Output(name, e.outputs[i])
