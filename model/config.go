@@ -27,10 +27,11 @@ type Config struct {
 	// 0: off, the Mamba-2 of the note.
 	PacketPositions int `json:"packet_positions,omitempty"`
 	PacketToken     int `json:"packet_token,omitempty"`
-	// PrevPackets J > 0 adds copy logits: for each j in 1…J, the token at
-	// the same offset in the j-th packet before the current one (none where
-	// that packet has no such byte or its <pkt> lies more than PacketHistory
-	// tokens back) gets a learned boost on its logit, a bias per (j, offset)
+	// PrevPackets J > 0 adds copy logits: for each j in 1…J, the token that
+	// followed the current token's offset in the j-th packet before the
+	// current one (the counterpart of the token to predict; none where that
+	// packet is shorter or its <pkt> lies more than PacketHistory tokens
+	// back) gets a learned boost on its logit, a bias per (j, offset)
 	// plus a gate read from the final hidden state: what header compression
 	// would predict from. The last PacketHistory tokens are carried between
 	// windows as the state "packet_history" (see PacketHistoryState). 0: off.

@@ -40,9 +40,11 @@
 // # Copy logits from previous packets (an extension of the note's model)
 //
 // With Config.PrevPackets J > 0 the output gets copy logits: for each j in
-// 1…J, the token at the same offset in the j-th packet before the current
-// one gets bias[j, offset] + x̂·gate[j] added to its logit ("copy.bias" (J,
-// PacketHistory), "copy.gate" (J, D), x̂ the final normalised hidden state):
+// 1…J, the token that followed the current token's offset in the j-th packet
+// before the current one (the counterpart there of the token to predict; the
+// next <pkt> where that packet ended) gets bias[j, offset] + x̂·gate[j]
+// added to its logit ("copy.bias" (J, PacketHistory), "copy.gate" (J, D), x̂
+// the final normalised hidden state):
 // the field a header-compression scheme predicts from. Consecutive packets
 // repeat most header bytes (addresses, ports, connection ids, TTL); a count
 // model of p(byte | offset, the previous packet's byte there) alone scores

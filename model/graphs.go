@@ -131,15 +131,17 @@ func (m *LM) embed(ids *graph.Tensor, packet *graph.Tensor) (x, nextPacket *grap
 }
 
 // copySource is what the copy logits read for each position: tok (…, J)
-// Int64, the token at the position's offset in the j-th previous packet or V
-// (none), and off (…) Int64, the position's offset in its packet, clamped to
+// Int64, the token after the position's offset in the j-th previous packet
+// (the counterpart of the token the position predicts) or V (none), and off (…) Int64, the position's offset in its packet, clamped to
 // 0…H−1 (exact wherever some tok is not none).
 type copySource struct{ tok, off *graph.Tensor }
 
 // prevPacketTokens finds, for each token of ids (B, L) and each j in 1…J,
-// the token at the same offset in the j-th packet before the token's own, or
-// V (none) where the token's own <pkt> or the j-th previous <pkt> lies more
-// than H tokens back (H the history length) or that packet is too short.
+// the token that followed the same offset in the j-th packet before the
+// token's own (the counterpart of the token to predict, the next <pkt> where
+// that packet ended there), or V (none) where the token's own <pkt> or the
+// j-th previous <pkt> lies more than H tokens back (H the history length) or
+// that packet is too short.
 // history (B, H) is PacketHistoryState before the window (token id + 1, 0
 // for none); it also returns the history after the window.
 //
@@ -181,8 +183,8 @@ func prevPacketTokens(ids, history *graph.Tensor, J, pkt, V int) (src copySource
 	later := s0 // the start of the packet after the j-th previous one
 	for j := 1; j <= J; j++ {
 		sj, okj := start(j)
-		at := graph.Add(sj, off)
-		use := graph.And(graph.And(ok, okj), graph.Less(at, later))
+		at := graph.Add(sj, off).AddScalar(1) // the counterpart of the next token
+		use := graph.And(graph.And(ok, okj), graph.LessOrEqual(at, later))
 		safe := graph.Where(use, at, graph.ScalarLike(at, 0))
 		tok := graph.Gather(flatX, graph.Cast(graph.Add(safe, rowBase(T)), graph.Int64), 0) // (B, L)
 		cols = append(cols, graph.Unsqueeze(graph.Where(use, tok, none), 2))
@@ -204,7 +206,8 @@ func (s copySource) last() copySource {
 
 // copyLogits is the copy logits' boost (…, V) for the normalised hidden
 // states xn (…, D): for each j, bias[j, off] + xn·gate[j] added to the logit
-// of the j-th previous packet's token (nothing where it is none).
+// of the j-th previous packet's counterpart of the next token (nothing where
+// it is none).
 func (m *LM) copyLogits(xn *graph.Tensor, src copySource) *graph.Tensor {
 	c := m.cfg
 	J, H, V := c.PrevPackets, c.PacketHistory, c.VocabSize

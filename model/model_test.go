@@ -278,3 +278,51 @@ func testPrefillOfConcatenationEqualsPrefillContinued(t *testing.T, c model.Conf
 		t.Error("prefill(b) from zero state equals prefill(a++b): the state carries nothing")
 	}
 }
+
+// TestCopyLogitsBoostTheNextTokensCounterpart pins what the copy logits read,
+// on a hand-worked trace: at each position the boost of the j-th previous
+// packet goes to the token that followed the same offset there (the
+// counterpart of the token to predict), the <pkt> where that packet ended,
+// nothing where it is shorter. All weights are zero but copy.bias (j+1 for
+// the j-th packet back), so the logits are the boosts alone.
+func TestCopyLogitsBoostTheNextTokensCounterpart(t *testing.T) {
+	c := testConfig(t)
+	const P = 257
+	c.PacketToken, c.PrevPackets, c.PacketHistory = P, 2, 12
+	p := map[string][]float64{}
+	for _, s := range model.ParamShapes(c) {
+		n := 1
+		for _, d := range s.Shape {
+			n *= d
+		}
+		p[s.Name] = make([]float64, n)
+	}
+	for j := range c.PrevPackets {
+		for off := range c.PacketHistory {
+			p[model.CopyBiasParam][j*c.PacketHistory+off] = float64(j + 1)
+		}
+	}
+	const a, b, cc, d, e, f, g, h = 1, 2, 3, 4, 5, 6, 7, 8
+	ids := []int64{P, a, b, cc, P, d, e, P, f, g, h}
+	want := []map[int64]float64{
+		{}, {}, {}, {}, // no packet before the first
+		{a: 1}, // <pkt>: the previous packet's first token
+		{b: 1}, {cc: 1},
+		{d: 1, a: 2},  // third <pkt>: both packets back
+		{e: 1, b: 2},  //
+		{P: 1, cc: 2}, // the previous packet ended after its offset 2
+		{P: 2},        // the previous packet is too short; two back ended here
+	}
+	logits, _, err := model.ReferenceForward(c, p, ids, 1, len(ids), model.ZeroStates64(c, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := c.VocabSize
+	for i, w := range want {
+		for v := range V {
+			if got := logits[i*V+v]; got != w[int64(v)] {
+				t.Errorf("position %d (token %d): logit of %d is %g, want %g", i, ids[i], v, got, w[int64(v)])
+			}
+		}
+	}
+}

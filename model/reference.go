@@ -167,8 +167,9 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 	return logits, next, nil
 }
 
-// refPrevPacketTokens is, by the definition, the token at the current
-// token's offset in each of the J packets before its own (−1 for none), from
+// refPrevPacketTokens is, by the definition, the token that followed the
+// current token's offset in each of the J packets before its own, the
+// counterpart of the token the current one predicts (−1 for none), from
 // hist (the last H tokens, id + 1, 0 for none) and the current token id, and
 // that offset. Only packets whose <pkt> is among the last H tokens count.
 func refPrevPacketTokens(hist []float64, id int64, J, pkt int) (prev []int64, offset int) {
@@ -200,8 +201,8 @@ func refPrevPacketTokens(hist []float64, id int64, J, pkt int) (prev []int64, of
 		if sj < 0 {
 			break
 		}
-		if sj+off < later {
-			out[j] = seq[sj+off]
+		if sj+off+1 <= later {
+			out[j] = seq[sj+off+1] // the token after the same offset there
 		}
 		later = sj
 	}

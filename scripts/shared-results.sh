@@ -44,7 +44,7 @@ fi
 "${cli[@]}" dataset info heldout.parquet > dataset-heldout.txt
 
 if [ ! -f run/config.json ]; then
-  "${cli[@]}" train --data train.parquet --val heldout.parquet --preset small --ctx 512 --chunk 64 --batch 8 --segment 2048 --packet-positions 128 \
+  "${cli[@]}" train --data train.parquet --val heldout.parquet --preset small --ctx 512 --chunk 64 --batch 8 --segment 2048 --packet-positions 128 --prev-packets 4 \
     "${budget_flag[@]}" --lr 2e-3 --warmup 30 --eval-every 150 --eval-tokens 20000 --checkpoint-every 75 \
     --seed 1 --out run | tee train.txt
 elif [ ! -f run/loss.png ]; then

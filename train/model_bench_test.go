@@ -103,15 +103,15 @@ func BenchmarkTrainStepChunk(b *testing.B) {
 // (model.Config.PacketPositions K) and previous packets (PrevPackets J over
 // a 256-token history) in the small preset's train step at the
 // shared-captures configuration (B=8, L=512, Q=64), alternated twice: plain,
-// K = 128 (train's default), K = 128 with copy logits from J = 2 previous
-// packets.
+// K = 128 alone, K = 128 with copy logits from J = 4 previous packets
+// (train's default).
 //
 //	go test -run '^$' -bench 'TrainStepPacketFeatures' -benchtime 5x ./train
 func BenchmarkTrainStepPacketFeatures(b *testing.B) {
 	orttest.Init(b)
 	const B, L = 8, 512
 	for range 2 {
-		for _, f := range []struct{ k, j int }{{0, 0}, {128, 0}, {128, 2}} {
+		for _, f := range []struct{ k, j int }{{0, 0}, {128, 0}, {128, 4}} {
 			b.Run(fmt.Sprintf("small/B=%d/L=%d/K=%d/J=%d", B, L, f.k, f.j), func(b *testing.B) {
 				cfg, _ := model.Preset("small")
 				cfg.ChunkSize, cfg.PacketPositions, cfg.PacketToken = 64, f.k, 257

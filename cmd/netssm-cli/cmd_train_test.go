@@ -31,7 +31,7 @@ func TestTrainUsageErrorsExitTwo(t *testing.T) {
 		append(append([]string{}, base...), "--prev-packets", "-1"),
 		append(append([]string{}, base...), "--prev-packets", "9"),
 		append(append([]string{}, base...), "--prev-packets", "2", "--packet-history", "1"),
-		append(append([]string{}, base...), "--packet-history", "64"),
+		append(append([]string{}, base...), "--prev-packets", "0", "--packet-history", "64"),
 	} {
 		msg, code := runCLI(t, nil, args...)
 		if code != 2 || !strings.Contains(msg, "usage") {
@@ -59,8 +59,15 @@ func TestTrainChunkLengthChangesSpeedNotLosses(t *testing.T) {
 			t.Fatalf("--chunk %s: exit %d:\n%s", chunk, code, msg)
 		}
 		want := map[string]int{"16": 16, "0": 64}[chunk] // tiny's own is 64
-		if got := runModelConfig(t, out).ChunkSize; got != want {
-			t.Errorf("--chunk %s: config.json records chunk_size %d, want %d", chunk, got, want)
+		m := runModelConfig(t, out)
+		if m.ChunkSize != want {
+			t.Errorf("--chunk %s: config.json records chunk_size %d, want %d", chunk, m.ChunkSize, want)
+		}
+		// train's defaults: packet positions K = 128, copy logits from J = 4
+		// packets over a 256-token history
+		if m.PacketPositions != 128 || m.PrevPackets != 4 || m.PacketHistory != 256 {
+			t.Errorf("config.json records packet_positions %d, prev_packets %d, packet_history %d; want the defaults 128, 4, 256",
+				m.PacketPositions, m.PrevPackets, m.PacketHistory)
 		}
 		losses[chunk] = metricLosses(t, filepath.Join(out, "metrics.jsonl"))
 	}
