@@ -103,8 +103,8 @@ func BenchmarkTrainStepChunk(b *testing.B) {
 // (model.Config.PacketPositions K) and previous packets (PrevPackets J over
 // a 256-token history) in the small preset's train step at the
 // shared-captures configuration (B=8, L=512, Q=64), alternated twice: plain,
-// K = 128 alone, K = 128 with copy logits from J = 4 previous packets
-// (train's default).
+// K = 128 alone (train's default), K = 128 with copy logits from J = 4
+// previous packets (the shared-captures script's).
 //
 //	go test -run '^$' -bench 'TrainStepPacketFeatures' -benchtime 5x ./train
 func BenchmarkTrainStepPacketFeatures(b *testing.B) {

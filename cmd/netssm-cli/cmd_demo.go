@@ -78,11 +78,10 @@ func demoAction(c *cli.Context) error {
 	if err := stage("tokenize", "-o", data, caps); err != nil {
 		return err
 	}
-	// Without copy logits (--prev-packets 0): trained on four short captures
-	// the model learns to copy header bytes from the packet before and not
-	// how a first packet looks, so its sampled traffic copies a malformed
-	// first packet onwards (36 % of synthetic packets parsed as IP + TCP/UDP
-	// with them, 100 % without; see README).
+	// Never with copy logits (--prev-packets): trained on four short
+	// captures with them, the model's sampled traffic copies a malformed
+	// first packet onwards (36 % of synthetic packets parsed as IP +
+	// TCP/UDP, 100 % without; see README).
 	if err := stage("train", "--data", data, "--val-frac", "0.34", "--preset", "tiny", "--ctx", "512", "--batch", "4",
 		"--prev-packets", "0",
 		"--steps", strconv.FormatInt(c.Int64("steps"), 10), "--time", c.Duration("time").String(),

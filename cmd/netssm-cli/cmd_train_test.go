@@ -31,7 +31,7 @@ func TestTrainUsageErrorsExitTwo(t *testing.T) {
 		append(append([]string{}, base...), "--prev-packets", "-1"),
 		append(append([]string{}, base...), "--prev-packets", "9"),
 		append(append([]string{}, base...), "--prev-packets", "2", "--packet-history", "1"),
-		append(append([]string{}, base...), "--prev-packets", "0", "--packet-history", "64"),
+		append(append([]string{}, base...), "--packet-history", "64"),
 	} {
 		msg, code := runCLI(t, nil, args...)
 		if code != 2 || !strings.Contains(msg, "usage") {
@@ -63,10 +63,9 @@ func TestTrainChunkLengthChangesSpeedNotLosses(t *testing.T) {
 		if m.ChunkSize != want {
 			t.Errorf("--chunk %s: config.json records chunk_size %d, want %d", chunk, m.ChunkSize, want)
 		}
-		// train's defaults: packet positions K = 128, copy logits from J = 4
-		// packets over a 256-token history
-		if m.PacketPositions != 128 || m.PrevPackets != 4 || m.PacketHistory != 256 {
-			t.Errorf("config.json records packet_positions %d, prev_packets %d, packet_history %d; want the defaults 128, 4, 256",
+		// train's defaults: packet positions K = 128, no copy logits
+		if m.PacketPositions != 128 || m.PrevPackets != 0 || m.PacketHistory != 0 {
+			t.Errorf("config.json records packet_positions %d, prev_packets %d, packet_history %d; want the defaults 128, 0, 0",
 				m.PacketPositions, m.PrevPackets, m.PacketHistory)
 		}
 		losses[chunk] = metricLosses(t, filepath.Join(out, "metrics.jsonl"))
