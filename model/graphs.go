@@ -132,8 +132,9 @@ func (m *LM) embed(ids *graph.Tensor, packet *graph.Tensor) (x, nextPacket *grap
 
 // copySource is what the copy logits read for each position: tok (…, J)
 // Int64, the token after the position's offset in the j-th previous packet
-// (the counterpart of the token the position predicts) or V (none), and off (…) Int64, the position's offset in its packet, clamped to
-// 0…H−1 (exact wherever some tok is not none).
+// (the counterpart of the token the position predicts) or V (none), and off
+// (…) Int64, the position's offset in its packet, clamped to 0…H−1 (exact
+// wherever some tok is not none).
 type copySource struct{ tok, off *graph.Tensor }
 
 // prevPacketTokens finds, for each token of ids (B, L) and each j in 1…J,
