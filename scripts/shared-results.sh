@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the README's "Results on the shared captures" table: splits
 # ../shared/data by file (per label, every 5th file sorted by name is held
-# out), tokenizes both parts, trains the small preset on CPU for 30 minutes,
+# out, and labels of fewer than 8 files also their last file, so every label
+# keeps at least two held-out files), tokenizes both parts, trains the small preset on CPU for 30 minutes,
 # exports, generates traffic for every label and evaluates it against the
 # held-out real captures (memorisation against the training captures).
 #
@@ -30,10 +31,18 @@ if [ ! -f split.done ]; then
   for dir in "$data"/*/; do
     label=$(basename "$dir")
     mkdir -p "real-train/$label" "real-heldout/$label"
-    i=0
-    for f in $(ls "$dir" | sort); do
-      if [ $((i % 5)) -eq 2 ]; then ln -s "$dir$f" "real-heldout/$label/$f"; else ln -s "$dir$f" "real-train/$label/$f"; fi
-      i=$((i + 1))
+    files=($(ls "$dir" | sort))
+    n=${#files[@]}
+    if ((n < 3)); then
+      echo "split: $label has $n files; a label needs 3 (2 held out, 1 to train on): left out" >&2
+      rmdir "real-train/$label" "real-heldout/$label"
+      continue
+    fi
+    # every 5th file from the third is held out; labels of fewer than 8 files
+    # also hold out their last one, so every label keeps two held-out files.
+    for ((i = 0; i < n; i++)); do
+      f=${files[$i]}
+      if ((i % 5 == 2 || (n < 8 && i == n - 1))); then ln -s "$dir$f" "real-heldout/$label/$f"; else ln -s "$dir$f" "real-train/$label/$f"; fi
     done
   done
   touch split.done
