@@ -29,7 +29,7 @@ func init() {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "dataset to write (`DATA.parquet`)"},
 			&cli.StringFlag{Name: "label", Usage: "label every input with `NAME`"},
 			&cli.StringFlag{Name: "labels", Usage: "CSV of file,label rows (`FILE.csv`)"},
-			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 | paper (NetSSM's 128-byte padded packets)"},
+			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 (every kept byte) | flow (per-flow header compression, ~13 tokens per packet; docs/format.md) | paper (NetSSM's 128-byte padded packets)"},
 			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on for v1, off for paper)"},
 			&cli.StringFlag{Name: "payload", Value: "tcp=0,udp=12", Usage: "payload bytes kept per protocol: tcp=N,udp=N[,icmp=N,other=N]"},
 			&cli.StringFlag{Name: "checksums", Value: "", Usage: "zero | keep: write the IPv4 header and TCP/UDP/ICMP checksums as zero bytes, or keep them as captured (default zero for v1, keep for paper)"},
@@ -106,8 +106,10 @@ func specFromFlags(layout, timing, payload, checksums string) (tokenizer.Spec, e
 		spec = tokenizer.DefaultSpec()
 	case "paper":
 		spec = tokenizer.PaperSpec()
+	case "flow":
+		spec = tokenizer.FlowSpec()
 	default:
-		return spec, usagef("--layout %q: want v1 or paper", layout)
+		return spec, usagef("--layout %q: want v1, flow or paper", layout)
 	}
 	switch timing {
 	case "":
