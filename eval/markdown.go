@@ -37,25 +37,14 @@ func Markdown(r *Report) string {
 		return "**FAIL** (" + strings.Join(c.Failed(), ", ") + ")"
 	}
 	w("Real: %s. Synthetic: %s.\n\n", verdict(r.Compliance.Real), verdict(r.Compliance.Synth))
-	w("Each share must meet its bound (real captures do, with retransmissions and mid-stream flows counted against them).\n\n")
-	w("| check | bound | real | synthetic |\n|---|---|---|---|\n")
-	for i, ch := range r.Compliance.Real.Checks {
-		bound := ""
-		if ch.Min != nil {
-			bound = fmt.Sprintf("≥ %g", *ch.Min)
-		}
-		if ch.Max != nil {
-			bound = fmt.Sprintf("≤ %g", *ch.Max)
-		}
-		sc := Check{}
-		if i < len(r.Compliance.Synth.Checks) {
-			sc = r.Compliance.Synth.Checks[i]
-		}
-		w("| %s | %s | %s | %s |\n", ch.Name, bound, mark(ch), mark(sc))
-	}
-	w("\nAlso: IP header parse share real %s, synthetic %s; IPv4 header checksum valid (strict, zero fields counted as bad) real %s, synthetic %s; TCP flows opening with a SYN real %s, synthetic %s.\n",
-		r.Compliance.Real.IPParse, r.Compliance.Synth.IPParse, r.Compliance.Real.IPv4ChecksumValid, r.Compliance.Synth.IPv4ChecksumValid,
-		r.Compliance.Real.TCPFlowsOpeningWithSYN, r.Compliance.Synth.TCPFlowsOpeningWithSYN)
+	w("Fixed checks hold a bound every real stack meets, on both sides. Relative checks are rates real traffic misses too (retransmissions, capture loss, flows seen mid-way): the real side is their reference, and the synthetic side passes when its miss rate is at most %g× the real one plus %g points (bound = 1 − (%g·(1 − real) + %g)). Shares with fewer than %d observations are not judged.\n\n",
+		RelativeMissFactor, 100*RelativeMissSlack, RelativeMissFactor, RelativeMissSlack, minJudged)
+	complianceTable(&b, r.Compliance.Real, r.Compliance.Synth)
+	w("\nAlso: IP header parse share real %s, synthetic %s; IP and TCP/UDP headers (what tshark dissects as ip:tcp or ip:udp) real %s, synthetic %s; IPv4 header checksum valid (strict, zero fields counted as bad) real %s, synthetic %s; TCP flows opening with a SYN real %s, synthetic %s; TCP flows whose sequence numbers never fall behind real %s, synthetic %s.\n",
+		r.Compliance.Real.IPParse, r.Compliance.Synth.IPParse, r.Compliance.Real.IPTCPUDPParse, r.Compliance.Synth.IPTCPUDPParse,
+		r.Compliance.Real.IPv4ChecksumValid, r.Compliance.Synth.IPv4ChecksumValid,
+		r.Compliance.Real.TCPFlowsOpeningWithSYN, r.Compliance.Synth.TCPFlowsOpeningWithSYN,
+		r.Compliance.Real.FlowsSeqMonotone, r.Compliance.Synth.FlowsSeqMonotone)
 
 	w("\n## Statistical fidelity (pooled over labels)\n\n")
 	w("JSD: Jensen–Shannon divergence in bits (0 = identical, 1 = disjoint); TV: total variation; H: Hellinger distance; all over the bins of each metric. W1: Wasserstein-1 (earth mover's) distance on the raw values. Lower is closer.\n\n")
@@ -146,12 +135,57 @@ func Markdown(r *Report) string {
 	return b.String()
 }
 
+// complianceTable writes one row per check: its kind, the real share, the
+// synthetic share, the bound the synthetic side was held to and its verdict.
+func complianceTable(b *strings.Builder, real, synth Compliance) {
+	fmt.Fprintf(b, "| check | kind | real | synthetic | synthetic bound | synthetic verdict |\n|---|---|---|---|---|---|\n")
+	for i, ch := range real.Checks {
+		sc := Check{}
+		if i < len(synth.Checks) {
+			sc = synth.Checks[i]
+		}
+		verdict := "pass"
+		switch {
+		case sc.Name == "":
+			verdict = "–"
+		case !sc.Pass:
+			verdict = "**FAIL**"
+		case sc.Note != "":
+			verdict = "pass (" + sc.Note + ")"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", ch.Name, ch.Kind, mark(ch), shareText(sc), boundText(sc), verdict)
+	}
+}
+
+func shareText(c Check) string {
+	if c.Name == "" {
+		return "–"
+	}
+	return c.Share.String()
+}
+
+// boundText is a check's bound: "≥ 0.95", with where it came from for a
+// relative check.
+func boundText(c Check) string {
+	s := "–"
+	switch {
+	case c.Min != nil:
+		s = fmt.Sprintf("≥ %.3f", *c.Min)
+	case c.Max != nil:
+		s = fmt.Sprintf("≤ %.3f", *c.Max)
+	}
+	if c.Kind == CheckRelative && c.Reference != nil && c.Reference.Total >= minJudged {
+		s += " (from real)"
+	}
+	return s
+}
+
 func mark(c Check) string {
 	if c.Name == "" {
 		return "–"
 	}
 	s := c.Share.String()
-	if c.Note != "" && c.Share.Total > 0 {
+	if c.Note != "" && c.Share.Total > 0 && (c.Kind != CheckRelative || c.Reference != nil) {
 		s += " (" + c.Note + ")"
 	}
 	if !c.Pass {

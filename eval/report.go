@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion names the layout of metrics.json; it changes when a key does.
-const SchemaVersion = "netssm-eval/1"
+const SchemaVersion = "netssm-eval/2"
 
 // LabelInputs counts one label's inputs.
 type LabelInputs struct {
@@ -158,7 +158,7 @@ func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figur
 			r.Fidelity.OnlySynth = append(r.Fidelity.OnlySynth, l)
 		}
 	}
-	r.Compliance.Real, r.Compliance.Synth = newCompliance(rp.comp), newCompliance(sp.comp)
+	r.Compliance.Real, r.Compliance.Synth = judgeReference(rp.comp), judgeAgainst(sp.comp, rp.comp)
 	if !opts.SkipUtility {
 		r.Utility = utility(real, synth, opts.WindowPackets)
 	}
