@@ -28,7 +28,7 @@ for dir in "$data"/*/; do
     mkdir -p "rest/$label" "synth/$label"
     for g in "${files[@]}"; do [ "$g" = "$f" ] || ln -s "$dir$g" "rest/$label/$g"; done
     ln -s "$dir$f" "synth/$label/$f"
-    "${cli[@]}" eval --no-utility --real rest --synth synth --out report >/dev/null 2>&1
+    "${cli[@]}" eval --no-utility --no-tshark --real rest --synth synth --out report >/dev/null 2>&1
     total=$((total + 1))
     if [ "$(jq -r .compliance.synth.pass report/metrics.json)" = true ]; then
       verdict=pass
