@@ -209,12 +209,15 @@ var complianceBounds = []struct {
 // A ratio rather than a fixed number of points, because misses come in
 // proportion to what causes them (a lossier network, more mid-stream
 // flows) and captures of one workload differ in it; the slack lets a
-// reference near 100 % tolerate a few misses. Calibrated on the shared
-// captures (TestEachSharedCapturePassesAgainstTheRestOfItsLabel): every
-// capture, judged against the rest of its label, passes; the tightest
-// relative to their bound are CALIB. A generator whose sequence numbers are
-// monotone in 30 % of segments where real traffic has 97 % misses by far
-// (bound 0.89).
+// reference near 100 % tolerate a few misses. Calibrated on the 89 shared
+// real captures (TestEachSharedCapturePassesAgainstTheRestOfItsLabel):
+// each, judged against the rest of its label, passes. The widest gap is a
+// cloud-drive download whose acknowledgements run ahead of the data seen in
+// 11.1 % of ACKs against 0.2 % for the rest of its label: bound 0.845,
+// share 0.889; a slack of 12 points would leave it 1 point, so 15 leaves
+// room for captures like it. A generator whose sequence numbers are
+// monotone in 30 % of segments where real traffic has 97 % still misses by
+// far (bound 0.79).
 const (
 	RelativeMissFactor = 2.0
 	RelativeMissSlack  = 0.15
