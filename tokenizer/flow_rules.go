@@ -31,21 +31,10 @@ func (m *flowMachine) byteRule(strict bool) byteRule {
 		return r.and(tcp.or(udp))
 	}
 	if l := m.v1.Keep(p); l.Proto == ProtoTCP && l.IPHdrLen > 0 && n == l.IPHdrLen+13 {
-		return r.and(validFlagBytes)
+		return r.and(tcpFlagsRule)
 	}
 	return r
 }
-
-// validFlagBytes is the set of TCP flag bytes TCPFlagsValid accepts.
-var validFlagBytes = func() byteRule {
-	var r byteRule
-	for b := range 256 {
-		if TCPFlagsValid(uint8(b)) {
-			r = r.or(byteSet(b))
-		}
-	}
-	return r
-}()
 
 func (r byteRule) and(o byteRule) byteRule {
 	for i := range r.set {

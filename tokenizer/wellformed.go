@@ -35,7 +35,7 @@ var (
 	noByte        = byteRule{}
 	anyByte       = byteRange(0, 255)
 	firstByteRule = byteRange(0x45, 0x4f).or(byteRange(0x60, 0x6f))
-	tcpFlagsRule  = byteWhere(TCPFlagsValid).because("TCP flag set is not one a real stack sends (empty, SYN with FIN or RST, FIN with RST, or no ACK on a segment but a SYN or RST)")
+	tcpFlagsRule  = byteWhere(TCPFlagsValid).because("TCP flag set is not one a real stack sends (empty, SYN with FIN or RST, FIN with RST, no ACK on a segment but a SYN or RST, or FIN, PSH or URG without ACK)")
 )
 
 // ValidTCPFlags lists, in increasing order, the TCP flag bytes that
