@@ -88,6 +88,7 @@ func SpecVocabulary(s *tokenizer.Spec) Vocabulary {
 	if s.Timing {
 		v.DTBucket = s.DtBuckets
 	}
+	v.RowAfterLabel = s.Layout == tokenizer.LayoutNetSSM
 	for i := range s.Labels {
 		v.Labels = append(v.Labels, s.FirstLabelID+i)
 	}
@@ -136,7 +137,7 @@ func (b *Bundle) Prompt(label, capturePath string, packets int) ([]int, error) {
 		if p.IP == nil {
 			continue
 		}
-		if err := enc.Add(p.Timestamp, p.IPWireLen(), p.IP); err != nil {
+		if err := enc.AddFrame(p.Timestamp, p.IPWireLen(), capture.LinkName(p.LinkTypeID), p.LinkHdr, p.IP); err != nil {
 			return nil, fmt.Errorf("prompt capture %s, packet %d: %w", capturePath, p.Index, err)
 		}
 	}
@@ -235,6 +236,9 @@ func durations(ns []int64) []time.Duration {
 // header checksums recomputed, length fields shorter than the bytes raised,
 // invalid packets written as generated and counted in Checks.
 func (b *Bundle) NewPacketWriter(w io.Writer) (PacketWriter, error) {
+	if b.Spec.Layout == tokenizer.LayoutNetSSM {
+		return NewRowPcapWriter(w, &b.Spec, &b.Checks)
+	}
 	return NewPcapWriter(w, pcapoutCheck, &b.Checks)
 }
 

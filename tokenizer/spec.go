@@ -13,6 +13,8 @@
 //
 // with <dt:k> present when timing is on, and <pad> only in the paper layout,
 // which pads (or cuts) each packet's bytes to exactly PaperPacketLen tokens.
+// The netssm layout is NetSSM's own (netssm.go): 128-byte rows from the link
+// header on, zero-padded, with <pkt> between packets.
 //
 // Vocabulary: ids 0–255 are byte values, 256 <pad>, 257 <pkt>, 258 <eos>,
 // 259… the DtBuckets inter-arrival buckets, then one id per label in
@@ -70,7 +72,9 @@ type Layout string
 // Layouts.
 const (
 	LayoutV1    Layout = "v1"    // kept bytes only, <pkt> marks the boundary
-	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen (NetSSM)
+	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen with <pad>; read, no longer made by the CLI
+	// LayoutNetSSM is NetSSM's layout exactly (see netssm.go).
+	LayoutNetSSM Layout = "netssm"
 )
 
 // Payload is how many payload bytes are kept after the L4 header, per protocol.
@@ -98,8 +102,9 @@ type Spec struct {
 	DtBuckets      int      `json:"dt_buckets"`
 	DtMinNs        int64    `json:"dt_min_ns"`
 	DtMaxNs        int64    `json:"dt_max_ns"`
-	PaperPacketLen int      `json:"paper_packet_len,omitempty"`
-	Checksums      string   `json:"checksums,omitempty"` // ChecksumsZero or ChecksumsKeep ("" = keep)
+	PaperPacketLen int      `json:"paper_packet_len,omitempty"` // paper and netssm layouts: tokens per packet
+	Link           string   `json:"link,omitempty"`             // netssm layout: the link header rows open with (LinkEthernet, …)
+	Checksums      string   `json:"checksums,omitempty"`        // ChecksumsZero or ChecksumsKeep ("" = keep)
 	// Derived, written for readers of the JSON; recomputed by Validate.
 	VocabSize    int            `json:"vocab_size"`
 	SpecialToken map[string]int `json:"special_tokens"`
@@ -123,8 +128,9 @@ func DefaultSpec() Spec {
 	}
 }
 
-// PaperSpec reproduces NetSSM's layout: 128 tokens per packet, TCP payload
-// dropped, 12 UDP payload bytes, no timing tokens.
+// PaperSpec is the paper layout: v1's kept bytes padded with <pad> to 128
+// tokens per packet, TCP payload dropped, 12 UDP payload bytes, no timing
+// tokens. NetSSM's own layout is NetSSMSpec.
 func PaperSpec() Spec {
 	s := DefaultSpec()
 	s.Layout = LayoutPaper
@@ -146,8 +152,12 @@ func (s *Spec) Validate() error {
 		if s.PaperPacketLen <= 0 {
 			s.PaperPacketLen = 128
 		}
+	case LayoutNetSSM:
+		if err := s.validateNetSSM(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("tokenizer layout %q: want v1 or paper", s.Layout)
+		return fmt.Errorf("tokenizer layout %q: want v1, netssm or paper", s.Layout)
 	}
 	for name, n := range map[string]int{"tcp": s.Payload.TCP, "udp": s.Payload.UDP, "icmp": s.Payload.ICMP, "other": s.Payload.Other} {
 		if n < 0 || n > 65535 {

@@ -79,18 +79,19 @@ func Info(path string) (DatasetInfo, error) {
 	return info, nil
 }
 
-// protocolOf names a packet's protocols from its tokens (<pkt> [<dt>] bytes…).
+// protocolOf names a packet's protocols from its tokens (<pkt> [<dt>] bytes…,
+// the netssm layout's rows opening with their link header).
 func protocolOf(spec *tokenizer.Spec, toks []uint16) string {
 	var b []byte
 	for _, t := range toks {
 		if t < tokenizer.NumByteTokens {
 			b = append(b, byte(t))
-			if len(b) >= 120 {
+			if len(b) >= 140 {
 				break
 			}
 		}
 	}
-	l := spec.Keep(b)
+	l := spec.Keep(spec.PacketIP(b))
 	ip := map[int]string{4: "IPv4", 6: "IPv6"}[l.Version]
 	if ip == "" {
 		return "other"

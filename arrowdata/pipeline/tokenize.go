@@ -69,6 +69,13 @@ func Tokenize(out string, files []string, opt TokenizeOptions) (TokenizeReport, 
 		labeler = DirLabel
 	}
 	spec := opt.Spec
+	if spec.Layout == tokenizer.LayoutNetSSM && spec.Link == "" {
+		link, err := firstLinkType(files)
+		if err != nil {
+			return rep, err
+		}
+		spec.Link = link
+	}
 	labels := make([]string, len(files))
 	var uniq []string
 	seen := map[string]bool{}
@@ -243,9 +250,13 @@ func tokenizeFile(w *arrowdata.Writer, spec *tokenizer.Spec, path, label string,
 				fr.Anonymized++
 			}
 		}
-		if err := enc.Add(p.Timestamp, p.IPWireLen(), ip); err != nil {
+		before := enc.Packets()
+		if err := enc.AddFrame(p.Timestamp, p.IPWireLen(), LinkTypeName(p.LinkTypeID), p.LinkHdr, ip); err != nil {
 			fr.Err = fmt.Errorf("%s: packet %d: %w", path, p.Index, err)
 			break
+		}
+		if enc.Packets() == before {
+			continue // left out by the layout (netssm: not TCP or UDP)
 		}
 		fr.Packets++
 		if opt.MaxPackets > 0 && enc.Packets() >= opt.MaxPackets {
@@ -265,24 +276,38 @@ func addEncodeStats(a, b tokenizer.EncodeStats) tokenizer.EncodeStats {
 	a.Malformed += b.Malformed
 	a.Cut += b.Cut
 	a.NegDt += b.NegDt
+	a.Skipped += b.Skipped
 	return a
 }
 
-// LinkTypeName names a LINKTYPE_ number the way the dataset stores it.
-func LinkTypeName(lt uint16) string {
-	switch lt {
-	case capture.LinkTypeEthernet:
-		return "ethernet"
-	case capture.LinkTypeLinuxSLL:
-		return "linux-sll"
-	case capture.LinkTypeLinuxSLL2:
-		return "linux-sll2"
-	case capture.LinkTypeRaw, capture.LinkTypeRawOld, capture.LinkTypeRawOld2, capture.LinkTypeIPv4, capture.LinkTypeIPv6:
-		return "raw"
-	case capture.LinkTypeNull:
-		return "null"
-	case capture.LinkTypeLoop:
-		return "loop"
+// LinkTypeName names a LINKTYPE_ number the way the dataset stores it
+// (capture.LinkName).
+func LinkTypeName(lt uint16) string { return capture.LinkName(lt) }
+
+// firstLinkType names the link type of the first IP packet found in files:
+// a netssm-layout dataset holds rows of one link type.
+func firstLinkType(files []string) (string, error) {
+	for _, f := range files {
+		r, err := capture.Open(f)
+		if err != nil {
+			continue // reported as a bad file when it is tokenized
+		}
+		for {
+			p, err := r.Next()
+			if err != nil {
+				break
+			}
+			if p.IP != nil {
+				r.Close()
+				link := LinkTypeName(p.LinkTypeID)
+				switch link {
+				case tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw:
+					return link, nil
+				}
+				return "", fmt.Errorf("%s: link type %s: NetSSM's rows hold %s, %s or %s link headers", f, link, tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw)
+			}
+		}
+		r.Close()
 	}
-	return fmt.Sprintf("linktype-%d", lt)
+	return "", fmt.Errorf("no IP packets in any input; nothing to write")
 }
