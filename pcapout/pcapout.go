@@ -28,8 +28,8 @@ type Link string
 
 // Link types pcapout writes.
 const (
-	LinkRaw      Link = "raw"      // LINKTYPE_RAW (101): records start at the IP header
-	LinkEthernet Link = "ethernet" // LINKTYPE_ETHERNET: a synthetic 14-byte header per packet (or the packet's own, WriteFrame)
+	LinkRaw      Link = "raw"       // LINKTYPE_RAW (101): records start at the IP header
+	LinkEthernet Link = "ethernet"  // LINKTYPE_ETHERNET: a synthetic 14-byte header per packet (or the packet's own, WriteFrame)
 	LinkLinuxSLL Link = "linux-sll" // LINKTYPE_LINUX_SLL: each packet's own 16-byte header (WriteFrame)
 )
 

@@ -148,7 +148,9 @@ func randomPayload(rng *rand.Rand, n int) []byte {
 	return p
 }
 
-func addr(rng *rand.Rand) [4]byte { return [4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))} }
+func addr(rng *rand.Rand) [4]byte {
+	return [4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))}
+}
 
 // syntheticFrames makes Ethernet frames of every kind the netssm layout
 // tells apart: TCP with options and payload, headers longer than a row,
