@@ -398,8 +398,15 @@ func (g *Grammar) netssmByteRule() byteRule {
 		}
 		return r.because("the IP version must match the link header's type")
 	}
-	if g.strict && ((ip[0]>>4 == 4 && len(ip) == 9) || (ip[0]>>4 == 6 && len(ip) == 6)) {
+	if !g.strict {
+		return r
+	}
+	if (ip[0]>>4 == 4 && len(ip) == 9) || (ip[0]>>4 == 6 && len(ip) == 6) {
 		return r.and(byteSet(ProtoTCP, ProtoUDP)).because("NetSSM's rows hold TCP and UDP packets only")
+	}
+	if l := s.Keep(ip); l.Proto == ProtoTCP && len(ip) == l.IPHdrLen+12 {
+		room := (s.PaperPacketLen - ll - l.IPHdrLen) / 4
+		return r.and(byteRange(0x50, min(room, 15)<<4|0x0f)).because("the TCP header must end inside the row")
 	}
 	return r
 }
