@@ -135,4 +135,3 @@ func TestDatasetJSONLUsageAndBadInput(t *testing.T) {
 		t.Error("a dataset was written from a bad file")
 	}
 }
-
