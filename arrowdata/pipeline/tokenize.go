@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/netssm/netssm/arrowdata"
 	"github.com/netssm/netssm/capture"
@@ -284,30 +285,43 @@ func addEncodeStats(a, b tokenizer.EncodeStats) tokenizer.EncodeStats {
 // (capture.LinkName).
 func LinkTypeName(lt uint16) string { return capture.LinkName(lt) }
 
-// firstLinkType names the link type of the first IP packet found in files:
-// a netssm-layout dataset holds rows of one link type.
+// firstLinkType names the link type of the first capture in files whose
+// first IP packet has a link header NetSSM's rows can hold: a netssm-layout
+// dataset holds rows of one link type, and captures of others are reported
+// as bad inputs.
 func firstLinkType(files []string) (string, error) {
+	var seen []string
 	for _, f := range files {
-		r, err := capture.Open(f)
-		if err != nil {
-			continue // reported as a bad file when it is tokenized
+		link, ok := captureLink(f)
+		if !ok {
+			continue // no IP packet, or a bad file (reported when it is tokenized)
 		}
-		for {
-			p, err := r.Next()
-			if err != nil {
-				break
-			}
-			if p.IP != nil {
-				r.Close()
-				link := LinkTypeName(p.LinkTypeID)
-				switch link {
-				case tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw:
-					return link, nil
-				}
-				return "", fmt.Errorf("%s: link type %s: NetSSM's rows hold %s, %s or %s link headers", f, link, tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw)
-			}
+		switch link {
+		case tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw:
+			return link, nil
 		}
-		r.Close()
+		seen = append(seen, filepath.Base(f)+": "+link)
+	}
+	if len(seen) > 0 {
+		return "", fmt.Errorf("no capture has a link type NetSSM's rows can hold (%s, %s or %s): %s", tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw, strings.Join(seen, ", "))
 	}
 	return "", fmt.Errorf("no IP packets in any input; nothing to write")
+}
+
+// captureLink names the link type of a capture's first IP packet.
+func captureLink(path string) (string, bool) {
+	r, err := capture.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer r.Close()
+	for {
+		p, err := r.Next()
+		if err != nil {
+			return "", false
+		}
+		if p.IP != nil {
+			return LinkTypeName(p.LinkTypeID), true
+		}
+	}
 }
