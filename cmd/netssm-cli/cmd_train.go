@@ -191,6 +191,9 @@ func trainAction(c *cli.Context) error {
 		cfg.Model, _ = json.Marshal(mcfg)
 		cfg.Tokenizer, _ = json.Marshal(spec)
 	}
+	if cfg.RemapAddresses && spec.Layout == tokenizer.LayoutNetSSM {
+		return usagef("--remap-addresses rewrites packets read from their IP header; the rows of %s (layout netssm) open with their link header", cfg.Data)
+	}
 	if _, err := initORT(c); err != nil {
 		return err
 	}
