@@ -61,11 +61,11 @@ func ParseNetSSMText(text string, rowLen int) (label string, rows []byte, err er
 	if !strings.HasPrefix(text, "<|") {
 		return "", nil, fmt.Errorf("Data does not open with a <|label|> token")
 	}
-	end := strings.Index(text, "|> ")
+	end := strings.Index(text[2:], "|> ")
 	if end < 0 {
 		return "", nil, fmt.Errorf("Data holds a label and no packet")
 	}
-	label, text = text[2:end], text[end+3:]
+	label, text = text[2:2+end], text[2+end+3:]
 	if label == "" {
 		return "", nil, fmt.Errorf("Data opens with an empty label")
 	}
