@@ -23,6 +23,7 @@ import (
 	"github.com/netssm/netssm/arrowdata/pipeline"
 	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/capturetest"
+	"github.com/netssm/netssm/pcapout"
 	"github.com/netssm/netssm/tokenizer"
 )
 
@@ -171,6 +172,8 @@ func syntheticFrames(rng *rand.Rand, n int) [][]byte {
 			ip = append(ip[:20:20], append(bytes.Repeat([]byte{1}, 40), ip[20:]...)...)
 			ip[0] = 0x4f
 			binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+			binary.BigEndian.PutUint16(ip[10:], 0)
+			binary.BigEndian.PutUint16(ip[10:], pcapout.IPv4Checksum(ip[:60]))
 			f = ether(0x0800, ip, rng)
 		case 3, 4:
 			sizes := []int{0, 1, 2, 5, 11, 12, 13, 30}
@@ -325,4 +328,36 @@ func slicesEqual(a, b []uint16) bool {
 		}
 	}
 	return true
+}
+
+// Detokenizing a netssm-layout dataset writes Ethernet pcaps whose records
+// are each kept packet behind its own link header: the row's kept bytes.
+func TestNetSSMDetokenizeWritesEachRowBehindItsLinkHeader(t *testing.T) {
+	files := writeSyntheticCaptures(t, t.TempDir(), 3)
+	ds, _ := tokenizeNetSSM(t, files, "")
+	out := filepath.Join(t.TempDir(), "out")
+	rep, err := pipeline.Detokenize(ds, out, pipeline.DetokenizeOptions{Link: "raw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Invalid != 0 || rep.GrammarIssues != 0 || rep.ChecksumFixed != 0 || len(rep.Files) != len(files) {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, f := range files {
+		var want [][]byte
+		for _, frame := range ethernetFrames(t, f) {
+			if row, ok := referenceRow(frame); ok {
+				want = append(want, row)
+			}
+		}
+		got := ethernetFrames(t, filepath.Join(out, filepath.Base(filepath.Dir(f)), filepath.Base(f)))
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d records written, %d rows", f, len(got), len(want))
+		}
+		for k := range got {
+			if len(got[k]) > 128 || !bytes.Equal(got[k], want[k][:len(got[k])]) || strings.Trim(string(want[k][len(got[k]):]), "\x00") != "" {
+				t.Fatalf("%s record %d: %x is not row %x without its padding", f, k, got[k], want[k])
+			}
+		}
+	}
 }
