@@ -11,7 +11,7 @@ type EncodeStats struct {
 	Packets   int // packets encoded
 	Truncated int // captured shorter than their headers or kept payload: kept as captured
 	Malformed int // impossible header fields (IHL < 5, TCP data offset < 5)
-	Cut       int // paper layout: kept bytes longer than PaperPacketLen, cut
+	Cut       int // paper and netssm layouts: kept bytes longer than PaperPacketLen, cut
 	NegDt     int // timestamps going backwards: <dt:k> clamped to 0 (ts_ns stays exact)
 	Skipped   int // netssm layout: packets NetSSM leaves out (not TCP/UDP, fragments)
 }
