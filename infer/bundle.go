@@ -170,6 +170,15 @@ func (b *Bundle) NewGrammar() Grammar {
 	return &specGrammar{g: g.WellFormed()}
 }
 
+// NewDecoder returns a packet decoder for the bundle's layout, or nil when
+// a packet is its byte tokens.
+func (b *Bundle) NewDecoder() PacketDecoder {
+	if d := b.Spec.NewStreamDecoder(); d != nil {
+		return d
+	}
+	return nil
+}
+
 // specGrammar adapts tokenizer.Grammar to Grammar.
 type specGrammar struct{ g *tokenizer.Grammar }
 

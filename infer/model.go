@@ -95,6 +95,17 @@ func (v Vocabulary) validate(modelVocab int) error {
 	return nil
 }
 
+// PacketDecoder rebuilds packets from a trace's tokens where a packet is
+// not simply its byte tokens (tokenizer.StreamDecoder for the flow layout).
+type PacketDecoder interface {
+	// Token takes the next token (the prompt's too); when it ends a packet
+	// it returns the packet's bytes with ended set; ok is false for a token
+	// that fits no packet structure.
+	Token(id int) (pkt []byte, ended, ok bool)
+	// Packet returns the packet in progress as it stands.
+	Packet() []byte
+}
+
 // PacketWriter writes one trace's packets (IP bytes from the IP header on) as
 // pcap records to the writer it was made for; it must hand each record to
 // that writer before returning. pcapout implements it (LINKTYPE_RAW, IPv4

@@ -35,6 +35,7 @@ type Encoder struct {
 	startNs int64
 	prevNs  int64
 	done    bool
+	flows   flowTable // flow layout
 }
 
 // NewEncoder starts a trace with the given label, which must be in the spec.
@@ -48,7 +49,7 @@ func (s *Spec) NewEncoder(label string) (*Encoder, error) {
 	if !ok {
 		return nil, fmt.Errorf("label %q is not in the tokenizer spec (labels: %v)", label, s.Labels)
 	}
-	return &Encoder{spec: s, tr: Trace{Label: label, Tokens: []uint16{uint16(id)}}}, nil
+	return &Encoder{spec: s, tr: Trace{Label: label, Tokens: []uint16{uint16(id)}}, flows: flowTable{size: s.FlowTable}}, nil
 }
 
 // Add encodes one IP packet (bytes from the IP header on, as captured),
@@ -100,6 +101,15 @@ func (e *Encoder) Add(ts time.Time, wireLen int, ip []byte) error {
 	}
 	if keep > len(ip) {
 		keep = len(ip)
+	}
+	if s.Layout == LayoutFlow {
+		kept := append([]byte(nil), ip[:keep]...)
+		if s.ZeroChecksums() {
+			zeroPairs(kept, l, func(i int) { kept[i] = 0 })
+		}
+		e.tr.Tokens = s.encodeFlowPacket(&e.flows, kept, e.tr.Tokens)
+		e.tr.Stats.Packets++
+		return nil
 	}
 	if s.Layout == LayoutPaper && keep > s.PaperPacketLen {
 		keep = s.PaperPacketLen

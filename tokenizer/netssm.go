@@ -354,14 +354,6 @@ func (s *Spec) decodeNetSSM(tokens []uint16) Decoded {
 	return d
 }
 
-// and keeps the bytes both rules allow (the reason of r).
-func (r byteRule) and(o byteRule) byteRule {
-	for i := range r.set {
-		r.set[i] &= o.set[i]
-	}
-	return r
-}
-
 // netssmByteRule gives the bytes allowed next in a row: the link header's
 // type field, then the IP packet's rules (those of layout v1, with NetSSM's
 // TCP-or-UDP only when generating), then zero padding once the kept bytes

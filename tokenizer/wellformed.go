@@ -13,7 +13,8 @@ import "encoding/binary"
 //     list of NOP, end-of-list (then zero padding) and router alert.
 //   - IPv6: payload length ≥ 8; next header TCP, UDP or ICMPv6 (no
 //     extension headers), TCP only when the payload length leaves room.
-//   - TCP: data offset between 5 and what the IP length leaves; options a
+//   - TCP: data offset between 5 and what the IP length leaves, reserved
+//     bits (and the ECN nonce bit) clear; options a
 //     well-formed list of the kinds TCP stacks send (EOL, NOP, MSS, window
 //     scale, SACK-permitted, SACK, timestamps) with their lengths.
 //   - UDP: the length field equals the IP payload length.
@@ -158,7 +159,11 @@ func l4Rule(p []byte, hdr, proto, payload int) byteRule {
 	case ProtoTCP:
 		switch {
 		case o == 12:
-			return byteRange(0x50, min(15, payload/4)<<4|0x0f).because("TCP data offset outside 5 … IP payload/4")
+			var r byteRule
+			for d := 5; d <= min(15, payload/4); d++ {
+				r = r.or(byteSet(d << 4))
+			}
+			return r.because("TCP data offset outside 5 … IP payload/4, or reserved bits set")
 		case o >= 20:
 			if doff := int(p[hdr+12]>>4) * 4; o < doff {
 				return optionRule(p[hdr+20:], doff-20, tcpOptionKinds).because("TCP options must form a well-formed list")

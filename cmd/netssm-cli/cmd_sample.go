@@ -200,6 +200,7 @@ func runSample(c *cli.Context) error {
 	}
 	job.Vocab = b.Vocab
 	job.Timing = b.Timing(label)
+	job.NewDecoder = b.NewDecoder
 	if !c.Bool("no-constrain") {
 		job.NewGrammar = b.NewGrammar
 	}

@@ -32,8 +32,8 @@ func init() {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "dataset to write (`DATA.parquet`)"},
 			&cli.StringFlag{Name: "label", Usage: "label every input with `NAME`"},
 			&cli.StringFlag{Name: "labels", Usage: "CSV of file,label rows (`FILE.csv`)"},
-			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 | netssm (NetSSM's 128-byte rows; paper is another name for it)"},
-			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on; v1 only)"},
+			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 (every kept byte) | flow (per-flow header compression, ~13 tokens per packet; docs/format.md) | netssm (NetSSM's 128-byte rows; docs/netssm-interop.md; paper is another name for it)"},
+			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on; not for netssm)"},
 			&cli.StringFlag{Name: "payload", Value: "tcp=0,udp=12", Usage: "payload bytes kept per protocol: tcp=N,udp=N[,icmp=N,other=N]"},
 			&cli.StringFlag{Name: "checksums", Value: "", Usage: "zero | keep: write the IPv4 header and TCP/UDP/ICMP checksums as zero bytes, or keep them as captured (default zero; v1 only)"},
 			&cli.IntFlag{Name: "max-packets", Usage: "split captures into traces of at most `N` packets (0: one trace per capture)"},
@@ -117,10 +117,12 @@ func specFromFlags(layout, timing, payload, checksums string) (tokenizer.Spec, e
 	switch layout {
 	case "v1":
 		spec = tokenizer.DefaultSpec()
+	case "flow":
+		spec = tokenizer.FlowSpec()
 	case "netssm", "paper":
 		return tokenizer.NetSSMSpec(""), nil // the link type is read from the captures
 	default:
-		return spec, usagef("--layout %q: want v1 or netssm", layout)
+		return spec, usagef("--layout %q: want v1, flow or netssm", layout)
 	}
 	switch timing {
 	case "":
