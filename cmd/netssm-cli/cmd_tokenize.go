@@ -21,13 +21,13 @@ func init() {
 		Description: "Example:\n   netssm-cli tokenize -o data.parquet --labels labels.csv captures/\n\n" +
 			"One trace per capture (or per --max-packets packets of it), opening with the\n" +
 			"capture's label. Labels come from --label, from --labels (a CSV of file,label),\n" +
-			"or else from the name of the directory holding each capture. Layout v1 drops link\n" +
-			"layers; non-IP records are counted and skipped. --layout netssm is NetSSM's own\n" +
-			"layout (128-byte rows from the link header on, TCP and UDP packets only; see\n" +
-			"docs/netssm-interop.md; paper is another name for it): its timing, payload and\n" +
-			"checksum options are fixed, and `dataset export-jsonl` writes NetSSM's JSONL. A bad file is reported and the\n" +
-			"run goes on (exit 1 at the end); --strict stops at the first one. The dataset\n" +
-			"appears only when complete.",
+			"or else from the name of the directory holding each capture. Layouts v1 and flow\n" +
+			"drop link layers; non-IP records are counted and skipped. --layout netssm is\n" +
+			"NetSSM's own layout (128-byte rows from the link header on, TCP and UDP packets\n" +
+			"only; paper is another name for it; docs/netssm-interop.md): its timing, payload\n" +
+			"and checksum options are fixed, and `dataset export-jsonl` writes NetSSM's JSONL.\n" +
+			"A bad file is reported and the run goes on (exit 1 at the end); --strict stops\n" +
+			"at the first one. The dataset appears only when complete.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "dataset to write (`DATA.parquet`)"},
 			&cli.StringFlag{Name: "label", Usage: "label every input with `NAME`"},
