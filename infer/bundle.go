@@ -32,6 +32,9 @@ type Bundle struct {
 	// that it found invalid, while writing through NewPacketWriter (IPv4
 	// header checksums are always recomputed and not counted).
 	Checks PacketChecks
+	// FreshHosts, when set, maps every packet's addresses written through
+	// NewPacketWriter (before pcapout's check).
+	FreshHosts *FreshHosts
 }
 
 // TimingTables is how infer reads the bundle's "timing" member (model.json):
@@ -243,12 +246,17 @@ func durations(ns []int64) []time.Duration {
 
 // NewPacketWriter writes a trace through pcapout's packet check: IPv4
 // header checksums recomputed, length fields shorter than the bytes raised,
-// invalid packets written as generated and counted in Checks.
+// invalid packets written as generated and counted in Checks; with
+// FreshHosts set, addresses are mapped first.
 func (b *Bundle) NewPacketWriter(w io.Writer) (PacketWriter, error) {
 	if b.Spec.Layout == tokenizer.LayoutNetSSM {
-		return NewRowPcapWriter(w, &b.Spec, &b.Checks)
+		return NewRowPcapWriter(w, &b.Spec, b.FreshHosts, &b.Checks)
 	}
-	return NewPcapWriter(w, pcapoutCheck, &b.Checks)
+	check := PacketCheck(pcapoutCheck)
+	if b.FreshHosts != nil {
+		check = b.FreshHosts.Before(check)
+	}
+	return NewPcapWriter(w, check, &b.Checks)
 }
 
 func pcapoutCheck(ip []byte) (int, bool, error) {
