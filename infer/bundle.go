@@ -91,6 +91,7 @@ func SpecVocabulary(s *tokenizer.Spec) Vocabulary {
 	if s.Timing {
 		v.DTBucket = s.DtBuckets
 	}
+	v.RowAfterLabel = s.Layout == tokenizer.LayoutNetSSM
 	for i := range s.Labels {
 		v.Labels = append(v.Labels, s.FirstLabelID+i)
 	}
@@ -139,7 +140,7 @@ func (b *Bundle) Prompt(label, capturePath string, packets int) ([]int, error) {
 		if p.IP == nil {
 			continue
 		}
-		if err := enc.Add(p.Timestamp, p.IPWireLen(), p.IP); err != nil {
+		if err := enc.AddFrame(p.Timestamp, p.IPWireLen(), capture.LinkName(p.LinkTypeID), p.LinkHdr, p.IP); err != nil {
 			return nil, fmt.Errorf("prompt capture %s, packet %d: %w", capturePath, p.Index, err)
 		}
 	}
@@ -248,6 +249,9 @@ func durations(ns []int64) []time.Duration {
 // invalid packets written as generated and counted in Checks; with
 // FreshHosts set, addresses are mapped first.
 func (b *Bundle) NewPacketWriter(w io.Writer) (PacketWriter, error) {
+	if b.Spec.Layout == tokenizer.LayoutNetSSM {
+		return NewRowPcapWriter(w, &b.Spec, b.FreshHosts, &b.Checks)
+	}
 	check := PacketCheck(pcapoutCheck)
 	if b.FreshHosts != nil {
 		check = b.FreshHosts.Before(check)

@@ -281,7 +281,7 @@ func (g *generator) startTrace(i int) error {
 			s.dec.Token(id)
 		}
 	}
-	s.pkt, s.inPkt, s.bucket = s.pkt[:0], false, -1
+	s.pkt, s.inPkt, s.bucket = s.pkt[:0], g.job.Vocab.RowAfterLabel && len(g.job.Prompt) == 1, -1
 	s.tokens, s.packets, s.clock = 0, 0, 0
 	out, err := g.sink.OpenTrace(t)
 	if err != nil {

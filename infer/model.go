@@ -61,6 +61,9 @@ type Vocabulary struct {
 	DTBucket int   // number of `<dt:k>` ids (0: the model was trained without timing)
 	Pad      int   // `<pad>` (paper layout), skipped inside a packet; < 256: none
 	Labels   []int // label ids, not expected inside a trace
+	// RowAfterLabel: the first packet follows the label without `<pkt>`
+	// (the netssm layout, whose `<pkt>` stands between packets).
+	RowAfterLabel bool
 }
 
 // IsByte reports whether id is a packet byte.

@@ -11,8 +11,9 @@ type EncodeStats struct {
 	Packets   int // packets encoded
 	Truncated int // captured shorter than their headers or kept payload: kept as captured
 	Malformed int // impossible header fields (IHL < 5, TCP data offset < 5)
-	Cut       int // paper layout: kept bytes longer than PaperPacketLen, cut
+	Cut       int // paper and netssm layouts: kept bytes longer than PaperPacketLen, cut
 	NegDt     int // timestamps going backwards: <dt:k> clamped to 0 (ts_ns stays exact)
+	Skipped   int // netssm layout: packets NetSSM leaves out (not TCP/UDP, fragments)
 }
 
 // Trace is one encoded trace: its tokens and, per packet, where the packet
@@ -64,6 +65,9 @@ func (e *Encoder) Add(ts time.Time, wireLen int, ip []byte) error {
 		return fmt.Errorf("encoder: IP version %d, want 4 or 6", v)
 	}
 	s := e.spec
+	if s.Layout == LayoutNetSSM {
+		return e.addNetSSM(ts, wireLen, nil, ip)
+	}
 	ns := ts.UnixNano()
 	if len(e.tr.PktOffsets) == 0 {
 		e.startNs, e.prevNs = ns, ns

@@ -138,6 +138,10 @@ func (g *Grammar) Allowed(mask []bool) []bool {
 	}
 	mask = mask[:s.VocabSize]
 	clear(mask)
+	if s.Layout == LayoutNetSSM {
+		g.netssmAllowed(mask)
+		return mask
+	}
 	switch g.state {
 	case gLabel:
 		for t := s.FirstLabelID; t < s.VocabSize; t++ {
@@ -174,6 +178,9 @@ func (g *Grammar) Advance(tok uint16) error {
 	s := g.spec
 	if t >= s.VocabSize {
 		return fmt.Errorf("grammar: token %d outside the vocabulary (%d)", t, s.VocabSize)
+	}
+	if s.Layout == LayoutNetSSM {
+		return g.netssmAdvance(t)
 	}
 	refuse := func() error {
 		return fmt.Errorf("grammar: %s not allowed here (packet byte %d)", s.TokenString(t), len(g.pkt))

@@ -13,6 +13,8 @@
 //
 // with <dt:k> present when timing is on, and <pad> only in the paper layout,
 // which pads (or cuts) each packet's bytes to exactly PaperPacketLen tokens.
+// The netssm layout is NetSSM's own (netssm.go): 128-byte rows from the link
+// header on, zero-padded, with <pkt> between packets.
 //
 // Vocabulary: ids 0–255 are byte values, 256 <pad>, 257 <pkt>, 258 <eos>,
 // 259… the DtBuckets inter-arrival buckets, then one id per label in
@@ -70,8 +72,10 @@ type Layout string
 // Layouts.
 const (
 	LayoutV1    Layout = "v1"    // kept bytes only, <pkt> marks the boundary
-	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen (NetSSM)
+	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen with <pad>; read, no longer made by the CLI
 	LayoutFlow  Layout = "flow"  // per-flow header compression (spec version 2, flow.go)
+	// LayoutNetSSM is NetSSM's layout exactly (see netssm.go).
+	LayoutNetSSM Layout = "netssm"
 )
 
 // Payload is how many payload bytes are kept after the L4 header, per protocol.
@@ -99,9 +103,10 @@ type Spec struct {
 	DtBuckets      int      `json:"dt_buckets"`
 	DtMinNs        int64    `json:"dt_min_ns"`
 	DtMaxNs        int64    `json:"dt_max_ns"`
-	PaperPacketLen int      `json:"paper_packet_len,omitempty"`
-	Checksums      string   `json:"checksums,omitempty"`  // ChecksumsZero or ChecksumsKeep ("" = keep)
-	FlowTable      int      `json:"flow_table,omitempty"` // flow layout: flows a trace's table holds
+	PaperPacketLen int      `json:"paper_packet_len,omitempty"` // paper and netssm layouts: tokens per packet
+	Link           string   `json:"link,omitempty"`             // netssm layout: the link header rows open with (LinkEthernet, …)
+	Checksums      string   `json:"checksums,omitempty"`        // ChecksumsZero or ChecksumsKeep ("" = keep)
+	FlowTable      int      `json:"flow_table,omitempty"`       // flow layout: flows a trace's table holds
 	// Derived, written for readers of the JSON; recomputed by Validate.
 	VocabSize    int            `json:"vocab_size"`
 	SpecialToken map[string]int `json:"special_tokens"`
@@ -137,8 +142,9 @@ func FlowSpec() Spec {
 	return s
 }
 
-// PaperSpec reproduces NetSSM's layout: 128 tokens per packet, TCP payload
-// dropped, 12 UDP payload bytes, no timing tokens.
+// PaperSpec is the paper layout: v1's kept bytes padded with <pad> to 128
+// tokens per packet, TCP payload dropped, 12 UDP payload bytes, no timing
+// tokens. NetSSM's own layout is NetSSMSpec.
 func PaperSpec() Spec {
 	s := DefaultSpec()
 	s.Layout = LayoutPaper
@@ -167,8 +173,12 @@ func (s *Spec) Validate() error {
 		if s.FlowTable < 1 || s.FlowTable > 1024 {
 			return fmt.Errorf("tokenizer flow table of %d flows: want 1..1024", s.FlowTable)
 		}
+	case LayoutNetSSM:
+		if err := s.validateNetSSM(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("tokenizer layout %q: want v1, paper or flow", s.Layout)
+		return fmt.Errorf("tokenizer layout %q: want v1, flow, netssm or paper", s.Layout)
 	}
 	if s.Layout != LayoutFlow && s.Version != 1 {
 		return fmt.Errorf("tokenizer layout %s is spec version 1, not %d", s.Layout, s.Version)

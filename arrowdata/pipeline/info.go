@@ -89,18 +89,19 @@ func Info(path string) (DatasetInfo, error) {
 	return info, nil
 }
 
-// protocolOf names a packet's protocols from its tokens (<pkt> [<dt>] bytes…).
+// protocolOf names a packet's protocols from its tokens (<pkt> [<dt>] bytes…,
+// the netssm layout's rows opening with their link header).
 func protocolOf(spec *tokenizer.Spec, toks []uint16) string {
 	var b []byte
 	for _, t := range toks {
 		if t < tokenizer.NumByteTokens {
 			b = append(b, byte(t))
-			if len(b) >= 120 {
+			if len(b) >= 140 {
 				break
 			}
 		}
 	}
-	return protocolOfBytes(spec, b)
+	return protocolOfBytes(spec, spec.PacketIP(b))
 }
 
 // protocolOfBytes names a packet's protocols from its kept bytes.

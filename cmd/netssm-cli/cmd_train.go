@@ -165,6 +165,9 @@ func trainAction(c *cli.Context) error {
 	if spec.Layout == tokenizer.LayoutFlow && cfg.RemapAddresses {
 		return usagef("--remap-addresses re-writes v1 address bytes; a flow-layout dataset needs sample --fresh-hosts instead")
 	}
+	if spec.Layout == tokenizer.LayoutNetSSM && cfg.RemapAddresses {
+		return usagef("--remap-addresses re-writes packets read from their IP header; the rows of %s (layout netssm) open with their link header", cfg.Data)
+	}
 	if q := c.Int("chunk"); q > 0 && !resume {
 		mcfg.ChunkSize = q
 	}
