@@ -129,7 +129,7 @@ func checkMaskAgreesWithAdvanceSpec(t *testing.T, sp *tokenizer.Spec, wellFormed
 				}
 			}
 			if len(allowed) == 0 {
-				t.Fatalf("dead end after %x", g.PacketBytes())
+				t.Fatalf("dead end: no token allowed after %x", g.PacketBytes())
 			}
 			if err := g.Advance(allowed[rng.IntN(len(allowed))]); err != nil {
 				t.Fatal(err)

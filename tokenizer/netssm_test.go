@@ -188,30 +188,8 @@ func TestNetSSMGrammarAcceptsEveryEncodedTraceAndDecodeGivesItsRows(t *testing.T
 
 func TestNetSSMGrammarMaskAgreesWithAdvance(t *testing.T) {
 	sp := netssmSpec(t, "a", "b")
-	rng := rand.New(rand.NewPCG(23, 24))
 	for run := range 10 {
-		g, _ := sp.NewGrammar()
-		if run%2 == 0 {
-			g.WellFormed()
-		}
-		for step := 0; step < 300 && !g.Done(); step++ {
-			mask := g.Allowed(nil)
-			var allowed []uint16
-			for tok, ok := range mask {
-				if err := g.Clone().Advance(uint16(tok)); ok != (err == nil) {
-					t.Fatalf("token %s after %x: mask says %v, Advance says %v", sp.TokenString(tok), g.PacketBytes(), ok, err)
-				}
-				if ok {
-					allowed = append(allowed, uint16(tok))
-				}
-			}
-			if len(allowed) == 0 {
-				t.Fatal("dead end: no token allowed")
-			}
-			if err := g.Advance(allowed[rng.IntN(len(allowed))]); err != nil {
-				t.Fatal(err)
-			}
-		}
+		checkMaskAgreesWithAdvanceSpec(t, sp, run%2 == 0, 1, 300, uint64(23+run))
 	}
 }
 
