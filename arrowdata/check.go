@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/metadata"
 )
 
@@ -115,6 +116,9 @@ const (
 func checkChunk(cc *metadata.ColumnChunkMetaData, rows, dataEnd int64) error {
 	if cc.FilePath() != "" {
 		return fmt.Errorf("data in another file (%q): %w", cc.FilePath(), ErrDamaged)
+	}
+	if _, err := compress.GetCodec(cc.Compression()); err != nil {
+		return fmt.Errorf("compression codec %d: %w: %w", cc.Compression(), err, ErrDamaged)
 	}
 	if v := cc.NumValues(); v < rows {
 		return fmt.Errorf("%d values for %d rows: %w", v, rows, ErrDamaged)
