@@ -102,11 +102,12 @@ func containsName(err error, name string) bool { return strings.Contains(err.Err
 // schema makes arrow-go ask for 377 GB unless the reader drops it).
 func TestBitFlippedDatasetIsAnErrorNotAPanic(t *testing.T) {
 	orig := datasetSeeds(t)[1]
-	refused := 0
+	refused, tried := 0, 0
 	for i := 0; i < len(orig); i++ {
 		if i < len(orig)-1024 && i%7 != 0 {
 			continue
 		}
+		tried++
 		b := append([]byte(nil), orig...)
 		b[i] ^= 1 << (i % 8)
 		err := readWholeDataset(b, memory.DefaultAllocator)
@@ -120,5 +121,5 @@ func TestBitFlippedDatasetIsAnErrorNotAPanic(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d of %d flipped files refused", refused, len(orig))
+	t.Logf("%d of %d flipped files refused", refused, tried)
 }
