@@ -54,34 +54,45 @@ type TimingTables struct {
 // file or a sha256 mismatch is an error naming the file) and prepares its
 // model with session options so.
 func OpenBundle(dir string, so ort.SessionOptions) (*Bundle, error) {
-	eb, err := export.Load(dir)
+	b, params, err := loadBundle(dir)
 	if err != nil {
 		return nil, err
 	}
+	if b.Model, err = NewMamba2(b.Manifest.Config, params, so); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	return b, nil
+}
+
+// loadBundle reads and checks everything of the bundle in dir that does not
+// need ONNX Runtime: the manifest, the tokenizer spec, the timing tables and
+// the parameters.
+func loadBundle(dir string) (*Bundle, map[string][]float32, error) {
+	eb, err := export.Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	b := &Bundle{Dir: dir, Manifest: eb.Manifest}
 	if len(eb.Manifest.Tokenizer) == 0 {
-		return nil, fmt.Errorf("bundle %s: model.json has no tokenizer spec (re-export the model from a run trained on a tokenized dataset)", dir)
+		return nil, nil, fmt.Errorf("bundle %s: model.json has no tokenizer spec (re-export the model from a run trained on a tokenized dataset)", dir)
 	}
 	if b.Spec, err = tokenizer.ParseSpec(eb.Manifest.Tokenizer); err != nil {
-		return nil, fmt.Errorf("bundle %s: model.json: %w", dir, err)
+		return nil, nil, fmt.Errorf("bundle %s: model.json: %w", dir, err)
 	}
 	if b.Spec.VocabSize > eb.Manifest.Config.VocabSize {
-		return nil, fmt.Errorf("bundle %s: the tokenizer has %d ids but the model only %d logits", dir, b.Spec.VocabSize, eb.Manifest.Config.VocabSize)
+		return nil, nil, fmt.Errorf("bundle %s: the tokenizer has %d ids but the model only %d logits", dir, b.Spec.VocabSize, eb.Manifest.Config.VocabSize)
 	}
 	if len(eb.Manifest.Timing) > 0 {
 		if err := json.Unmarshal(eb.Manifest.Timing, &b.Timings); err != nil {
-			return nil, fmt.Errorf("bundle %s: model.json timing tables: %w", dir, err)
+			return nil, nil, fmt.Errorf("bundle %s: model.json timing tables: %w", dir, err)
 		}
 	}
 	params, err := eb.Params()
 	if err != nil {
-		return nil, err
-	}
-	if b.Model, err = NewMamba2(eb.Manifest.Config, params, so); err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", dir, err)
+		return nil, nil, err
 	}
 	b.Vocab = SpecVocabulary(&b.Spec)
-	return b, nil
+	return b, params, nil
 }
 
 // SpecVocabulary names the ids of a tokenizer spec that generation must

@@ -146,11 +146,13 @@ type generator struct {
 	mask    []bool
 	tokens  []int
 	stats   Stats
+	failed  *slot // the slot whose write failed; its sink handled its trace
 }
 
 // Generate runs job on m and writes every trace to sink. It returns the
 // totals and the first error; on failure the traces still open are
-// discarded, except one that a full disk cut short (see WriteError).
+// discarded (the error says how many), except one that a full disk cut
+// short, which the sink keeps under a name that says so (see WriteError).
 func Generate(ctx context.Context, m Model, sink Sink, job Job) (Stats, error) {
 	start := time.Now()
 	if err := job.validate(m); err != nil {
@@ -190,13 +192,24 @@ func Generate(ctx context.Context, m Model, sink Sink, job Job) (Stats, error) {
 	err = g.run(ctx)
 	g.stats.Elapsed = time.Since(start)
 	if err != nil {
-		for i := range g.slots {
-			if s := &g.slots[i]; s.trace >= 0 && s.out != nil {
-				s.out.Abort()
-			}
+		if n := g.discardOpen(); n > 0 && ctx.Err() == nil {
+			err = fmt.Errorf("%w; the %d other traces in progress were discarded", err, n)
 		}
 	}
 	return g.stats, err
+}
+
+// discardOpen aborts the traces still open, except the one whose write
+// failed, and returns how many it aborted.
+func (g *generator) discardOpen() int {
+	n := 0
+	for i := range g.slots {
+		if s := &g.slots[i]; s.trace >= 0 && s.out != nil && s != g.failed {
+			s.out.Abort()
+			n++
+		}
+	}
+	return n
 }
 
 func (g *generator) run(ctx context.Context) error {
@@ -428,6 +441,7 @@ func (g *generator) finishPacket(s *slot) (bool, error) {
 		return false, nil
 	}
 	if err := s.out.WritePacket(g.job.Start.Add(s.clock), s.pkt); err != nil {
+		g.failed = s
 		return true, fmt.Errorf("trace %d: %w", s.trace, err)
 	}
 	s.packets++
