@@ -337,22 +337,32 @@ func (l *Loader) Next() (*Window, error) {
 				w.Reset[r] = true
 			}
 		}
-		for t := 0; t < T; t++ {
-			i := row.Offset + t
-			if i+1 < len(toks) {
-				w.Inputs[r*T+t] = int64(toks[i])
-				w.Targets[r*T+t] = int64(toks[i+1])
-				w.Mask[r*T+t] = 1
-				w.Tokens++
-			} else if i < len(toks) {
-				w.Inputs[r*T+t] = int64(toks[i])
-			}
-		}
+		w.Tokens += fillRow(w.Inputs, w.Targets, w.Mask, r, T, toks, row.Offset)
 		if l.st.Mode == "stream" {
 			row.Offset += T
 		}
 	}
 	return w, nil
+}
+
+// fillRow writes row r of a window of T tokens: the inputs toks[off:off+T],
+// each one's next token as its target, and mask 1 where that target is real
+// (0 past the end of toks). It returns the number of real targets. Training
+// windows (Loader.Next) and validation windows (Validator.Run) are both
+// filled by it.
+func fillRow(inputs, targets []int64, mask []float32, r, T int, toks []uint16, off int) (n int) {
+	for t := 0; t < T; t++ {
+		i := off + t
+		if i+1 < len(toks) {
+			inputs[r*T+t] = int64(toks[i])
+			targets[r*T+t] = int64(toks[i+1])
+			mask[r*T+t] = 1
+			n++
+		} else if i < len(toks) {
+			inputs[r*T+t] = int64(toks[i])
+		}
+	}
+	return n
 }
 
 // SliceStore is an in-memory TraceStore.

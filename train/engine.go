@@ -197,44 +197,29 @@ func (e *Engine) bind() error {
 	return e.bind0()
 }
 
+// bind0 lays the host buffers out in the session's order.
 func (e *Engine) bind0() error {
-	for i, name := range e.sess.InputNames() {
-		switch name {
-		case InIDs:
-			e.inputs[i] = e.ids
-		case InTargets:
-			e.inputs[i] = e.targets
-		case InMask:
-			e.inputs[i] = e.mask
-		case InLR:
-			e.inputs[i] = e.lr
-		case InBiasCor1:
-			e.inputs[i] = e.bc1
-		case InBiasCor2:
-			e.inputs[i] = e.bc2
-		default:
-			b, ok := e.cur[name]
-			if !ok {
-				return fmt.Errorf("train step graph has an input %q the engine does not feed", name)
-			}
-			e.inputs[i] = b
+	fixed := map[string]ortgo.Value{InIDs: e.ids, InTargets: e.targets, InMask: e.mask, InLR: e.lr, InBiasCor1: e.bc1, InBiasCor2: e.bc2}
+	err := bindByName(e.inputs, e.sess.InputNames(), func(name string) (ortgo.Value, bool) {
+		if v, ok := fixed[name]; ok {
+			return v, true
 		}
+		b, ok := e.cur[name]
+		return b, ok
+	}, "train step graph input")
+	if err != nil {
+		return err
 	}
-	for i, name := range e.sess.OutputNames() {
+	return bindByName(e.outputs, e.sess.OutputNames(), func(name string) (ortgo.Value, bool) {
 		switch name {
 		case OutLoss:
-			e.outputs[i] = e.loss
+			return e.loss, true
 		case OutNorm:
-			e.outputs[i] = e.norm
-		default:
-			in, ok := e.inOf[name]
-			if !ok {
-				return fmt.Errorf("train step graph has an output %q the engine does not take", name)
-			}
-			e.outputs[i] = e.nxt[in] // nil for a tensor held on the device (bound there)
+			return e.norm, true
 		}
-	}
-	return nil
+		in, ok := e.inOf[name]
+		return e.nxt[in], ok // nil for a tensor held on the device (bound there)
+	}, "train step graph output")
 }
 
 func (e *Engine) bindResident() error {
