@@ -12,8 +12,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/netssm/netssm/arrowdata/pipeline"
 	"github.com/netssm/netssm/capture"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/internal/progress"
 )
 
@@ -142,7 +142,7 @@ func ExpandCaptures(args []string) ([]string, error) {
 // Labeler names the workload of a capture: from the labels CSV read by
 // ReadLabels, else the name of the directory that holds the file.
 type Labeler struct {
-	csv pipeline.Labeler // nil: directory names only
+	csv labels.Labeler // nil: directory names only
 }
 
 // Label returns the label of the capture at path.
@@ -160,13 +160,13 @@ func (l Labeler) Label(path string) string {
 }
 
 // ReadLabels reads a labels CSV as `netssm-cli tokenize --labels` does
-// (pipeline.ReadLabelsCSV); files it does not list fall back to their
+// (labels.ReadCSV); files it does not list fall back to their
 // directory's name. An empty path gives the directory-name rule alone.
 func ReadLabels(path string) (Labeler, error) {
 	if path == "" {
 		return Labeler{}, nil
 	}
-	csv, err := pipeline.ReadLabelsCSV(path)
+	csv, err := labels.ReadCSV(path)
 	if err != nil {
 		return Labeler{}, fmt.Errorf("reading labels: %w", err)
 	}

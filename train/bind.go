@@ -3,14 +3,14 @@ package train
 import (
 	"fmt"
 
-	ortgo "github.com/yalue/onnxruntime_go"
+	"github.com/netssm/netssm/ort"
 )
 
 // bindByName lays values out in a session's input or output order: dst[i]
 // becomes valueOf(names[i]). A name valueOf does not know is an error that
 // names it; the train step (Engine) and validation (Validator) both bind
 // their buffers through it.
-func bindByName(dst []ortgo.Value, names []string, valueOf func(name string) (ortgo.Value, bool), what string) error {
+func bindByName(dst []ort.Value, names []string, valueOf func(name string) (ort.Value, bool), what string) error {
 	for i, name := range names {
 		v, ok := valueOf(name)
 		if !ok {

@@ -114,9 +114,9 @@ func (l *Loader) SetRemap(remap func(toks []uint16, key uint64)) error {
 }
 
 // NewLoader makes a loader over store for batch rows of ctx tokens. segment
-// is the stream-mode unit length in tokens (0: whole traces); pktToken is
+// is the stream-mode unit length in tokens (0: whole traces); packetToken is
 // the id of <pkt>, where segments start (−1: anywhere, without the label).
-func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segment, pktToken int) (*Loader, error) {
+func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segment, packetToken int) (*Loader, error) {
 	n := store.NumTraces()
 	if n == 0 {
 		return nil, fmt.Errorf("the dataset has no traces")
@@ -134,7 +134,7 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 		if err != nil {
 			return nil, fmt.Errorf("reading trace %d: %w", i, err)
 		}
-		if pktToken < 0 {
+		if packetToken < 0 {
 			for s := 0; s+1 < len(toks); s += segment {
 				l.units = append(l.units, unit{Trace: i, Start: s, End: min(s+segment, len(toks))})
 			}
@@ -153,11 +153,11 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 			end := len(toks)
 			if limit < len(toks) {
 				end = limit
-				for end > start && int(toks[end]) != pktToken {
+				for end > start && int(toks[end]) != packetToken {
 					end--
 				}
 				if end == start {
-					for end = limit; end < len(toks) && int(toks[end]) != pktToken; end++ {
+					for end = limit; end < len(toks) && int(toks[end]) != packetToken; end++ {
 					}
 				}
 			}
@@ -169,7 +169,7 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 	for i := range rows {
 		rows[i].Unit = -1
 	}
-	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows, Aligned: segment > 0 && pktToken >= 0, Fitted: segment > 0 && pktToken >= 0}
+	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows, Aligned: segment > 0 && packetToken >= 0, Fitted: segment > 0 && packetToken >= 0}
 	return l, nil
 }
 

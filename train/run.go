@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/netssm/netssm/internal/atomicfile"
-	"github.com/netssm/netssm/plots"
 )
 
 // RunConfig is everything that defines a training run; it is written to
@@ -65,11 +64,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Model is what the loop needs of a model, supplied by the caller.
 type Model struct {
-	Loss      LossBuilder
-	Init      func(seed uint64) map[string][]float32
-	Vocab     int
-	PktToken  int                        // id of <pkt> (for bits/packet), −1 if none
-	MemoryFor func(batch, ctx int) int64 // estimated peak bytes of a train step
+	Loss        LossBuilder
+	Init        func(seed uint64) map[string][]float32
+	Vocab       int
+	PacketToken int                        // id of <pkt> (for bits/packet), −1 if none
+	MemoryFor   func(batch, ctx int) int64 // estimated peak bytes of a train step
 	// Remap re-writes the addresses of a stretch of tokens in place under
 	// the given key (for RunConfig.RemapAddresses).
 	Remap func(toks []uint16, key uint64)
@@ -134,36 +133,4 @@ func ReadConfig(runDir string) (RunConfig, error) {
 		return c, fmt.Errorf("%s: %w", filepath.Join(runDir, "config.json"), err)
 	}
 	return c, nil
-}
-
-// PlotLoss draws RUN_DIR/loss.png and loss.svg from metrics.jsonl: training
-// loss, validation loss and the unigram baseline against tokens seen.
-func PlotLoss(runDir string) error {
-	rows, err := ReadMetrics(filepath.Join(runDir, "metrics.jsonl"))
-	if err != nil {
-		return err
-	}
-	if len(rows) == 0 {
-		return fmt.Errorf("%s has no rows yet", filepath.Join(runDir, "metrics.jsonl"))
-	}
-	tr := plots.Series{Name: "train"}
-	va := plots.Series{Name: "validation"}
-	un := plots.Series{Name: "unigram baseline (val)"}
-	for _, r := range rows {
-		x := float64(r.Tokens)
-		tr.X, tr.Y = append(tr.X, x), append(tr.Y, r.Loss)
-		if r.ValLoss != nil {
-			va.X, va.Y = append(va.X, x), append(va.Y, *r.ValLoss)
-		}
-		if r.Baseline != nil {
-			un.X, un.Y = append(un.X, x), append(un.Y, *r.Baseline)
-		}
-	}
-	series := []plots.Series{tr}
-	for _, s := range []plots.Series{va, un} {
-		if len(s.X) > 0 {
-			series = append(series, s)
-		}
-	}
-	return plots.Lines(filepath.Join(runDir, "loss"), "Training loss", "tokens seen", "loss (nats/token)", false, series...)
 }

@@ -92,9 +92,6 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 			return Result{}, err
 		}
 	}
-	if err := PlotLoss(t.runDir); err != nil {
-		slog.Warn("loss plot failed", "err", err)
-	}
 	return t.result(false), nil
 }
 
@@ -168,7 +165,7 @@ func (t *trainer) open() error {
 	if t.eng, err = NewEngine(sg, cfg.Batch, cfg.Ctx, m.Init(cfg.Seed), cfg.Opt, t.so); err != nil {
 		return err
 	}
-	if t.loader, err = NewLoader(t.data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed, cfg.Segment, m.PktToken); err != nil {
+	if t.loader, err = NewLoader(t.data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed, cfg.Segment, m.PacketToken); err != nil {
 		return fmt.Errorf("training data: %w", err)
 	}
 	if cfg.RemapAddresses {
@@ -196,7 +193,7 @@ func (t *trainer) openValidator() error {
 	if err != nil {
 		return err
 	}
-	t.val, err = NewValidator(eg, t.data.Val, t.cfg.Batch, t.cfg.Ctx, t.cfg.EvalTokens, t.unigram, t.model.PktToken, t.so)
+	t.val, err = NewValidator(eg, t.data.Val, t.cfg.Batch, t.cfg.Ctx, t.cfg.EvalTokens, t.unigram, t.model.PacketToken, t.so)
 	return err
 }
 
@@ -414,7 +411,7 @@ func (t *trainer) fullValidator() (v *Validator, owned bool, err error) {
 		return nil, false, err
 	}
 	slog.Info("final validation layout", "rows", rows, "window", window)
-	v, err = NewValidator(eg, t.data.Val, rows, window, 0, t.unigram, t.model.PktToken, t.so)
+	v, err = NewValidator(eg, t.data.Val, rows, window, 0, t.unigram, t.model.PacketToken, t.so)
 	return v, err == nil, err
 }
 

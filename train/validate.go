@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sort"
 
-	ortgo "github.com/yalue/onnxruntime_go"
-
 	"github.com/netssm/netssm/ort"
 )
 
@@ -28,26 +26,41 @@ type ValResult struct {
 // its first MaxTokens/traces target tokens (at least one window), so all
 // traces, and so all labels, weigh in; the same tokens are used each time.
 type Validator struct {
-	eg        *EvalGraph
-	sess      *ort.Session
-	store     TraceStore
-	batch     int
-	ctx       int
-	maxTokens int64
-	unigram   []float64 // −log p(token) under training frequencies
-	pktToken  int       // id of <pkt>, or −1
-	states    map[string]*buffer
-	lens      []int64 // tokens per trace, read on the first Run
-	nextState map[string]*buffer
+	eg          *EvalGraph
+	sess        *ort.Session
+	store       TraceStore
+	batch       int
+	ctx         int
+	maxTokens   int64
+	unigram     []float64 // −log p(token) under training frequencies
+	packetToken int       // id of <pkt>, or −1
+	states      map[string]*buffer
+	lens        []int64 // tokens per trace, read on the first Run
+	nextState   map[string]*buffer
+	observe     TokenObserver // with a per-token graph: told every target's loss
+}
+
+// TokenObserver is told the loss (nats) of every target a per-token
+// validation pass scores: toks[target] of held-out trace trace.
+type TokenObserver func(trace int, toks []uint16, target int, nats float64)
+
+// ObserveTokens makes Run report every target's loss to f; the validator
+// must have been built from a per-token graph (EvalGraph.PerToken).
+func (v *Validator) ObserveTokens(f TokenObserver) error {
+	if !v.eg.PerToken {
+		return fmt.Errorf("the validation graph reports one loss per window; per-token losses need a per-token loss builder (model.TokenLoss)")
+	}
+	v.observe = f
+	return nil
 }
 
 // NewValidator compiles the evaluation graph for B rows of ctx tokens.
-func NewValidator(eg *EvalGraph, store TraceStore, B, ctx int, maxTokens int64, unigram []float64, pktToken int, so ort.SessionOptions) (*Validator, error) {
+func NewValidator(eg *EvalGraph, store TraceStore, B, ctx int, maxTokens int64, unigram []float64, packetToken int, so ort.SessionOptions) (*Validator, error) {
 	sess, err := ort.NewSession(eg.Model, so)
 	if err != nil {
 		return nil, err
 	}
-	v := &Validator{eg: eg, sess: sess, store: store, batch: B, ctx: ctx, maxTokens: maxTokens, unigram: unigram, pktToken: pktToken, states: map[string]*buffer{}, nextState: map[string]*buffer{}}
+	v := &Validator{eg: eg, sess: sess, store: store, batch: B, ctx: ctx, maxTokens: maxTokens, unigram: unigram, packetToken: packetToken, states: map[string]*buffer{}, nextState: map[string]*buffer{}}
 	for i, s := range eg.StatesIn {
 		a, err := newBuffer(eg.StateDims[i], nil)
 		if err != nil {
@@ -183,17 +196,17 @@ type valTotals struct {
 
 // valWindow is the tensors one validation Run reads and writes.
 type valWindow struct {
-	ids, targets *ortgo.Tensor[int64]
-	mask, loss   *buffer
+	ids, targets *ort.HostTensor[int64]
+	mask, loss   *buffer // loss: (1) the window's mean, or (B, T) per token
 }
 
-func newValWindow(B, T int) (*valWindow, error) {
+func newValWindow(B, T int, perToken bool) (*valWindow, error) {
 	w := &valWindow{}
 	var err error
-	if w.ids, err = ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T))); err != nil {
+	if w.ids, err = ort.NewHostTensor[int64](int64(B), int64(T)); err != nil {
 		return nil, err
 	}
-	if w.targets, err = ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T))); err != nil {
+	if w.targets, err = ort.NewHostTensor[int64](int64(B), int64(T)); err != nil {
 		w.destroy()
 		return nil, err
 	}
@@ -201,7 +214,11 @@ func newValWindow(B, T int) (*valWindow, error) {
 		w.destroy()
 		return nil, err
 	}
-	if w.loss, err = newBuffer([]int64{1}, nil); err != nil {
+	lossShape := []int64{1}
+	if perToken {
+		lossShape = []int64{int64(B), int64(T)}
+	}
+	if w.loss, err = newBuffer(lossShape, nil); err != nil {
 		w.destroy()
 		return nil, err
 	}
@@ -209,7 +226,7 @@ func newValWindow(B, T int) (*valWindow, error) {
 }
 
 func (w *valWindow) destroy() {
-	for _, v := range []ortgo.Value{w.ids, w.targets, w.mask, w.loss} {
+	for _, v := range []ort.Value{w.ids, w.targets, w.mask, w.loss} {
 		if v != nil && !isNilValue(v) {
 			v.Destroy()
 		}
@@ -224,7 +241,7 @@ func (v *Validator) Run(ctx context.Context, params map[string]*buffer, progress
 	if err != nil {
 		return ValResult{}, err
 	}
-	w, err := newValWindow(v.batch, v.ctx)
+	w, err := newValWindow(v.batch, v.ctx, v.eg.PerToken)
 	if err != nil {
 		return ValResult{}, err
 	}
@@ -250,7 +267,7 @@ func (v *Validator) Run(ctx context.Context, params map[string]*buffer, progress
 		if err := v.runWindow(w, params); err != nil {
 			return acc.res, err
 		}
-		acc.nats += float64(w.loss.GetData()[0]) * float64(n)
+		acc.nats += v.windowNats(w, walks, n)
 		acc.res.Tokens += int64(n)
 		if progress != nil {
 			progress(acc.res.Tokens, total)
@@ -300,7 +317,7 @@ func (v *Validator) fill(w *valWindow, walks []valWalk, perTrace int64, acc *val
 	for i, m := range mk {
 		if m != 0 {
 			acc.uni += v.unigram[tg[i]]
-			if int(tg[i]) == v.pktToken {
+			if int(tg[i]) == v.packetToken {
 				acc.res.Packets++
 			}
 		}
@@ -333,9 +350,9 @@ func (v *Validator) nextTrace(r int, row *valWalk) error {
 // runWindow runs the validation graph on one window and carries the
 // recurrent states out of it into the next.
 func (v *Validator) runWindow(w *valWindow, params map[string]*buffer) error {
-	fixed := map[string]ortgo.Value{InIDs: w.ids, InTargets: w.targets, InMask: w.mask}
-	inputs := make([]ortgo.Value, len(v.sess.InputNames()))
-	err := bindByName(inputs, v.sess.InputNames(), func(name string) (ortgo.Value, bool) {
+	fixed := map[string]ort.Value{InIDs: w.ids, InTargets: w.targets, InMask: w.mask}
+	inputs := make([]ort.Value, len(v.sess.InputNames()))
+	err := bindByName(inputs, v.sess.InputNames(), func(name string) (ort.Value, bool) {
 		if x, ok := fixed[name]; ok {
 			return x, true
 		}
@@ -352,9 +369,9 @@ func (v *Validator) runWindow(w *valWindow, params map[string]*buffer) error {
 	for i, s := range v.eg.StatesIn {
 		outOf[v.eg.StatesOut[i]] = v.nextState[s]
 	}
-	outputs := make([]ortgo.Value, len(v.sess.OutputNames()))
-	err = bindByName(outputs, v.sess.OutputNames(), func(name string) (ortgo.Value, bool) {
-		if name == OutLoss {
+	outputs := make([]ort.Value, len(v.sess.OutputNames()))
+	err = bindByName(outputs, v.sess.OutputNames(), func(name string) (ort.Value, bool) {
+		if name == OutLoss || name == OutTokenLoss {
 			return w.loss, true
 		}
 		b, ok := outOf[name]
@@ -368,6 +385,30 @@ func (v *Validator) runWindow(w *valWindow, params map[string]*buffer) error {
 	}
 	v.states, v.nextState = v.nextState, v.states
 	return nil
+}
+
+// windowNats is the summed loss of a window's n targets; with a per-token
+// graph it tells the observer each target's loss.
+func (v *Validator) windowNats(w *valWindow, walks []valWalk, n int) float64 {
+	loss := w.loss.GetData()
+	if !v.eg.PerToken {
+		return float64(loss[0]) * float64(n)
+	}
+	T, mk := v.ctx, w.mask.GetData()
+	sum := 0.0
+	for r := range walks {
+		row := &walks[r]
+		for t := 0; t < T; t++ {
+			if mk[r*T+t] == 0 {
+				continue
+			}
+			sum += float64(loss[r*T+t])
+			if v.observe != nil {
+				v.observe(row.traces[row.cur-1], row.toks, row.off-T+t+1, float64(loss[r*T+t]))
+			}
+		}
+	}
+	return sum
 }
 
 // result turns the totals into per-token and per-packet figures.

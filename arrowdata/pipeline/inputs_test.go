@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/netssm/netssm/arrowdata/pipeline"
+	"github.com/netssm/netssm/capture/labels"
 )
 
 func TestExpandInputsFollowsASymlinkedDirectory(t *testing.T) {
@@ -34,7 +35,7 @@ func TestExpandInputsFollowsASymlinkedDirectory(t *testing.T) {
 		t.Errorf("ExpandInputs(symlinked directory) = %v, want %v", got, want)
 	}
 	for _, p := range got {
-		if l, err := pipeline.DirLabel(p); err != nil || (l != "web" && l != "dns") {
+		if l, err := labels.FromDir(p); err != nil || (l != "web" && l != "dns") {
 			t.Errorf("DirLabel(%s) = %q, %v", p, l, err)
 		}
 	}

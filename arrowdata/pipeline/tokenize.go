@@ -14,6 +14,7 @@ import (
 	"github.com/netssm/netssm/arrowdata"
 	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/cryptopan"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/internal/progress"
 	"github.com/netssm/netssm/tokenizer"
 )
@@ -21,7 +22,7 @@ import (
 // TokenizeOptions configure Tokenize.
 type TokenizeOptions struct {
 	Spec       tokenizer.Spec        // layout, timing, payload; labels are added from Labels
-	Labels     Labeler               // default DirLabel
+	Labels     labels.Labeler        // default labels.FromDir
 	MaxPackets int                   // > 0: split a capture into traces of at most this many packets
 	Anonymize  *cryptopan.Anonymizer // rewrite addresses before tokenizing
 	Strict     bool                  // stop at the first bad file (and write no dataset)
@@ -66,7 +67,7 @@ func Tokenize(out string, files []string, opt TokenizeOptions) (TokenizeReport, 
 	}
 	labeler := opt.Labels
 	if labeler == nil {
-		labeler = DirLabel
+		labeler = labels.FromDir
 	}
 	spec := opt.Spec
 	labels := make([]string, len(files))

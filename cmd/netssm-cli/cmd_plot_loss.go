@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/netssm/netssm/plots"
 	"github.com/netssm/netssm/train"
 )
 
@@ -22,11 +23,43 @@ func init() {
 				return usagef("plot loss takes one RUN_DIR")
 			}
 			dir := c.Args().First()
-			if err := train.PlotLoss(dir); err != nil {
+			if err := plotLoss(dir); err != nil {
 				return err
 			}
 			fmt.Println(filepath.Join(dir, "loss.png"), filepath.Join(dir, "loss.svg"))
 			return nil
 		},
 	})
+}
+
+// plotLoss draws RUN_DIR/loss.png and loss.svg from metrics.jsonl: training
+// loss, validation loss and the unigram baseline against tokens seen.
+func plotLoss(runDir string) error {
+	rows, err := train.ReadMetrics(filepath.Join(runDir, "metrics.jsonl"))
+	if err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("%s has no rows yet", filepath.Join(runDir, "metrics.jsonl"))
+	}
+	tr := plots.Series{Name: "train"}
+	va := plots.Series{Name: "validation"}
+	un := plots.Series{Name: "unigram baseline (val)"}
+	for _, r := range rows {
+		x := float64(r.Tokens)
+		tr.X, tr.Y = append(tr.X, x), append(tr.Y, r.Loss)
+		if r.ValLoss != nil {
+			va.X, va.Y = append(va.X, x), append(va.Y, *r.ValLoss)
+		}
+		if r.Baseline != nil {
+			un.X, un.Y = append(un.X, x), append(un.Y, *r.Baseline)
+		}
+	}
+	series := []plots.Series{tr}
+	for _, s := range []plots.Series{va, un} {
+		if len(s.X) > 0 {
+			series = append(series, s)
+		}
+	}
+	return plots.Lines(filepath.Join(runDir, "loss"), "Training loss", "tokens seen", "loss (nats/token)", false, series...)
 }

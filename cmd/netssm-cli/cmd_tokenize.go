@@ -10,6 +10,7 @@ import (
 
 	"github.com/netssm/netssm/arrowdata/pipeline"
 	"github.com/netssm/netssm/capture/cryptopan"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/tokenizer"
 )
 
@@ -61,9 +62,9 @@ func runTokenize(c *cli.Context) error {
 		if c.String("label") == "" {
 			return usagef("--label is empty")
 		}
-		opt.Labels = pipeline.FixedLabel(c.String("label"))
+		opt.Labels = labels.Fixed(c.String("label"))
 	case c.IsSet("labels"):
-		if opt.Labels, err = pipeline.ReadLabelsCSV(c.String("labels")); err != nil {
+		if opt.Labels, err = labels.ReadCSV(c.String("labels")); err != nil {
 			return err
 		}
 	}

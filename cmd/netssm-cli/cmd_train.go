@@ -1,10 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/netssm/netssm/capture/cryptopan"
 	"github.com/netssm/netssm/model"
-	"github.com/netssm/netssm/ort"
 	"github.com/netssm/netssm/tokenizer"
 	"github.com/netssm/netssm/train"
 )
@@ -166,10 +165,10 @@ func trainAction(c *cli.Context) error {
 		mcfg.ChunkSize = q
 	}
 	if k := c.Int("packet-positions"); k > 0 && !resume {
-		mcfg.PacketPositions, mcfg.PacketToken = k, pktToken(spec)
+		mcfg.PacketPositions, mcfg.PacketToken = k, tokenizer.TokPkt
 	}
 	if j := c.Int("prev-packets"); j > 0 && !resume {
-		mcfg.PrevPackets, mcfg.PacketHistory, mcfg.PacketToken = j, c.Int("packet-history"), pktToken(spec)
+		mcfg.PrevPackets, mcfg.PacketHistory, mcfg.PacketToken = j, c.Int("packet-history"), tokenizer.TokPkt
 	}
 	if resume {
 		var saved model.Config
@@ -191,18 +190,19 @@ func trainAction(c *cli.Context) error {
 		cfg.Model, _ = json.Marshal(mcfg)
 		cfg.Tokenizer, _ = json.Marshal(spec)
 	}
+	cfg.Opt.Decays = model.WeightDecays
 	if _, err := initORT(c); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	m := train.Model{
-		Loss:      model.TrainLoss(mcfg),
-		Init:      func(seed uint64) map[string][]float32 { return model.InitParams(mcfg, seed) },
-		Vocab:     mcfg.VocabSize,
-		PktToken:  pktToken(spec),
-		MemoryFor: func(b, l int) int64 { return trainMemoryEstimate(mcfg, b, l) },
-		Remap:     remapAddresses,
+		Loss:        model.TrainLoss(mcfg),
+		Init:        func(seed uint64) map[string][]float32 { return model.InitParams(mcfg, seed) },
+		Vocab:       mcfg.VocabSize,
+		PacketToken: tokenizer.TokPkt,
+		MemoryFor:   func(b, l int) int64 { return model.TrainMemoryEstimate(mcfg, b, l) },
+		Remap:       remapAddresses,
 	}
 	fmt.Fprintf(os.Stderr, "training %s (%s parameters) on %d traces, validating on %d; run directory %s\n",
 		cfg.Preset, humanInt(model.ParamCount(mcfg)), data.Train.NumTraces(), numTraces(data.Val), out)
@@ -215,6 +215,9 @@ func trainAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := plotLoss(out); err != nil {
+		slog.Warn("loss plot failed", "err", err)
+	}
 	fmt.Printf("trained %d steps (%s tokens) in %s; final training loss %.4f nats/token\n", res.Steps, humanInt(res.Tokens), time.Since(started).Round(time.Second), res.Loss)
 	if res.Val != nil {
 		fmt.Printf("validation loss %.4f nats/token (%.1f bits/packet); unigram baseline %.4f (ratio %.2f)\n",
@@ -222,23 +225,6 @@ func trainAction(c *cli.Context) error {
 	}
 	fmt.Printf("checkpoint %s; loss plot %s/loss.png\nnext: netssm-cli export %s -o BUNDLE\n", res.Checkpoint, out, out)
 	return nil
-}
-
-// trainMemoryEstimate is a conservative estimate of a train step's peak
-// memory: activations kept for the backward pass grow with B·L per layer
-// (the projections, the conv and SSD intermediates, the chunk-local Q×Q
-// decay matrices), plus parameters and two AdamW moments, twice (the loop
-// swaps buffers).
-func trainMemoryEstimate(c model.Config, B, L int) int64 {
-	perTokenLayer := int64(6*c.InProjWidth() + 8*c.ConvDim() + 12*c.DInner() + 6*c.Heads()*c.ChunkSize + 4*c.DModel)
-	perToken := perTokenLayer*int64(c.Layers) + int64(6*c.VocabSize) + int64(8*c.DModel)
-	acts := 4 * perToken * int64(B) * int64(L) * 2 / 3 // calibrated: small, B=1, L=16384 measured 5.65 GiB peak
-	params := 4 * model.ParamCount(c) * 3 * 2
-	offsets := int64(12*c.PacketPositions) * int64(B) * int64(L) // the packet-offset count (B, L, K−1)
-	// copy logits: the one-hot copied tokens and their product (B, L, J, V),
-	// and the index bookkeeping over history ++ window
-	prev := (int64(12*c.PrevPackets*c.VocabSize) + int64(64*c.PrevPackets+64)) * int64(B) * int64(L+c.PacketHistory)
-	return acts + params + offsets + prev + 200<<20
 }
 
 func numTraces(s train.TraceStore) int {
@@ -259,9 +245,6 @@ func humanInt(n int64) string {
 	}
 	return fmt.Sprint(n)
 }
-
-var _ = ort.Version
-var _ = context.Background
 
 // remapAddresses re-writes the IP addresses of a stretch of tokens under a
 // Crypto-PAn key drawn from key: prefix-preserving, so hosts of one subnet
