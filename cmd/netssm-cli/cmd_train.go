@@ -64,7 +64,8 @@ func init() {
 			&cli.StringFlag{Name: "out", Usage: "run directory"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue the run in --out from its latest good checkpoint"},
 		},
-		Action: trainAction,
+		Subcommands: []*cli.Command{lossByOffsetCommand},
+		Action:      trainAction,
 	})
 }
 
