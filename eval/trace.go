@@ -4,12 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strings"
 	"sync"
 
 	"github.com/netssm/netssm/capture"
@@ -86,57 +82,6 @@ func LoadTraces(paths []string, labels Labeler, what string) ([]*Trace, error) {
 		return nil, err
 	}
 	return traces, nil
-}
-
-// captureExts are the file name endings taken when a directory is given.
-var captureExts = []string{".pcap", ".pcapng", ".cap"}
-
-// ExpandCaptures turns command-line arguments (capture files or directories,
-// searched recursively for *.pcap, *.pcapng, *.cap) into a sorted file list.
-func ExpandCaptures(args []string) ([]string, error) {
-	var out []string
-	for _, a := range args {
-		st, err := os.Stat(a)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no such capture file or directory (check the path): %w", a, fs.ErrNotExist)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("capture %s: %w", a, err)
-		}
-		if !st.IsDir() {
-			out = append(out, a)
-			continue
-		}
-		var found []string
-		// The trailing separator makes a directory given as a symbolic
-		// link walk its target (WalkDir does not follow a link at its root);
-		// the paths found keep the name given.
-		err = filepath.WalkDir(a+string(filepath.Separator), func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			name := strings.ToLower(d.Name())
-			for _, ext := range captureExts {
-				if strings.HasSuffix(name, ext) {
-					found = append(found, p)
-					break
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("listing captures under %s: %w", a, err)
-		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("no capture files (*.pcap, *.pcapng, *.cap) under %s", a)
-		}
-		sort.Strings(found)
-		out = append(out, found...)
-	}
-	return out, nil
 }
 
 // Labeler names the workload of a capture: from the labels CSV read by

@@ -115,8 +115,7 @@ func Tokenize(out string, files []string, opt TokenizeOptions) (TokenizeReport, 
 		rep.Packets += fr.Packets
 		rep.Tokens += fr.Tokens
 		if fr.Err != nil {
-			rep.Failed++
-			slog.Warn("bad capture", "file", f, "err", fr.Err)
+			rep.Failed++ // the caller reports it (FileReport.Err), once
 			if opt.Strict {
 				return rep, fr.Err
 			}
