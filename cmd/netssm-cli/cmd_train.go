@@ -39,7 +39,7 @@ func init() {
 			&cli.IntFlag{Name: "ctx", Value: 2048, Usage: "tokens per window"},
 			&cli.IntFlag{Name: "chunk", Usage: "SSD chunk length Q (0: the preset's); changes speed, not the model's function"},
 			&cli.IntFlag{Name: "packet-positions", Value: 128, Usage: "add a learned embedding of each token's offset in its packet, offsets 0…K−1 (0: off, the plain Mamba-2 of the presets)"},
-			&cli.IntFlag{Name: "prev-packets", Value: 0, Usage: "add copy logits: boost, for the next token, its counterparts at the same offset in the J packets before, by a learned bias per offset and a gate on the hidden state (0: off, the default; see README for when to use it)"},
+			&cli.IntFlag{Name: "prev-packets", Value: 0, Usage: "add copy logits: boost, for the next token, its counterparts at the same offset in the J packets before, by a learned bias per offset and a gate on the hidden state (0: off, the default; see docs/training.md for when to use it)"},
 			&cli.IntFlag{Name: "packet-history", Value: 256, Usage: "with --prev-packets: how many tokens back a previous packet's <pkt> may lie"},
 			&cli.IntFlag{Name: "batch", Value: 4, Usage: "windows per step"},
 			&cli.Int64Flag{Name: "steps", Usage: "budget: optimiser steps"},
