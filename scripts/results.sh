@@ -29,7 +29,7 @@ device() {
   local cpu gpu
   cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
-  echo "$cpu, $(nproc) cores${gpu:+, $gpu}"
+  echo "$cpu, $(grep -c ^processor /proc/cpuinfo) cores${gpu:+, $gpu}"
 }
 
 # header NAME TITLE COMMAND: the section's first lines.
@@ -66,15 +66,16 @@ section_demo() {
     echo "| held-out loss, every held-out token (nats/token) | $(jq -r '.val_loss | .*1000|round/1000' <<<"$full") |"
     echo "| its unigram baseline | $(jq -r '.val_unigram_loss | .*1000|round/1000' <<<"$full") |"
     echo "| training steps | $(jq -r '.step' <<<"$full") |"
-    echo "| TSTR accuracy (classifier trained on synthetic, tested on held-out real windows) | $(jq -r '.utility.tstr.accuracy // "none" | if type=="number" then .*100|round/100 else . end' "$m") on $(jq -r '.utility.tstr.test_windows // 0' "$m") windows, chance $(jq -r '.utility.tstr.per_label_f1 | length | if .>0 then (1/.*100|round/100) else "n/a" end' "$m") |"
-    echo "| TRTR accuracy (trained on real) | $(jq -r '.utility.trtr.accuracy // "none" | if type=="number" then .*100|round/100 else . end' "$m") |"
+    echo "| TSTR macro-F1 (classifier trained on synthetic, tested on held-out real windows) | $(jq -r '.utility.tstr.macro_f1 // "none" | if type=="number" then .*100|round/100 else . end' "$m"), chance $(jq -r '.utility.trtr.per_label_f1 | length | if .>0 then (1/.*100|round/100) else "n/a" end' "$m") |"
+    echo "| TSTR accuracy | $(jq -r '.utility.tstr.accuracy // "none" | if type=="number" then .*100|round/100 else . end' "$m") on $(jq -r '.utility.tstr.test_windows // 0' "$m") windows |"
+    echo "| TRTR macro-F1 (trained on real) | $(jq -r '.utility.trtr.macro_f1 // "none" | if type=="number" then .*100|round/100 else . end' "$m") |"
     echo "| synthetic packets parsing as IP + TCP/UDP | $(jq -r '.compliance.synth.ip_tcp_udp_parse.value*1000|round/10' "$m") % |"
     echo "| mean Jensen–Shannon divergence, real vs synthetic | $(jq -r '.fidelity.pooled.mean_jsd*1000|round/1000' "$m") |"
     echo
     echo "The demo's closing lines:"
     echo
     echo '```'
-    sed -n '/^netssm demo finished/,$p' "$work/demo.txt" | sed 's/ in [0-9hms]*\./ in (time)./'
+    sed -n '/^netssm demo finished/,$p' "$work/demo.txt" | sed -e 's/ in [0-9hms]*\./ in (time)./' -e "s|$out|DIR|g"
     echo '```'
   } > "$body"
   replace demo "$body"
