@@ -32,6 +32,9 @@ type Bundle struct {
 	// that it found invalid, while writing through NewPacketWriter (IPv4
 	// header checksums are always recomputed and not counted).
 	Checks PacketChecks
+	// FreshHosts, when set, maps every packet's addresses written through
+	// NewPacketWriter (before pcapout's check).
+	FreshHosts *FreshHosts
 }
 
 // OpenBundle loads and verifies the bundle in dir (export.Load: a missing
@@ -75,6 +78,7 @@ func SpecVocabulary(s *tokenizer.Spec) Vocabulary {
 	if s.Timing {
 		v.DTBucket = s.DtBuckets
 	}
+	v.RowAfterLabel = s.Layout == tokenizer.LayoutNetSSM
 	for i := range s.Labels {
 		v.Labels = append(v.Labels, s.FirstLabelID+i)
 	}
@@ -123,7 +127,7 @@ func (b *Bundle) Prompt(label, capturePath string, packets int) ([]int, error) {
 		if p.IP == nil {
 			continue
 		}
-		if err := enc.Add(p.Timestamp, p.IPWireLen(), p.IP); err != nil {
+		if err := enc.AddFrame(p.Timestamp, p.IPWireLen(), capture.LinkName(p.LinkTypeID), p.LinkHdr, p.IP); err != nil {
 			return nil, fmt.Errorf("prompt capture %s, packet %d: %w", capturePath, p.Index, err)
 		}
 	}
@@ -154,6 +158,15 @@ func (b *Bundle) NewGrammar() Grammar {
 		return nil
 	}
 	return &specGrammar{g: g.WellFormed()}
+}
+
+// NewDecoder returns a packet decoder for the bundle's layout, or nil when
+// a packet is its byte tokens.
+func (b *Bundle) NewDecoder() PacketDecoder {
+	if d := b.Spec.NewStreamDecoder(); d != nil {
+		return d
+	}
+	return nil
 }
 
 // specGrammar adapts tokenizer.Grammar to Grammar.
@@ -220,9 +233,17 @@ func durations(ns []int64) []time.Duration {
 
 // NewPacketWriter writes a trace through pcapout's packet check: IPv4
 // header checksums recomputed, length fields shorter than the bytes raised,
-// invalid packets written as generated and counted in Checks.
+// invalid packets written as generated and counted in Checks; with
+// FreshHosts set, addresses are mapped first.
 func (b *Bundle) NewPacketWriter(w io.Writer) (PacketWriter, error) {
-	return NewPcapWriter(w, pcapoutCheck, &b.Checks)
+	if b.Spec.Layout == tokenizer.LayoutNetSSM {
+		return NewRowPcapWriter(w, &b.Spec, b.FreshHosts, &b.Checks)
+	}
+	check := PacketCheck(pcapoutCheck)
+	if b.FreshHosts != nil {
+		check = b.FreshHosts.Before(check)
+	}
+	return NewPcapWriter(w, check, &b.Checks)
 }
 
 func pcapoutCheck(ip []byte) (int, bool, error) {

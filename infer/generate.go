@@ -56,6 +56,10 @@ type Job struct {
 	// NewGrammar returns a fresh packet grammar positioned before the
 	// prompt; nil decodes unconstrained.
 	NewGrammar func() Grammar
+	// NewDecoder returns a fresh packet decoder for layouts whose packets
+	// are not their byte tokens (the flow layout); nil, or a nil result:
+	// a packet is the bytes between its `<pkt>` and the next.
+	NewDecoder func() PacketDecoder
 	// IgnoreEOS never samples `<eos>`, so every trace runs to its limit
 	// (Hugging Face's and vLLM's ignore_eos).
 	IgnoreEOS bool
@@ -118,6 +122,7 @@ type slot struct {
 	tpcg    *rand.PCG
 	hist    *sampling.History
 	gram    Grammar
+	dec     PacketDecoder // nil: a packet is its byte tokens
 	pkt     []byte
 	inPkt   bool
 	bucket  int
@@ -268,7 +273,16 @@ func (g *generator) startTrace(i int) error {
 			}
 		}
 	}
-	s.pkt, s.inPkt, s.bucket = s.pkt[:0], false, -1
+	s.dec = nil
+	if g.job.NewDecoder != nil {
+		s.dec = g.job.NewDecoder()
+	}
+	if s.dec != nil {
+		for _, id := range g.job.Prompt {
+			s.dec.Token(id)
+		}
+	}
+	s.pkt, s.inPkt, s.bucket = s.pkt[:0], g.job.Vocab.RowAfterLabel && len(g.job.Prompt) == 1, -1
 	s.tokens, s.packets, s.clock = 0, 0, 0
 	out, err := g.sink.OpenTrace(t)
 	if err != nil {
@@ -340,6 +354,14 @@ func (g *generator) accept(s *slot, id int) (bool, error) {
 			return false, fmt.Errorf("trace %d: the grammar rejects the token it allowed (id %d): %w", s.trace, id, err)
 		}
 	}
+	decoded := true
+	if s.dec != nil {
+		var pkt []byte
+		var ended bool
+		if pkt, ended, decoded = s.dec.Token(id); ended {
+			s.pkt = append(s.pkt[:0], pkt...)
+		}
+	}
 	switch {
 	case id == v.Packet || id == v.EOS:
 		if s.inPkt {
@@ -354,6 +376,10 @@ func (g *generator) accept(s *slot, id int) (bool, error) {
 		s.inPkt, s.pkt, s.bucket = true, s.pkt[:0], -1
 	case v.DT(id) >= 0 && s.inPkt && s.bucket < 0 && len(s.pkt) == 0:
 		s.bucket = v.DT(id)
+	case s.dec != nil:
+		if !decoded || !s.inPkt {
+			g.stats.OffGrammar++
+		}
 	case v.IsByte(id) && s.inPkt && len(s.pkt) < cap(s.pkt):
 		s.pkt = append(s.pkt, byte(id))
 	case v.IsPad(id) && s.inPkt:
@@ -362,6 +388,9 @@ func (g *generator) accept(s *slot, id int) (bool, error) {
 		g.stats.OffGrammar++
 	}
 	if lim.Tokens > 0 && s.tokens >= lim.Tokens {
+		if s.dec != nil && s.inPkt {
+			s.pkt = append(s.pkt[:0], s.dec.Packet()...)
+		}
 		if s.inPkt && len(s.pkt) > 0 {
 			if g.mayEndHere(s) {
 				_, err := g.finishPacket(s)

@@ -9,7 +9,7 @@
 #
 # Sections:
 #   demo    netssm-cli demo (embedded captures; about 3 minutes on 2 cores)
-#   shared  scripts/shared-results.sh (../shared/data; 30 minutes of training)
+#   shared  scripts/shared-results.sh (../shared/data; 30 minutes of training; LAYOUT, default v1)
 #   bench   scripts/bench-vs-torch.sh (needs ../shared/bench/torch_ref and python3-torch)
 #   long    scripts/long-sample.sh on the shared run's model (after shared)
 # Needs jq. WORK_DIR defaults to results-work.
@@ -83,11 +83,11 @@ section_demo() {
 
 section_shared() {
   local out="$work/shared" body="$work/shared.md"
-  "$repo/scripts/shared-results.sh" "$out" 30m
+  LAYOUT="${LAYOUT:-v1}" "$repo/scripts/shared-results.sh" "$out" 30m
   local m="$out/report/metrics.json" full
   full=$(jq -s 'map(select(.val_full)) | last' "$out/run/metrics.jsonl")
   {
-    header shared "The shared captures (30 minutes, small preset, CPU)" "scripts/shared-results.sh DIR 30m"
+    header shared "The shared captures (30 minutes, small preset, CPU, layout ${LAYOUT:-v1})" "LAYOUT=${LAYOUT:-v1} scripts/shared-results.sh DIR 30m"
     echo "| figure | value |"
     echo "|---|---|"
     echo "| steps, training tokens | $(jq -r '"\(.step), \(.tokens)"' <<<"$full") |"

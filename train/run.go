@@ -72,6 +72,9 @@ type Model struct {
 	// Remap re-writes the addresses of a stretch of tokens in place under
 	// the given key (for RunConfig.RemapAddresses).
 	Remap func(toks []uint16, key uint64)
+	// Restart gives a segment that starts inside a trace as if it began the
+	// trace (Loader.SetRestart); nil when the layout needs no re-encoding.
+	Restart func(trace int, toks []uint16, start, stop int) []uint16
 }
 
 // Data is the split dataset.

@@ -176,6 +176,9 @@ func (t *trainer) open() error {
 			return fmt.Errorf("training data: %w", err)
 		}
 	}
+	if m.Restart != nil {
+		t.loader.SetRestart(m.Restart)
+	}
 	return t.openValidator()
 }
 
