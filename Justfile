@@ -25,7 +25,7 @@ demo out="netssm-demo":
 build:
     go build -o bin/netssm-cli ./cmd/netssm-cli
 
-# the CUDA checks on a GPU machine (README "On a CUDA GPU"): DATA is a tokenized Parquet dataset
+# the CUDA checks on a GPU machine (docs/cuda.md): DATA is a tokenized Parquet dataset
 cuda-checks data out="cuda-checks":
     go run ./cmd/netssm-cli setup --ep cuda
     mkdir -p {{out}}/bin

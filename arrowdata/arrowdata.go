@@ -1,6 +1,6 @@
 // Package arrowdata owns netssm's dataset files: Parquet, one row per trace,
 // written and read with Apache Arrow for Go (arrow-go pqarrow). The columns
-// are those of the design notes (trace_id, label, source, source_sha256,
+// are those of docs/format.md (trace_id, label, source, source_sha256,
 // link_type, n_packets, tokens list<uint16>, pkt_offsets list<uint32>, ts_ns
 // list<int64> from the trace start, wire_len list<uint32>) plus start_unix_ns,
 // the absolute time of the first packet; the tokenizer spec is stored as JSON

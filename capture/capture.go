@@ -135,6 +135,9 @@ func newReader(name string, src io.Reader) (r *Reader, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: too short to be a capture (%d bytes)", name, len(magic))
 	}
+	if err := checkHeaderLength(name, br, magic); err != nil {
+		return nil, err
+	}
 	r = &Reader{path: name}
 	switch {
 	case binary.BigEndian.Uint32(magic) == 0x0a0d0d0a:
@@ -145,10 +148,7 @@ func newReader(name string, src io.Reader) (r *Reader, err error) {
 		}
 	case isPcapMagic(binary.LittleEndian.Uint32(magic)) || isPcapMagic(binary.BigEndian.Uint32(magic)):
 		r.format = FormatPcap
-		hdr, perr := br.Peek(24)
-		if perr != nil {
-			return nil, fmt.Errorf("%s: truncated pcap file header (%d of 24 bytes)", name, len(hdr))
-		}
+		hdr, _ := br.Peek(pcapHeaderLen)
 		order := binary.ByteOrder(binary.LittleEndian)
 		if isPcapMagic(binary.BigEndian.Uint32(magic)) {
 			order = binary.BigEndian
@@ -166,6 +166,31 @@ func newReader(name string, src io.Reader) (r *Reader, err error) {
 		return nil, fmt.Errorf("%s: not a pcap or pcapng file (magic %#08x); convert it with editcap", name, binary.BigEndian.Uint32(magic))
 	}
 	return r, nil
+}
+
+// The smallest whole headers of the two formats: a pcap file header, and a
+// pcapng section header block with no options.
+const (
+	pcapHeaderLen   = 24
+	pcapngHeaderLen = 28
+)
+
+// checkHeaderLength refuses a file with a known magic number that is too
+// short to hold its format's header (a file cut off while it was copied).
+func checkHeaderLength(name string, br *bufio.Reader, magic []byte) error {
+	need, format := 0, ""
+	switch {
+	case binary.BigEndian.Uint32(magic) == 0x0a0d0d0a:
+		need, format = pcapngHeaderLen, "pcapng section header"
+	case isPcapMagic(binary.LittleEndian.Uint32(magic)) || isPcapMagic(binary.BigEndian.Uint32(magic)):
+		need, format = pcapHeaderLen, "pcap file header"
+	default:
+		return nil
+	}
+	if hdr, err := br.Peek(need); err != nil {
+		return fmt.Errorf("%s: too short to be a capture (%d bytes; a %s alone is %d)", name, len(hdr), format, need)
+	}
+	return nil
 }
 
 func isPcapMagic(m uint32) bool {

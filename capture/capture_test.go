@@ -172,7 +172,8 @@ func TestBadInputErrorsNameFileAndPacket(t *testing.T) {
 	}{
 		{"zero-length", "empty.pcap", nil, "empty file", "", 0},
 		{"wrong-magic", "text.pcap", []byte("hello, this is not a capture at all"), "not a pcap or pcapng", "", 0},
-		{"short-header", "short.pcap", good[:10], "truncated pcap file header", "", 0},
+		{"short-header", "short.pcap", good[:10], "too short to be a capture (10 bytes", "", 0},
+		{"short-pcapng-header", "short.pcapng", pcapngBytes(65535, uint32(len(ip)), ip)[:10], "too short to be a capture (10 bytes", "", 0},
 		{"truncated-record", "cut.pcap", good[:len(good)-5], "", "packet 1: file truncated", 1},
 		{"truncated-record-header", "cuthdr.pcap", good[:24+16+len(ip)+7], "", "packet 1", 1},
 		{"caplen-over-snaplen", "snap.pcap", bigCap, "", "packet 0", 0},

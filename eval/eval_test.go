@@ -553,44 +553,6 @@ func TestLabelsComeFromCSVElseDirectory(t *testing.T) {
 	}
 }
 
-func TestExpandCapturesFindsFilesAndNamesMissingPaths(t *testing.T) {
-	dir := t.TempDir()
-	for _, f := range []string{"a/x.pcap", "a/b/y.pcapng", "a/notes.txt", "z.cap"} {
-		p := filepath.Join(dir, f)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, nil, 0o644)
-	}
-	got, err := ExpandCaptures([]string{filepath.Join(dir, "a"), filepath.Join(dir, "z.cap")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{filepath.Join(dir, "a/b/y.pcapng"), filepath.Join(dir, "a/x.pcap"), filepath.Join(dir, "z.cap")}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("ExpandCaptures = %v, want %v", got, want)
-	}
-	// A directory given as a symbolic link is searched, under the name given.
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(filepath.Join(dir, "a"), link); err != nil {
-		t.Fatal(err)
-	}
-	got, err = ExpandCaptures([]string{link})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want = []string{filepath.Join(link, "b/y.pcapng"), filepath.Join(link, "x.pcap")}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("ExpandCaptures(symlinked directory) = %v, want %v", got, want)
-	}
-	missing := filepath.Join(dir, "nope")
-	if _, err := ExpandCaptures([]string{missing}); err == nil || !strings.Contains(err.Error(), missing) {
-		t.Errorf("missing path: err = %v, want one naming %s", err, missing)
-	}
-	os.MkdirAll(filepath.Join(dir, "empty"), 0o755)
-	if _, err := ExpandCaptures([]string{filepath.Join(dir, "empty")}); err == nil {
-		t.Error("directory without captures accepted")
-	}
-}
-
 func TestUndefinedShareIsNullInJSON(t *testing.T) {
 	b, err := json.Marshal(newShare(0, 0))
 	if err != nil {

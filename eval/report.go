@@ -445,7 +445,7 @@ func niceBin(x float64) float64 {
 
 // Config is a whole evaluation run: which captures, and where the report goes.
 type Config struct {
-	Real, Synth, Train []string // capture files (see ExpandCaptures)
+	Real, Synth, Train []string // capture files (see capture.FindFiles)
 	Labels             Labeler
 	OutDir             string
 	Options            Options

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/netssm/netssm/capture"
 )
 
 // sharedDataDir returns ../shared/data/pcaps relative to the repository root
@@ -50,7 +52,7 @@ func sharedData(t testing.TB) string {
 // sharedHalves loads the shared captures and splits each label's files, in
 // sorted order, alternately into halves a and b.
 func sharedHalves(t testing.TB) (a, b []*Trace) {
-	paths, err := ExpandCaptures([]string{sharedData(t)})
+	paths, err := capture.FindFiles([]string{sharedData(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +257,7 @@ func TestParseAndChecksumFiguresAgreeWithTshark(t *testing.T) {
 
 // sharedSubset lists the two smallest shared captures of each label (or all).
 func sharedSubset(t *testing.T, all bool) []string {
-	paths, err := ExpandCaptures([]string{sharedData(t)})
+	paths, err := capture.FindFiles([]string{sharedData(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +290,7 @@ func sharedSubset(t *testing.T, all bool) []string {
 // bounds, and relative checks against the rest's rates), passes. It logs
 // the captures that come closest to a bound.
 func TestEachSharedCapturePassesAgainstTheRestOfItsLabel(t *testing.T) {
-	paths, err := ExpandCaptures([]string{sharedData(t)})
+	paths, err := capture.FindFiles([]string{sharedData(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,16 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strings"
 	"sync"
 
-	"github.com/netssm/netssm/arrowdata/pipeline"
 	"github.com/netssm/netssm/capture"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/internal/progress"
 )
 
@@ -106,61 +102,10 @@ func LoadTraces(paths []string, labels Labeler, what string) ([]*Trace, error) {
 	return traces, nil
 }
 
-// captureExts are the file name endings taken when a directory is given.
-var captureExts = []string{".pcap", ".pcapng", ".cap"}
-
-// ExpandCaptures turns command-line arguments (capture files or directories,
-// searched recursively for *.pcap, *.pcapng, *.cap) into a sorted file list.
-func ExpandCaptures(args []string) ([]string, error) {
-	var out []string
-	for _, a := range args {
-		st, err := os.Stat(a)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: no such capture file or directory (check the path): %w", a, fs.ErrNotExist)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("capture %s: %w", a, err)
-		}
-		if !st.IsDir() {
-			out = append(out, a)
-			continue
-		}
-		var found []string
-		// The trailing separator makes a directory given as a symbolic
-		// link walk its target (WalkDir does not follow a link at its root);
-		// the paths found keep the name given.
-		err = filepath.WalkDir(a+string(filepath.Separator), func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			name := strings.ToLower(d.Name())
-			for _, ext := range captureExts {
-				if strings.HasSuffix(name, ext) {
-					found = append(found, p)
-					break
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("listing captures under %s: %w", a, err)
-		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("no capture files (*.pcap, *.pcapng, *.cap) under %s", a)
-		}
-		sort.Strings(found)
-		out = append(out, found...)
-	}
-	return out, nil
-}
-
 // Labeler names the workload of a capture: from the labels CSV read by
 // ReadLabels, else the name of the directory that holds the file.
 type Labeler struct {
-	csv pipeline.Labeler // nil: directory names only
+	csv labels.Labeler // nil: directory names only
 }
 
 // Label returns the label of the capture at path.
@@ -178,13 +123,13 @@ func (l Labeler) Label(path string) string {
 }
 
 // ReadLabels reads a labels CSV as `netssm-cli tokenize --labels` does
-// (pipeline.ReadLabelsCSV); files it does not list fall back to their
+// (labels.ReadCSV); files it does not list fall back to their
 // directory's name. An empty path gives the directory-name rule alone.
 func ReadLabels(path string) (Labeler, error) {
 	if path == "" {
 		return Labeler{}, nil
 	}
-	csv, err := pipeline.ReadLabelsCSV(path)
+	csv, err := labels.ReadCSV(path)
 	if err != nil {
 		return Labeler{}, fmt.Errorf("reading labels: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/netssm/netssm/export"
 	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/internal/testutil"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
 	"github.com/netssm/netssm/ort/orttest"
@@ -39,6 +40,7 @@ func testInfo(c model.Config) export.Info {
 		Labels:     []string{"web", "dns"},
 		Timing:     json.RawMessage(`{"web":[1,2,3]}`),
 		Provenance: export.Provenance{Tool: "netssm-test", Run: "unit", Step: 42, Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		ORTVersion: ort.Version,
 	}
 }
 
@@ -154,22 +156,6 @@ func randomIDs(c model.Config, n int, seed uint64) []int64 {
 	return ids
 }
 
-// maxRelErr is max |a−b| / max(1, |b|); a length mismatch or NaN is infinite.
-func maxRelErr(a, b []float64) float64 {
-	if len(a) != len(b) {
-		return math.Inf(1)
-	}
-	worst := 0.0
-	for i := range a {
-		d := math.Abs(a[i]-b[i]) / max(1, math.Abs(b[i]))
-		if math.IsNaN(d) {
-			return math.Inf(1)
-		}
-		worst = max(worst, d)
-	}
-	return worst
-}
-
 // lastRow is the logits of the last position of each of B rows of L.
 func lastRows(logits []float64, B, L, V int) []float64 {
 	var o []float64
@@ -213,11 +199,11 @@ func testFloat64BundleMatchesSequentialReference(t *testing.T, c model.Config) {
 		wantPrefill = append(wantPrefill, want[(r*(L+1)+L-1)*V:(r*(L+1)+L)*V]...)
 		wantStep = append(wantStep, want[(r*(L+1)+L)*V:(r*(L+1)+L+1)*V]...)
 	}
-	if e := maxRelErr(got, wantPrefill); e > 1e-9 {
+	if e := testutil.MaxRelErr(got, wantPrefill); e > 1e-9 {
 		t.Errorf("prefill.onnx last logits differ from the reference by %.3g", e)
 	}
 	gotStep, _ := runGraph(t, b, export.StepFile, next, st)
-	if e := maxRelErr(gotStep, wantStep); e > 1e-9 {
+	if e := testutil.MaxRelErr(gotStep, wantStep); e > 1e-9 {
 		t.Errorf("step.onnx logits after the prefill differ from the reference by %.3g", e)
 	}
 }
@@ -242,7 +228,7 @@ func TestFloat32BundleGivesTheLogitsOfTheTrainedParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := maxRelErr(got, lastRows(want, 1, L, c.VocabSize)); e > 1e-4 {
+	if e := testutil.MaxRelErr(got, lastRows(want, 1, L, c.VocabSize)); e > 1e-4 {
 		t.Errorf("float32 prefill.onnx differs from the float64 reference by %.3g", e)
 	}
 }
@@ -283,7 +269,7 @@ func TestExternalWeightsGiveTheSameLogitsAsInline(t *testing.T) {
 		}
 		a, _ := runGraph(t, bi, file, in, nil)
 		z, _ := runGraph(t, be, file, in, nil)
-		if e := maxRelErr(z, a); e != 0 {
+		if e := testutil.MaxRelErr(z, a); e != 0 {
 			t.Errorf("%s: external-weights logits differ from inline ones by %.3g", file, e)
 		}
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/onnxpb"
-	"github.com/netssm/netssm/ort"
 )
 
 // Info is what the caller knows about the model besides its parameters.
@@ -28,6 +27,9 @@ type Info struct {
 	Labels     []string
 	Timing     json.RawMessage // timing tables, stored verbatim
 	Provenance Provenance      // Created defaults to now
+	// ORTVersion is the ONNX Runtime release the caller runs the graphs
+	// with (ort.Version), recorded in the manifest.
+	ORTVersion string
 }
 
 // Options choose the shapes and storage of the exported graphs.
@@ -135,7 +137,7 @@ func Write(dir string, info Info, params map[string][]float32, o Options) (*Mani
 		Labels:     info.Labels,
 		Timing:     info.Timing,
 		Provenance: info.Provenance,
-		ORTVersion: ort.Version,
+		ORTVersion: info.ORTVersion,
 		Prefill:    GraphInfo{File: PrefillFile, Batch: o.PrefillBatch, Length: o.PrefillLength, Float: o.Float.String(), Nodes: pg.NumNodes()},
 		Step:       GraphInfo{File: StepFile, Batch: o.StepBatch, Length: 1, Float: o.Float.String(), Nodes: sg.NumNodes()},
 		Files:      map[string]FileSum{},

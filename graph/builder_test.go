@@ -12,6 +12,7 @@ import (
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/onnxpb"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 func build(t *testing.T, g *graph.Graph, opts ...graph.BuildOption) *onnxpb.ModelProto {
@@ -200,7 +201,7 @@ func TestStopGradientBlocksTheFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Output("grad", grads[0])
-	out := run(t, session(t, g), map[string]*ort.Tensor{"x": tensor64(x, []float64{1, -2, 3})})
+	out := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{"x": tensor64(x, []float64{1, -2, 3})})
 	if got := out["grad"].Float64(); !slices.Equal(got, []float64{1, -2, 3}) {
 		t.Errorf("gradient %v, want x = [1 -2 3]", got)
 	}
@@ -215,7 +216,7 @@ func TestUnusedTensorGetsZeroGradient(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Output("grad", grads[0])
-	out := run(t, session(t, g), map[string]*ort.Tensor{"x": tensor64(x, []float64{1, 2}), "unused": tensor64(u, make([]float64, 6))})
+	out := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{"x": tensor64(x, []float64{1, 2}), "unused": tensor64(u, make([]float64, 6))})
 	if got := out["grad"]; !slices.Equal(got.Float64(), make([]float64, 6)) || len(got.Shape) != 2 {
 		t.Errorf("gradient of an unused parameter: %v %v, want zeros (2, 3)", got.Shape, got.Float64())
 	}
@@ -236,8 +237,8 @@ func TestInitializersTurnParametersIntoConstants(t *testing.T) {
 	if !slices.Equal(inputs, []string{"x", "b"}) {
 		t.Errorf("inputs %v, want [x b] (w is an initializer)", inputs)
 	}
-	s := session(t, g, graph.Initializers(values))
-	out := run(t, s, map[string]*ort.Tensor{
+	s := orttest.Session(t, g, graph.Initializers(values))
+	out := orttest.Run(t, s, map[string]*ort.Tensor{
 		"x": ort.NewTensor([]int64{1, 2}, []float32{1, 1}),
 		"b": ort.NewTensor([]int64{2}, []float32{10, 20}),
 	})
@@ -318,7 +319,7 @@ func TestOneHotOfAnOutOfRangeIndexIsZeros(t *testing.T) {
 	g := graph.New("onehot")
 	ids := g.Input("ids", graph.Int64, 4)
 	g.Output("hot", graph.OneHot(ids, 3, graph.Float32))
-	out := run(t, session(t, g), map[string]*ort.Tensor{"ids": ort.NewTensor([]int64{4}, []int64{2, -1, 0, 3})})
+	out := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{"ids": ort.NewTensor([]int64{4}, []int64{2, -1, 0, 3})})
 	want := []float32{0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0}
 	if got := out["hot"].Float32(); !slices.Equal(got, want) {
 		t.Errorf("one-hot %v, want %v", got, want)
@@ -333,7 +334,7 @@ func TestATensorCanBeOutputUnderSeveralNames(t *testing.T) {
 	g.Output("y_again", y)
 	g.Output("x_echo", x)
 	g.Output("two", g.Const([]float32{2}, 1))
-	out := run(t, session(t, g), map[string]*ort.Tensor{"x": ort.NewTensor([]int64{2}, []float32{1, -3})})
+	out := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{"x": ort.NewTensor([]int64{2}, []float32{1, -3})})
 	for name, want := range map[string][]float32{"y": {-1, 3}, "y_again": {-1, 3}, "x_echo": {1, -3}, "two": {2}} {
 		if got := out[name].Float32(); !slices.Equal(got, want) {
 			t.Errorf("%s = %v, want %v", name, got, want)
@@ -350,7 +351,7 @@ func TestScatterAddSumsRepeatedIndices(t *testing.T) {
 	idx := g.Input("idx", graph.Int64, 5, 1)
 	upd := g.Input("upd", graph.Float32, 5)
 	g.Output("acc", graph.ScatterAdd(g.Full(graph.Float32, 1, 4), idx, upd))
-	out := run(t, session(t, g), map[string]*ort.Tensor{
+	out := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{
 		"idx": ort.NewTensor([]int64{5, 1}, []int64{3, 0, 3, 2, 3}),
 		"upd": ort.NewTensor([]int64{5}, []float32{1, 2, 4, 8, 16}),
 	})

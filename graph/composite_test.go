@@ -8,6 +8,7 @@ import (
 
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 // rmsNorm is x / √(mean(x²) + ε) ⊙ w over the last axis.
@@ -66,7 +67,7 @@ func TestCrossEntropyValueMatchesGo(t *testing.T) {
 	targets := []int64{3, 0, 1}
 	g.Output("loss", graph.Reshape(crossEntropy(x, targets), 1))
 	logits := uniform(rand.New(rand.NewPCG(7, 8)), 12, -3, 3)
-	got := run(t, session(t, g), map[string]*ort.Tensor{"logits": tensor64(x, logits)})["loss"].Float64()[0]
+	got := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{"logits": tensor64(x, logits)})["loss"].Float64()[0]
 	want := 0.0
 	for r, tgt := range targets {
 		row := logits[4*r : 4*r+4]
@@ -110,7 +111,7 @@ func TestMaskedSegsumKeepsNaNOutOfGradients(t *testing.T) {
 		}
 		g.Output("lmat", lmat)
 		g.Output("grad", grads[0])
-		out := run(t, session(t, g), map[string]*ort.Tensor{"a": tensor64(a, slices.Clone(segsumDecays))})
+		out := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{"a": tensor64(a, slices.Clone(segsumDecays))})
 		bad := slices.ContainsFunc(out["grad"].Float64(), func(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) })
 		if bad != tc.wantNaN {
 			t.Errorf("%s: gradient %v (NaN or Inf: %v, want %v)", tc.name, out["grad"].Float64(), bad, tc.wantNaN)
@@ -147,7 +148,7 @@ func TestTwoLayerMLPLossFalls(t *testing.T) {
 	for i, p := range params {
 		g.Output("new."+p.Name(), p.Sub(grads[i].MulScalar(lr)))
 	}
-	s := session(t, g)
+	s := orttest.Session(t, g)
 
 	r := rand.New(rand.NewPCG(9, 10))
 	xs := make([]float32, batch*in)
@@ -178,7 +179,7 @@ func TestTwoLayerMLPLossFalls(t *testing.T) {
 		for _, p := range params {
 			feeds[p.Name()] = ort.NewTensor(p.Shape().Int64s(), values[p.Name()])
 		}
-		out := run(t, s, feeds)
+		out := orttest.Run(t, s, feeds)
 		losses = append(losses, out["loss"].Float32()[0])
 		for _, p := range params {
 			values[p.Name()] = out["new."+p.Name()].Float32()

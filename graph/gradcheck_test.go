@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/internal/testutil"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 // A gradCase checks the gradient rule of one op against central finite
@@ -147,7 +149,7 @@ func checkGradient(t *testing.T, c gradCase) {
 		rtol = 1e-7
 	}
 	g, xs, vals, grads := gradGraph(t, c)
-	s := session(t, g)
+	s := orttest.Session(t, g)
 
 	feeds := func() map[string]*ort.Tensor {
 		f := map[string]*ort.Tensor{}
@@ -156,8 +158,8 @@ func checkGradient(t *testing.T, c gradCase) {
 		}
 		return f
 	}
-	lossAt := func() float64 { return run(t, s, feeds())["loss"].Float64()[0] }
-	analytic := run(t, s, feeds())
+	lossAt := func() float64 { return orttest.Run(t, s, feeds())["loss"].Float64()[0] }
+	analytic := orttest.Run(t, s, feeds())
 	for i := range xs {
 		out := analytic[fmt.Sprintf("grad%d", i)]
 		if fmt.Sprint(out.Shape) != fmt.Sprint(grads[i].Shape().Int64s()) {
@@ -174,7 +176,7 @@ func checkGradient(t *testing.T, c gradCase) {
 			vals[i][j] = v
 			want[j] = (up - down) / (2 * step)
 		}
-		if e := maxRelErr(got, want); e > rtol || math.IsNaN(e) {
+		if e := testutil.MaxRelErr(got, want); e > rtol || math.IsNaN(e) {
 			t.Errorf("input %d %v: max relative error %.3g > %.1g\nautodiff %v\nfinite d %v", i, c.inputs[i].shape, e, rtol, got, want)
 		}
 		if slices.Max(abs(want)) == 0 {

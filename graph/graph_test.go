@@ -5,7 +5,9 @@ import (
 	"testing"
 
 	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/internal/testutil"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 func TestBatchedMatMulPlusBiasMatchesGo(t *testing.T) {
@@ -14,11 +16,11 @@ func TestBatchedMatMulPlusBiasMatchesGo(t *testing.T) {
 	w := g.Param("w", 4, 5)
 	b := g.Param("b", 5)
 	g.Output("y", x.MatMul(w).Add(b))
-	s := session(t, g)
+	s := orttest.Session(t, g)
 
 	r := rand.New(rand.NewPCG(1, 2))
 	xv, wv, bv := uniform(r, 24, -1, 1), uniform(r, 20, -1, 1), uniform(r, 5, -1, 1)
-	out := run(t, s, map[string]*ort.Tensor{"x": tensor64(x, xv), "w": tensor64(w, wv), "b": tensor64(b, bv)})
+	out := orttest.Run(t, s, map[string]*ort.Tensor{"x": tensor64(x, xv), "w": tensor64(w, wv), "b": tensor64(b, bv)})
 	got := out["y"].Float64()
 	want := make([]float64, 0, 30)
 	for row := range 6 {
@@ -30,7 +32,7 @@ func TestBatchedMatMulPlusBiasMatchesGo(t *testing.T) {
 			want = append(want, sum)
 		}
 	}
-	if e := maxRelErr(got, want); e > 1e-14 {
+	if e := testutil.MaxRelErr(got, want); e > 1e-14 {
 		t.Fatalf("max relative error %g\ngot  %v\nwant %v", e, got, want)
 	}
 }

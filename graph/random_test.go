@@ -8,6 +8,7 @@ import (
 
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 // randomComposition builds a random DAG of bounded ops over (3, 3) values:
@@ -66,7 +67,7 @@ func TestGradientWithRespectToAnIntermediateValue(t *testing.T) {
 	}
 	g.Output("dh", grads[0])
 	g.Output("dx", grads[1])
-	out := run(t, session(t, g), map[string]*ort.Tensor{"x": tensor64(x, []float64{1, -2, 0.5})})
+	out := orttest.Run(t, orttest.Session(t, g), map[string]*ort.Tensor{"x": tensor64(x, []float64{1, -2, 0.5})})
 	if got, want := out["dh"].Float64(), []float64{4, -8, 2}; !slices.Equal(got, want) {
 		t.Errorf("dL/dh = %v, want %v", got, want)
 	}

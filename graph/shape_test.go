@@ -7,6 +7,7 @@ import (
 
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 // TestInferredShapesMatchONNXRuntime builds one graph that uses every forward
@@ -14,9 +15,9 @@ import (
 // reports for each against the builder's inference.
 func TestInferredShapesMatchONNXRuntime(t *testing.T) {
 	g, results := allOpsGraph()
-	s := session(t, g)
+	s := orttest.Session(t, g)
 	rnd := rand.New(rand.NewPCG(5, 6))
-	out := run(t, s, map[string]*ort.Tensor{
+	out := orttest.Run(t, s, map[string]*ort.Tensor{
 		"x":   ort.NewTensor([]int64{2, 3, 4}, uniform(rnd, 24, -1, 1)),
 		"v":   ort.NewTensor([]int64{4}, uniform(rnd, 4, -1, 1)),
 		"ids": ort.NewTensor([]int64{2, 5}, []int64{0, 1, 2, 3, 1, 2, 2, 0, 1, 3}),

@@ -27,7 +27,7 @@ type Bundle struct {
 	Spec     tokenizer.Spec
 	Model    *ONNXModel
 	Vocab    Vocabulary
-	Timings  TimingTables
+	Timings  export.TimingTables
 	// Checks counts the packets whose length field pcapout repaired, or
 	// that it found invalid, while writing through NewPacketWriter (IPv4
 	// header checksums are always recomputed and not counted).
@@ -35,19 +35,6 @@ type Bundle struct {
 	// FreshHosts, when set, maps every packet's addresses written through
 	// NewPacketWriter (before pcapout's check).
 	FreshHosts *FreshHosts
-}
-
-// TimingTables is how infer reads the bundle's "timing" member (model.json):
-//
-//	{"inter_arrival_ns": {"LABEL": [q0, q1, …]},   // sorted quantiles of the gaps between packets
-//	 "dt_bucket_ns": [[q0, q1, …], …]}              // per <dt:k> bucket: sorted quantiles of its gaps
-//
-// Both are optional. Without dt_bucket_ns, a gap is log-uniform inside its
-// bucket; a model trained without timing needs inter_arrival_ns for its
-// label, or its packets are spaced by the label-independent default of 1 ms.
-type TimingTables struct {
-	InterArrivalNs map[string][]int64 `json:"inter_arrival_ns,omitempty"`
-	BucketNs       [][]int64          `json:"dt_bucket_ns,omitempty"`
 }
 
 // OpenBundle loads and verifies the bundle in dir (export.Load: a missing
@@ -220,7 +207,7 @@ func (b *Bundle) Timing(label string) Timing {
 }
 
 // SpecTiming builds the Timing of a tokenizer spec and timing tables.
-func SpecTiming(s *tokenizer.Spec, t TimingTables, label string) Timing {
+func SpecTiming(s *tokenizer.Spec, t export.TimingTables, label string) Timing {
 	var fallback Timing = EmpiricalTiming{Quantiles: []time.Duration{time.Millisecond}}
 	if q := t.InterArrivalNs[label]; len(q) > 0 {
 		fallback = EmpiricalTiming{Quantiles: durations(q)}

@@ -40,7 +40,7 @@ func writeTinyBundle(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	c = c.WithVocab(model.PadVocab(spec.VocabSize))
-	timing, _ := json.Marshal(TimingTables{InterArrivalNs: map[string][]int64{"web": {1000, 50_000, 2_000_000}}})
+	timing, _ := json.Marshal(export.TimingTables{InterArrivalNs: map[string][]int64{"web": {1000, 50_000, 2_000_000}}})
 	path := filepath.Join(dir, "bundle")
 	if _, err := export.Write(path, export.Info{Config: c, Tokenizer: raw, Labels: spec.Labels, Timing: timing}, model.InitParams(c, 11), export.Options{}); err != nil {
 		t.Fatal(err)
@@ -281,7 +281,7 @@ func TestSpecTimingFollowsTheTokenizerBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := sampling.TraceRNG(1, 1)
-	tm := SpecTiming(&spec, TimingTables{}, "web")
+	tm := SpecTiming(&spec, export.TimingTables{}, "web")
 	for k := 0; k < spec.DtBuckets; k++ {
 		lo, hi := spec.DtBounds(k)
 		for i := 0; i < 20; i++ {
@@ -292,7 +292,7 @@ func TestSpecTimingFollowsTheTokenizerBuckets(t *testing.T) {
 		}
 	}
 	// With the bundle's per-bucket table, gaps come from the table.
-	tables := TimingTables{BucketNs: make([][]int64, spec.DtBuckets)}
+	tables := export.TimingTables{BucketNs: make([][]int64, spec.DtBuckets)}
 	tables.BucketNs[10] = []int64{5000, 5001}
 	if g := SpecTiming(&spec, tables, "web").Gap(10, rng); g < 5000 || g > 5001 {
 		t.Errorf("bucket 10 with table [5000, 5001] ns gave %v", g)
@@ -303,7 +303,7 @@ func TestSpecTimingFollowsTheTokenizerBuckets(t *testing.T) {
 	if err := paper.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	tables = TimingTables{InterArrivalNs: map[string][]int64{"web": {2_000_000, 3_000_000}}}
+	tables = export.TimingTables{InterArrivalNs: map[string][]int64{"web": {2_000_000, 3_000_000}}}
 	for i := 0; i < 50; i++ {
 		if g := SpecTiming(&paper, tables, "web").Gap(-1, rng); g < 2*time.Millisecond || g > 3*time.Millisecond {
 			t.Fatalf("paper layout gap %v outside the label's table [2ms, 3ms]", g)

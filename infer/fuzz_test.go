@@ -33,7 +33,7 @@ func bundleSeeds(t testing.TB) [][4][]byte {
 	}
 	c := model.Config{DModel: 8, Layers: 1, DState: 4, HeadDim: 4, Expand: 2, DConv: 2, ChunkSize: 8, NGroups: 1}
 	c = c.WithVocab(model.PadVocab(spec.VocabSize))
-	timing, _ := json.Marshal(TimingTables{InterArrivalNs: map[string][]int64{"web": {1000, 50_000}}})
+	timing, _ := json.Marshal(export.TimingTables{InterArrivalNs: map[string][]int64{"web": {1000, 50_000}}})
 	var seeds [][4][]byte
 	for i, threshold := range []int64{-1, 1} {
 		dir := filepath.Join(t.TempDir(), "bundle"+string(rune('0'+i)))

@@ -48,7 +48,7 @@ type Job struct {
 	Traces   int    // K: trace indices 0…K−1
 	Shard    Shard  // which of them this run produces
 	Batch    int    // sequences decoded together (≥ 1)
-	Seed     uint64 // with the trace index, seeds every random choice
+	Seed     uint64 // with the prompt and the trace index, seeds every random choice (sampling.PromptSeed)
 	Prompt   []int  // fed to prefill: the label token, then any prompt packets
 	Limits   Limits
 	Sampling sampling.Params
@@ -267,8 +267,9 @@ func (g *generator) startTrace(i int) error {
 	if err := g.batch.Load(i, g.state); err != nil {
 		return fmt.Errorf("forking the prompt state into slot %d: %w", i, err)
 	}
-	s.pcg.Seed(sampling.TraceSeed(g.job.Seed, uint64(t)))
-	s.tpcg.Seed(sampling.TraceSeed(g.job.Seed^timingStream, uint64(t)))
+	seed := sampling.PromptSeed(g.job.Seed, g.job.Prompt)
+	s.pcg.Seed(sampling.TraceSeed(seed, uint64(t)))
+	s.tpcg.Seed(sampling.TraceSeed(seed^timingStream, uint64(t)))
 	s.hist.Reset()
 	s.gram = nil
 	if g.job.NewGrammar != nil {

@@ -503,3 +503,31 @@ func BenchmarkGenerateFake(b *testing.B) {
 }
 
 var _ io.Writer = (*failingStore)(nil)
+
+// labelBlindModel is markovModel with the prompt ignored: every label
+// starts from the same state, as a model that has not learnt its labels.
+type labelBlindModel struct{ markovModel }
+
+func (m *labelBlindModel) Prefill([]int) ([]float32, State, error) {
+	return m.markovModel.Prefill(nil)
+}
+
+// TestTwoLabelsNeverShareARandomStream: even a model that ignores its
+// label gives different traces for two labels under one seed, because the
+// prompt is part of every trace's random stream (sampling.PromptSeed).
+func TestTwoLabelsNeverShareARandomStream(t *testing.T) {
+	files := func(label int) map[int]*bytes.Buffer {
+		s := newMemSink()
+		job := baseJob()
+		job.Prompt = []int{label}
+		generate(t, &labelBlindModel{markovModel{noise: 4}}, s, job)
+		return s.files
+	}
+	a, b := files(fakeVocab.Labels[0]), files(fakeVocab.Labels[1])
+	for tr := range a {
+		if bytes.Equal(a[tr].Bytes(), b[tr].Bytes()) {
+			t.Errorf("trace %d is byte-identical under two labels", tr)
+		}
+	}
+	sameFiles(t, a, files(fakeVocab.Labels[0]), "same label, same seed")
+}

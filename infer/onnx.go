@@ -6,8 +6,6 @@ import (
 	"slices"
 	"unsafe"
 
-	ortgo "github.com/yalue/onnxruntime_go"
-
 	"github.com/netssm/netssm/ort"
 )
 
@@ -85,11 +83,11 @@ type onnxBatch struct {
 	sess    *ort.Session
 	size    int
 	vocab   int
-	tok64   *ortgo.Tensor[int64]
-	in, out []*ortgo.Tensor[float32]
-	logits  *ortgo.Tensor[float32]
-	inVals  []ortgo.Value
-	outVals []ortgo.Value
+	tok64   *ort.HostTensor[int64]
+	in, out []*ort.HostTensor[float32]
+	logits  *ort.HostTensor[float32]
+	inVals  []ort.Value
+	outVals []ort.Value
 	stateIn []int // position of state k among the inputs
 	stateOu []int // … and among the outputs
 	per     []int // elements of state k per sequence
@@ -116,7 +114,7 @@ func (m *ONNXModel) newBatch(size int) (*onnxBatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("step graph for batch %d: %w", size, err)
 	}
-	ins, outs, err := ortgo.GetInputOutputInfoWithONNXData(graph)
+	ins, outs, err := ort.ModelInfo(graph)
 	if err != nil {
 		return nil, fmt.Errorf("reading the step graph's inputs and outputs: %w", err)
 	}
@@ -193,7 +191,7 @@ func (b *onnxBatch) syncHost() error {
 	return nil
 }
 
-func find(infos []ortgo.InputOutputInfo, name string) int {
+func find(infos []ort.IOInfo, name string) int {
 	for i, x := range infos {
 		if x.Name == name {
 			return i
@@ -202,14 +200,14 @@ func find(infos []ortgo.InputOutputInfo, name string) int {
 	return -1
 }
 
-func (b *onnxBatch) bind(sig StepSignature, ins, outs []ortgo.InputOutputInfo) error {
-	b.inVals = make([]ortgo.Value, len(ins))
-	b.outVals = make([]ortgo.Value, len(outs))
+func (b *onnxBatch) bind(sig StepSignature, ins, outs []ort.IOInfo) error {
+	b.inVals = make([]ort.Value, len(ins))
+	b.outVals = make([]ort.Value, len(outs))
 	ti := find(ins, sig.Token)
 	if ti < 0 {
 		return fmt.Errorf("step graph has no token input %q", sig.Token)
 	}
-	if ins[ti].DataType != ortgo.TensorElementDataTypeInt64 {
+	if ins[ti].DataType != ort.ElemInt64 {
 		return fmt.Errorf("step graph's token input %q is not int64", sig.Token)
 	}
 	var err error
@@ -365,8 +363,8 @@ func (b *onnxBatch) Close() error {
 // every run only if every run sees the same alignment (found by
 // TestONNXForkedStateContinuesThePrompt: a 1-ulp difference between two
 // sessions of one graph).
-func alignedTensor[T float32 | int64](dims ortgo.Shape) (*ortgo.Tensor[T], error) {
-	return ortgo.NewTensor(dims, alignedSlice[T](int(dims.FlattenedSize())))
+func alignedTensor[T float32 | int64](dims ort.Shape) (*ort.HostTensor[T], error) {
+	return ort.HostTensorOf(dims, alignedSlice[T](int(dims.FlattenedSize())))
 }
 
 // alignedSlice returns n zeroed elements starting on a 64-byte boundary.

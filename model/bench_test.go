@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	ortgo "github.com/yalue/onnxruntime_go"
-
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
@@ -26,19 +24,7 @@ import (
 // fwdBwd builds forward + masked CE loss + gradients of every parameter for
 // batch B and length L, and returns the session and its feeds.
 func fwdBwd(tb testing.TB, c model.Config, B, L int) (*ort.Session, map[string]*ort.Tensor, int) {
-	g := graph.New("fwd_bwd", graph.WithFloat(graph.Float32))
-	ids := g.Input("ids", graph.Int64, B, L)
-	targets := g.Input("targets", graph.Int64, B, L)
-	mask := g.Input("mask", graph.Float32, B, L)
-	loss, _, _, params := model.TrainLoss(c)(g, ids, targets, mask)
-	grads, err := graph.Gradients(loss, params)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	g.Output("loss", graph.Reshape(loss, 1))
-	for i, p := range params {
-		g.Output("grad."+p.Name(), grads[i])
-	}
+	g := lossAndGradients(tb, "fwd_bwd", c, B, L)
 	orttest.Init(tb)
 	b, err := g.Serialize()
 	if err != nil {
@@ -127,10 +113,10 @@ func BenchmarkStep(b *testing.B) {
 			defer s.Close()
 			stateIn, stateOut := model.StateNames(c)
 			shapes := model.StateShapes(c, B)
-			bufs := [2][]*ortgo.Tensor[float32]{}
+			bufs := [2][]*ort.HostTensor[float32]{}
 			for k := range bufs {
 				for _, sh := range shapes {
-					t, err := ortgo.NewEmptyTensor[float32](ortgo.NewShape(int64s(sh)...))
+					t, err := ort.NewHostTensor[float32](int64s(sh)...)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -138,12 +124,12 @@ func BenchmarkStep(b *testing.B) {
 					bufs[k] = append(bufs[k], t)
 				}
 			}
-			ids, err := ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B)))
+			ids, err := ort.NewHostTensor[int64](int64(B))
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer ids.Destroy()
-			logits, err := ortgo.NewEmptyTensor[float32](ortgo.NewShape(int64(B), int64(c.VocabSize)))
+			logits, err := ort.NewHostTensor[float32](int64(B), int64(c.VocabSize))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -155,8 +141,8 @@ func BenchmarkStep(b *testing.B) {
 			for i, n := range stateOut {
 				pos[n] = i
 			}
-			ins := make([]ortgo.Value, len(s.InputNames()))
-			outs := make([]ortgo.Value, len(s.OutputNames()))
+			ins := make([]ort.Value, len(s.InputNames()))
+			outs := make([]ort.Value, len(s.OutputNames()))
 			cur := 0
 			bind := func() {
 				for i, n := range s.InputNames() {

@@ -24,7 +24,7 @@ type Config struct {
 	// <pkt>) to the token embedding; PacketToken is the id of <pkt>. The
 	// offset is a function of the tokens read so far, carried between
 	// windows as the state "packet_position" (see PacketPositionState).
-	// 0: off, the Mamba-2 of the note.
+	// 0: off, the Mamba-2 of docs/mamba2.md.
 	PacketPositions int `json:"packet_positions,omitempty"`
 	PacketToken     int `json:"packet_token,omitempty"`
 	// PrevPackets J > 0 adds copy logits: for each j in 1…J, the token that

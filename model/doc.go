@@ -2,7 +2,7 @@
 // its configuration and presets, the parameter names, shapes and seeded
 // initialisation, the ONNX graphs that compute it (training forward and loss,
 // prefill, one decoding step) and a pure-Go float64 sequential reference used
-// only as the tests' oracle. The math follows the project's Mamba-2 note
+// only as the tests' oracle. The math is written out in docs/mamba2.md
 // (chunked SSD for whole windows, the recurrence for single steps).
 //
 // It builds graphs with package graph and never runs them: running is package
@@ -21,7 +21,7 @@
 // (B, V). Parameters are graph inputs named as in ParamShapes unless the graph
 // is serialised with graph.Initializers(Values(params)).
 //
-// # Packet positions (an extension of the note's model)
+// # Packet positions (an extension of the model of docs/mamba2.md)
 //
 // With Config.PacketPositions K > 0 the input of the first layer is the
 // token embedding plus a learned embedding of the token's offset in its
@@ -37,7 +37,7 @@
 // forking and exporting states therefore handle it without knowing it.
 // Every invariant below is checked with and without it.
 //
-// # Copy logits from previous packets (an extension of the note's model)
+// # Copy logits from previous packets (an extension of the model of docs/mamba2.md)
 //
 // With Config.PrevPackets J > 0 the output gets copy logits: for each j in
 // 1…J, the token that followed the current token's offset in the j-th packet
@@ -62,7 +62,7 @@
 //
 // # Invariants and benchmarks
 //
-// The tests check the note's invariants in float64 through ONNX Runtime
+// The tests check the invariants of docs/mamba2.md in float64 through ONNX Runtime
 // against ReferenceForward (the sequential recurrence): chunked SSD equals
 // the recurrence with and without a carried-in state and for L not a
 // multiple of Q; step-by-step logits equal the parallel forward's at every

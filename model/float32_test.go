@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/internal/testutil"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 // TestFloat32ForwardTracksFloat64Reference: the training precision stays
@@ -36,19 +38,19 @@ func testFloat32ForwardTracksFloat64Reference(t *testing.T, c model.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := session(t, g, graph.Initializers(model.Values(p32)))
+	s := orttest.Session(t, g, graph.Initializers(model.Values(p32)))
 	feeds := map[string]*ort.Tensor{model.InIDs: ort.NewTensor([]int64{B, L}, flatIDs(ids))}
 	in, out := model.StateNames(c)
 	shapes := model.StateShapes(c, B)
 	for i, v := range st.Flat() {
 		feeds[in[i]] = ort.NewTensor(int64s(shapes[i]), toF32(v))
 	}
-	res := run(t, s, feeds)
-	if e := maxRelErr(toF64(res[model.OutLogits].Float32()), want); e > 1e-4 {
+	res := orttest.Run(t, s, feeds)
+	if e := testutil.MaxRelErr(toF64(res[model.OutLogits].Float32()), want); e > 1e-4 {
 		t.Errorf("float32 logits differ from the float64 reference by %.3g", e)
 	}
 	for i, v := range wantSt.Flat() {
-		if e := maxRelErr(toF64(res[out[i]].Float32()), v); e > 1e-4 {
+		if e := testutil.MaxRelErr(toF64(res[out[i]].Float32()), v); e > 1e-4 {
 			t.Errorf("float32 %s differs from the float64 reference by %.3g", out[i], e)
 		}
 	}

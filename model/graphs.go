@@ -518,12 +518,34 @@ func MaskedCrossEntropy(logits, targets, mask *graph.Tensor) *graph.Tensor {
 	return graph.Neg(graph.Div(total, count))
 }
 
+// TokenCrossEntropy is the next-token cross-entropy of every position in
+// nats, (B, L), zero where mask is 0.
+func TokenCrossEntropy(logits, targets, mask *graph.Tensor) *graph.Tensor {
+	V := logits.Dim(-1)
+	logp := graph.LogSoftmax(logits, -1)
+	picked := graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1) // (B, L)
+	return graph.Neg(graph.Mul(picked, mask))
+}
+
+// TokenLoss is TrainLoss with the loss of every position, (B, L) nats,
+// instead of their mean: train.BuildEvalStep then makes a validation graph
+// that reports each target token's loss (netssm-cli eval loss-by-offset).
+func TokenLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
+	return lossBuilder(c, TokenCrossEntropy)
+}
+
 // TrainLoss returns the loss builder the training loop consumes (its type
 // matches train.LossBuilder): it declares the parameters (ParamShapes order)
 // and the carried-in states, runs Forward on ids and returns the masked
 // next-token cross-entropy, the state inputs and outputs, and the parameters.
 // A bad configuration is recorded as the graph's error.
 func TrainLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
+	return lossBuilder(c, MaskedCrossEntropy)
+}
+
+// lossBuilder declares the parameters and states, runs Forward on ids and
+// applies lossOf to the logits.
+func lossBuilder(c Config, lossOf func(logits, targets, mask *graph.Tensor) *graph.Tensor) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
 	return func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
 		m, err := DeclareParams(g, c)
 		if err != nil {
@@ -533,7 +555,6 @@ func TrainLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) 
 		}
 		in := DeclareStates(g, c, ids.Dim(0))
 		logits, next := m.Forward(ids, in)
-		loss = MaskedCrossEntropy(logits, targets, mask)
-		return loss, in.flatten(), OutputStates(g, c, next), m.Params()
+		return lossOf(logits, targets, mask), in.flatten(), OutputStates(g, c, next), m.Params()
 	}
 }

@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/internal/testutil"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
-	"github.com/netssm/netssm/ort/orttest"
 )
 
 // testConfig is the tiny preset with a short chunk, so that windows of a few
@@ -36,37 +36,6 @@ func testConfigs(t testing.TB) map[string]model.Config {
 	withPrev := withPos
 	withPrev.PrevPackets, withPrev.PacketHistory = 2, 12
 	return map[string]model.Config{"plain": c, "packet positions": withPos, "previous packets": withPrev}
-}
-
-// session serialises g (with opts) and loads it into ONNX Runtime on one thread.
-func session(t testing.TB, g *graph.Graph, opts ...graph.BuildOption) *ort.Session {
-	t.Helper()
-	orttest.Init(t)
-	b, err := g.Serialize(opts...)
-	if err != nil {
-		t.Fatalf("serialise %s: %v", g.Name(), err)
-	}
-	return sessionBytes(t, b)
-}
-
-func sessionBytes(t testing.TB, b []byte) *ort.Session {
-	t.Helper()
-	orttest.Init(t)
-	s, err := ort.NewSession(b, ort.SessionOptions{Threads: 1})
-	if err != nil {
-		t.Fatalf("session: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func run(t testing.TB, s *ort.Session, feeds map[string]*ort.Tensor) map[string]*ort.Tensor {
-	t.Helper()
-	out, err := s.Run(feeds)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	return out
 }
 
 // paramFeeds feeds float64 parameters by name.
@@ -187,22 +156,6 @@ func int64s(s []int) []int64 {
 	return o
 }
 
-// maxRelErr is max |a−b| / max(1, |b|); a length mismatch is infinite.
-func maxRelErr(a, b []float64) float64 {
-	if len(a) != len(b) {
-		return math.Inf(1)
-	}
-	worst := 0.0
-	for i := range a {
-		d := math.Abs(a[i]-b[i]) / max(1, math.Abs(b[i]))
-		if math.IsNaN(d) {
-			return math.Inf(1)
-		}
-		worst = max(worst, d)
-	}
-	return worst
-}
-
 func statesErr(a, b model.States64) float64 {
 	worst := 0.0
 	fa, fb := a.Flat(), b.Flat()
@@ -210,7 +163,28 @@ func statesErr(a, b model.States64) float64 {
 		return math.Inf(1)
 	}
 	for i := range fb {
-		worst = max(worst, maxRelErr(fa[i], fb[i]))
+		worst = max(worst, testutil.MaxRelErr(fa[i], fb[i]))
 	}
 	return worst
+}
+
+// lossAndGradients builds a float32 graph of the masked cross-entropy loss
+// of B windows of L tokens ("loss") and its gradient for every parameter
+// ("grad.NAME").
+func lossAndGradients(tb testing.TB, name string, c model.Config, B, L int) *graph.Graph {
+	tb.Helper()
+	g := graph.New(name, graph.WithFloat(graph.Float32))
+	ids := g.Input("ids", graph.Int64, B, L)
+	targets := g.Input("targets", graph.Int64, B, L)
+	mask := g.Input("mask", graph.Float32, B, L)
+	loss, _, _, params := model.TrainLoss(c)(g, ids, targets, mask)
+	grads, err := graph.Gradients(loss, params)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g.Output("loss", graph.Reshape(loss, 1))
+	for i, p := range params {
+		g.Output("grad."+p.Name(), grads[i])
+	}
+	return g
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // InitParams64 initialises every parameter of c from seed, exactly as the
-// Mamba-2 note prescribes: embedding N(0, 0.02) (the packet-position
-// embedding and the copy logits' bias and gate too, which the note lacks);
+// model document prescribes (docs/mamba2.md): embedding N(0, 0.02) (the packet-position
+// embedding and the copy logits' bias and gate too, netssm's additions);
 // in_proj U(±1/√D); conv1d
 // weight and bias U(±1/√W); dt_bias the inverse softplus of a log-uniform dt
 // in [0.001, 0.1] (clamped ≥ 1e-4); A_log = ln U(1, 16); D = 1; norms 1;

@@ -10,6 +10,7 @@ import (
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 // lossGraph builds the training loss (and, with grads, d loss / d every
@@ -31,7 +32,7 @@ func lossGraph(t *testing.T, c model.Config, B, L int, grads bool) (*ort.Session
 			g.Output("grad."+p.Name(), gs[i])
 		}
 	}
-	return session(t, g), params
+	return orttest.Session(t, g), params
 }
 
 type window struct {
@@ -69,7 +70,7 @@ func TestLossIsMaskedMeanNextTokenCrossEntropy(t *testing.T) {
 	const B, L = 2, 13
 	w := randomWindow(c, B, L, r)
 	s, _ := lossGraph(t, c, B, L, false)
-	got := run(t, s, w.feeds(c, p, B, L))["loss"].Float64()[0]
+	got := orttest.Run(t, s, w.feeds(c, p, B, L))["loss"].Float64()[0]
 	want, err := model.ReferenceLoss(c, p, w.ids, w.targets, w.mask, B, L, w.st)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +90,7 @@ func TestLossIsMaskedMeanNextTokenCrossEntropy(t *testing.T) {
 			w2.targets[i] = (w2.targets[i] + 1) % int64(c.VocabSize)
 		}
 	}
-	if got2 := run(t, s, w2.feeds(c, p, B, L))["loss"].Float64()[0]; got2 != got {
+	if got2 := orttest.Run(t, s, w2.feeds(c, p, B, L))["loss"].Float64()[0]; got2 != got {
 		t.Errorf("a masked-out target changed the loss: %.12g → %.12g", got, got2)
 	}
 }
@@ -145,8 +146,8 @@ func testGradientsMatchFiniteDifferences(t *testing.T, c model.Config) {
 	const B, L, perParam, eps = 2, 13, 3, 1e-5
 	w := randomWindow(c, B, L, r)
 	s, params := lossGraph(t, c, B, L, true)
-	out := run(t, s, w.feeds(c, p, B, L))
-	lossAt := func() float64 { return run(t, s, w.feeds(c, p, B, L))["loss"].Float64()[0] }
+	out := orttest.Run(t, s, w.feeds(c, p, B, L))
+	lossAt := func() float64 { return orttest.Run(t, s, w.feeds(c, p, B, L))["loss"].Float64()[0] }
 	checked := 0
 	for _, pt := range params {
 		name := pt.Name()
@@ -177,20 +178,8 @@ func testGradientsMatchFiniteDifferences(t *testing.T, c model.Config) {
 func TestGradientsStayFiniteUnderStrongDecay(t *testing.T) {
 	c, _ := model.Preset("tiny") // Q = 64: long chunks, large segment sums
 	const B, L = 1, 100
-	g := graph.New("decay", graph.WithFloat(graph.Float32))
-	ids := g.Input("ids", graph.Int64, B, L)
-	targets := g.Input("targets", graph.Int64, B, L)
-	mask := g.Input("mask", graph.Float32, B, L)
-	loss, _, _, params := model.TrainLoss(c)(g, ids, targets, mask)
-	grads, err := graph.Gradients(loss, params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.Output("loss", graph.Reshape(loss, 1))
-	for i, p := range params {
-		g.Output("grad."+p.Name(), grads[i])
-	}
-	s := session(t, g)
+	g := lossAndGradients(t, "decay", c, B, L)
+	s := orttest.Session(t, g)
 	p := model.InitParams(c, 1)
 	for name, v := range p {
 		switch {
@@ -214,7 +203,7 @@ func TestGradientsStayFiniteUnderStrongDecay(t *testing.T) {
 		tok[i], tgt[i], m[i] = int64(r.IntN(256)), int64(r.IntN(256)), 1
 	}
 	feeds["ids"], feeds["targets"], feeds["mask"] = ort.NewTensor([]int64{B, L}, tok), ort.NewTensor([]int64{B, L}, tgt), ort.NewTensor([]int64{B, L}, m)
-	out := run(t, s, feeds)
+	out := orttest.Run(t, s, feeds)
 	for name, v := range out {
 		for i, x := range v.Float32() {
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {

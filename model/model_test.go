@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/internal/testutil"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
 )
 
 const tol = 1e-9 // float64 through ONNX Runtime against the Go reference
@@ -124,10 +126,10 @@ func TestInitFollowsNote(t *testing.T) {
 		}
 	}
 	again, other := model.InitParams64(c, 7), model.InitParams64(c, 8)
-	if maxRelErr(again[m+"in_proj.weight"], p[m+"in_proj.weight"]) != 0 {
+	if testutil.MaxRelErr(again[m+"in_proj.weight"], p[m+"in_proj.weight"]) != 0 {
 		t.Error("same seed, different values")
 	}
-	if maxRelErr(other[m+"in_proj.weight"], p[m+"in_proj.weight"]) == 0 {
+	if testutil.MaxRelErr(other[m+"in_proj.weight"], p[m+"in_proj.weight"]) == 0 {
 		t.Error("different seeds, same values")
 	}
 }
@@ -140,11 +142,11 @@ func forward(t *testing.T, c model.Config, p map[string][]float64, ids [][]int64
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := session(t, g)
+	s := orttest.Session(t, g)
 	feeds := paramFeeds(c, p, nil)
 	stateFeeds(c, B, st, feeds)
 	feeds[model.InIDs] = ort.NewTensor([]int64{int64(B), int64(L)}, flatIDs(ids))
-	out := run(t, s, feeds)
+	out := orttest.Run(t, s, feeds)
 	return out[model.OutLogits].Float64(), statesOut(c, out)
 }
 
@@ -182,7 +184,7 @@ func testChunkedSSDEqualsSequentialReference(t *testing.T, c model.Config) {
 				t.Fatal(err)
 			}
 			got, gotSt := forward(t, c, p, ids, st)
-			if e := maxRelErr(got, want); e > tol {
+			if e := testutil.MaxRelErr(got, want); e > tol {
 				t.Errorf("logits differ from the sequential reference by %.3g", e)
 			}
 			if e := statesErr(gotSt, wantSt); e > tol {
@@ -210,18 +212,18 @@ func testStepByStepEqualsParallelLogits(t *testing.T, c model.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := session(t, g)
+	s := orttest.Session(t, g)
 	st := st0
 	V := c.VocabSize
 	for pos := range L {
 		feeds := paramFeeds(c, p, nil)
 		stateFeeds(c, B, st, feeds)
 		feeds[model.InIDs] = ort.NewTensor([]int64{B}, []int64{ids[0][pos], ids[1][pos]})
-		out := run(t, s, feeds)
+		out := orttest.Run(t, s, feeds)
 		logits := out[model.OutLogits].Float64()
 		for b := range B {
 			want := parallel[(b*L+pos)*V : (b*L+pos+1)*V]
-			if e := maxRelErr(logits[b*V:(b+1)*V], want); e > tol {
+			if e := testutil.MaxRelErr(logits[b*V:(b+1)*V], want); e > tol {
 				t.Fatalf("position %d, sequence %d: step logits differ from the parallel forward by %.3g", pos, b, e)
 			}
 		}
@@ -252,7 +254,7 @@ func testPrefillOfConcatenationEqualsPrefillContinued(t *testing.T, c model.Conf
 		feeds := paramFeeds(c, p, nil)
 		stateFeeds(c, B, st, feeds)
 		feeds[model.InIDs] = ort.NewTensor([]int64{int64(B), int64(L)}, flatIDs(ids))
-		out := run(t, session(t, g), feeds)
+		out := orttest.Run(t, orttest.Session(t, g), feeds)
 		return out[model.OutLogits].Float64(), statesOut(c, out)
 	}
 	split := func(lo, hi int) [][]int64 {
@@ -266,7 +268,7 @@ func testPrefillOfConcatenationEqualsPrefillContinued(t *testing.T, c model.Conf
 	whole, wholeSt := prefill(ids, zero)
 	_, aSt := prefill(split(0, La), zero)
 	cont, contSt := prefill(split(La, La+Lb), aSt)
-	if e := maxRelErr(cont, whole); e > tol {
+	if e := testutil.MaxRelErr(cont, whole); e > tol {
 		t.Errorf("last logits: prefill(b) from prefill(a)'s state differs from prefill(a++b) by %.3g", e)
 	}
 	if e := statesErr(contSt, wholeSt); e > tol {
@@ -274,7 +276,7 @@ func testPrefillOfConcatenationEqualsPrefillContinued(t *testing.T, c model.Conf
 	}
 	// The invariant must be able to fail: a fresh prefill(b) differs.
 	fresh, _ := prefill(split(La, La+Lb), zero)
-	if maxRelErr(fresh, whole) < 1e-6 {
+	if testutil.MaxRelErr(fresh, whole) < 1e-6 {
 		t.Error("prefill(b) from zero state equals prefill(a++b): the state carries nothing")
 	}
 }

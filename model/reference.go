@@ -6,7 +6,7 @@ import (
 )
 
 // This file is the pure-Go float64 reference of the language model: the
-// sequential recurrence of the Mamba-2 note, one token at a time, small and
+// sequential recurrence of docs/mamba2.md, one token at a time, small and
 // slow on purpose. It is the tests' oracle for every graph and nothing else
 // uses it.
 
@@ -238,8 +238,8 @@ func ReferenceLoss(c Config, p map[string][]float64, ids, targets []int64, mask 
 	return sum / max(count, 1), nil
 }
 
-// refMixerStep is one decoding step of a mixer (the note's "One decoding
-// step") for one sequence: u is the normed input (D); conv (conv_dim·W) and
+// refMixerStep is one decoding step of a mixer (docs/mamba2.md, "Decoding
+// one token") for one sequence: u is the normed input (D); conv (conv_dim·W) and
 // ssm (H·P·N) are updated in place; it returns out_proj's output (D).
 func refMixerStep(c Config, p map[string][]float64, m string, u []float64, conv, ssm []float64) []float64 {
 	D, di, H, P, N, W, C := c.DModel, c.DInner(), c.Heads(), c.HeadDim, c.DState, c.DConv, c.ConvDim()

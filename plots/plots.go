@@ -53,6 +53,9 @@ type Series struct {
 	Name string    `json:"name"`
 	X    []float64 `json:"x,omitempty"`
 	Y    []float64 `json:"y"`
+	// Points draws a lines figure's series as markers, not joined: a
+	// measurement of its own beside the curves (KindLines only).
+	Points bool `json:"points,omitempty"`
 }
 
 // Figure is the data behind one plot, enough to redraw it.
@@ -337,6 +340,20 @@ func drawLines(p *plot.Plot, f Figure) error {
 		if len(pts) == 0 {
 			continue
 		}
+		c, d := seriesStyle(i)
+		if s.Points && f.Kind == KindLines {
+			sc, err := plotter.NewScatter(pts)
+			if err != nil {
+				return fmt.Errorf("series %q: %w", s.Name, err)
+			}
+			sc.GlyphStyle = draw.GlyphStyle{Color: c, Radius: vg.Points(3.5), Shape: pointShape(i)}
+			p.Add(sc)
+			if s.Name != "" {
+				p.Legend.Add(s.Name, sc)
+			}
+			drawn++
+			continue
+		}
 		var l *plotter.Line
 		var err error
 		if f.Kind == KindCDF {
@@ -347,7 +364,6 @@ func drawLines(p *plot.Plot, f Figure) error {
 		if err != nil {
 			return fmt.Errorf("series %q: %w", s.Name, err)
 		}
-		c, d := seriesStyle(i)
 		l.Color, l.Dashes, l.Width = c, d, vg.Points(1)
 		p.Add(l)
 		if s.Name != "" {
@@ -380,18 +396,38 @@ func drawLines(p *plot.Plot, f Figure) error {
 	return nil
 }
 
-// plainTicks are gonum's default ticks labelled without trailing zeros
-// ("500", "0.25" rather than "500.00", "0.25").
+// pointShape is the marker of the i-th series drawn as points.
+func pointShape(i int) draw.GlyphDrawer {
+	shapes := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.CrossGlyph{}}
+	return shapes[i%len(shapes)]
+}
+
+// plainTicks are gonum's default ticks labelled without trailing zeros and
+// with SI suffixes from a thousand up ("500", "0.25", "3M", "1.5k" rather
+// than "500.00", "0.25", "3e+06", "1500").
 type plainTicks struct{}
 
 func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
 	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
 	for i := range ticks {
 		if ticks[i].Label != "" {
-			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'g', 6, 64)
+			ticks[i].Label = tickLabel(ticks[i].Value)
 		}
 	}
 	return ticks
+}
+
+// tickLabel writes v with an SI suffix (k, M, G) from a thousand up.
+func tickLabel(v float64) string {
+	for _, u := range []struct {
+		scale  float64
+		suffix string
+	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if math.Abs(v) >= u.scale {
+			return strconv.FormatFloat(v/u.scale, 'g', 4, 64) + u.suffix
+		}
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
 // decadeTicks marks a log axis: labelled ticks at powers of ten (every

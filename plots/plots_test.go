@@ -116,3 +116,11 @@ func TestFiguresRoundTripThroughJSON(t *testing.T) {
 		t.Fatalf("round trip changed figures:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+func TestTickLabelsUseSISuffixes(t *testing.T) {
+	for v, want := range map[float64]string{1e6: "1M", 3e6: "3M", 5e6: "5M", 2.5e9: "2.5G", 1500: "1.5k", 500: "500", 0.25: "0.25", 0: "0"} {
+		if got := tickLabel(v); got != want {
+			t.Errorf("tickLabel(%g) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's "Results on the shared captures" table: splits
+# Reproduces the "shared" section of docs/results.md (scripts/results.sh shared runs it): splits
 # ../shared/data by file (per label, every 5th file sorted by name is held
 # out, and labels of fewer than 8 files also their last file, so every label
 # keeps at least two held-out files), tokenizes both parts, trains the small preset on CPU for 30 minutes,
@@ -13,7 +13,7 @@
 # (default: ONNX Runtime's choice) sets --threads of train and sample, so
 # two runs side by side can each have a core.
 #
-# BUDGET is a duration (30m: --time, what the README's table used) or a step
+# BUDGET is a duration (30m: --time, what docs/results.md records) or a step
 # count (1300: --steps, to rebuild the same model on a faster or slower
 # machine: the table gives the step count the 30 minutes reached).
 #

@@ -1,4 +1,4 @@
-// Package tokenizer owns netssm's token format (spec v1 of the design notes):
+// Package tokenizer owns netssm's token format (layout v1 and the others of docs/format.md):
 // the vocabulary (bytes 0–255, then specials, inter-arrival buckets and
 // labels), which bytes of a packet are kept, encoding packets into a trace's
 // tokens, decoding tokens back into packets, and the packet grammar that a

@@ -86,23 +86,30 @@ func TestIOBindingTrainsAsHostBuffers(t *testing.T) {
 			t.Fatalf("step %d after restoring the checkpoint of step %d: loss %.9g, uninterrupted %.9g", steps/2+i+1, steps/2, r.loss, b.loss)
 		}
 	}
-	want, wantData, err := host.Snapshot()
+	for _, e := range []*train.Engine{bound, resumed} {
+		assertSameSnapshot(t, host, e, close)
+	}
+}
+
+// assertSameSnapshot fails unless engine got holds the tensors of engine want
+// (the same names in the same order, values close).
+func assertSameSnapshot(t *testing.T, want, got *train.Engine, close func(a, b float64) bool) {
+	t.Helper()
+	wantEntries, wantData, err := want.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []*train.Engine{bound, resumed} {
-		got, gotData, err := e.Snapshot()
-		if err != nil {
-			t.Fatal(err)
+	gotEntries, gotData, err := got.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, entry := range wantEntries {
+		if gotEntries[i].Name != entry.Name {
+			t.Fatalf("snapshot entry %d is %s, want %s", i, gotEntries[i].Name, entry.Name)
 		}
-		for i, entry := range want {
-			if got[i].Name != entry.Name {
-				t.Fatalf("snapshot entry %d is %s, want %s", i, got[i].Name, entry.Name)
-			}
-			for j, w := range wantData[i] {
-				if !close(float64(w), float64(gotData[i][j])) {
-					t.Fatalf("%s[%d] after %d steps: host buffers %v, I/O binding %v", entry.Name, j, steps, w, gotData[i][j])
-				}
+		for j, w := range wantData[i] {
+			if !close(float64(w), float64(gotData[i][j])) {
+				t.Fatalf("%s[%d] after %d steps: host buffers %v, I/O binding %v", entry.Name, j, want.Steps(), w, gotData[i][j])
 			}
 		}
 	}

@@ -38,11 +38,39 @@ type CheckpointHeader struct {
 	Tokens      int64           `json:"tokens"`
 	BestVal     float64         `json:"best_val_loss"`
 	ValLoss     float64         `json:"val_loss"`
+	ElapsedSecs float64         `json:"elapsed_s"` // training time up to this step, across resumes
+	LastLoss    float64         `json:"loss"`      // training loss of the last step
 	RunConfig   json.RawMessage `json:"run_config"`
 	DataState   json.RawMessage `json:"data_state"` // the loader's position
-	RNGState    []byte          `json:"rng_state"`
 	Tensors     []TensorEntry   `json:"tensors"`
 	NetssmBuild string          `json:"netssm_version,omitempty"`
+	// LegacyCounters is where checkpoints written before ElapsedSecs and
+	// LastLoss were header fields kept them (base64 of {"elapsed_s", "loss"}
+	// under "rng_state"); ReadCheckpoint moves them into the fields.
+	LegacyCounters []byte `json:"rng_state,omitempty"`
+}
+
+// adoptLegacyCounters fills ElapsedSecs and LastLoss from a header that
+// keeps them under "rng_state".
+func (h *CheckpointHeader) adoptLegacyCounters() error {
+	if len(h.LegacyCounters) == 0 {
+		return nil
+	}
+	var old struct {
+		Elapsed *float64 `json:"elapsed_s"`
+		Loss    *float64 `json:"loss"`
+	}
+	if err := json.Unmarshal(h.LegacyCounters, &old); err != nil {
+		return fmt.Errorf("rng_state holds no elapsed time and loss: %v", err)
+	}
+	if old.Elapsed != nil && h.ElapsedSecs == 0 {
+		h.ElapsedSecs = *old.Elapsed
+	}
+	if old.Loss != nil && h.LastLoss == 0 {
+		h.LastLoss = *old.Loss
+	}
+	h.LegacyCounters = nil
+	return nil
 }
 
 // Checkpoint is a header plus the tensors it names, in the same order.
@@ -136,6 +164,9 @@ func parseCheckpoint(path string, raw []byte) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{}
 	if err := json.Unmarshal(body[fixed:fixed+int(n)], &c.Header); err != nil {
+		return nil, bad("header: %v", err)
+	}
+	if err := c.Header.adoptLegacyCounters(); err != nil {
 		return nil, bad("header: %v", err)
 	}
 	rest := body[fixed+int(n):]

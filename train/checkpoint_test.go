@@ -13,10 +13,10 @@ func sampleCheckpoint(step int64) *Checkpoint {
 	return &Checkpoint{
 		Header: CheckpointHeader{
 			Step: step, Tokens: step * 100, BestVal: 1.5,
-			RunConfig: json.RawMessage(`{"preset":"tiny"}`),
-			DataState: json.RawMessage(`{"rows":[1,2]}`),
-			RNGState:  []byte{1, 2, 3},
-			Tensors:   []TensorEntry{{"w", []int64{2, 3}}, {"b", []int64{3}}},
+			RunConfig:   json.RawMessage(`{"preset":"tiny"}`),
+			DataState:   json.RawMessage(`{"rows":[1,2]}`),
+			ElapsedSecs: 12.5, LastLoss: 0.75,
+			Tensors: []TensorEntry{{"w", []int64{2, 3}}, {"b", []int64{3}}},
 		},
 		Data: [][]float32{{1, 2, 3, 4, 5, 6}, {-1, 0.5, float32(step)}},
 	}
@@ -32,7 +32,7 @@ func TestCheckpointRoundTripIsExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Header.Step != 7 || string(got.Header.DataState) != `{"rows":[1,2]}` || string(got.Header.RNGState) != "\x01\x02\x03" {
+	if got.Header.Step != 7 || string(got.Header.DataState) != `{"rows":[1,2]}` || got.Header.ElapsedSecs != 12.5 || got.Header.LastLoss != 0.75 {
 		t.Fatalf("header = %+v", got.Header)
 	}
 	for i := range want.Data {
@@ -41,6 +41,28 @@ func TestCheckpointRoundTripIsExact(t *testing.T) {
 				t.Fatalf("tensor %d[%d] = %v, want %v", i, j, got.Data[i][j], want.Data[i][j])
 			}
 		}
+	}
+}
+
+func TestCheckpointWithCountersUnderRNGStateStillReads(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.ckpt")
+	old := sampleCheckpoint(3)
+	old.Header.ElapsedSecs, old.Header.LastLoss = 0, 0
+	old.Header.LegacyCounters = []byte(`{"elapsed_s":42.5,"loss":1.25}`)
+	if err := WriteCheckpoint(p, old); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadCheckpoint(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Header.ElapsedSecs != 42.5 || got.Header.LastLoss != 1.25 || got.Header.LegacyCounters != nil {
+		t.Fatalf("elapsed %v, loss %v, legacy %q; want 42.5, 1.25, none", got.Header.ElapsedSecs, got.Header.LastLoss, got.Header.LegacyCounters)
+	}
+	old.Header.LegacyCounters = []byte{1, 2, 3}
+	WriteCheckpoint(p, old)
+	if _, err := ReadCheckpoint(p); !errors.Is(err, ErrCorruptCheckpoint) || !strings.Contains(err.Error(), "rng_state") {
+		t.Fatalf("unreadable rng_state: err = %v, want a corrupt-checkpoint error naming rng_state", err)
 	}
 }
 

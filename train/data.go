@@ -125,9 +125,9 @@ func (l *Loader) SetRemap(remap func(toks []uint16, key uint64)) error {
 }
 
 // NewLoader makes a loader over store for batch rows of ctx tokens. segment
-// is the stream-mode unit length in tokens (0: whole traces); pktToken is
+// is the stream-mode unit length in tokens (0: whole traces); packetToken is
 // the id of <pkt>, where segments start (−1: anywhere, without the label).
-func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segment, pktToken int) (*Loader, error) {
+func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segment, packetToken int) (*Loader, error) {
 	n := store.NumTraces()
 	if n == 0 {
 		return nil, fmt.Errorf("the dataset has no traces")
@@ -145,7 +145,7 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 		if err != nil {
 			return nil, fmt.Errorf("reading trace %d: %w", i, err)
 		}
-		if pktToken < 0 {
+		if packetToken < 0 {
 			for s := 0; s+1 < len(toks); s += segment {
 				l.units = append(l.units, unit{Trace: i, Start: s, End: min(s+segment, len(toks))})
 			}
@@ -164,11 +164,11 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 			end := len(toks)
 			if limit < len(toks) {
 				end = limit
-				for end > start && int(toks[end]) != pktToken {
+				for end > start && int(toks[end]) != packetToken {
 					end--
 				}
 				if end == start {
-					for end = limit; end < len(toks) && int(toks[end]) != pktToken; end++ {
+					for end = limit; end < len(toks) && int(toks[end]) != packetToken; end++ {
 					}
 				}
 			}
@@ -180,7 +180,7 @@ func NewLoader(store TraceStore, batch, ctx int, mode string, seed uint64, segme
 	for i := range rows {
 		rows[i].Unit = -1
 	}
-	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows, Aligned: segment > 0 && pktToken >= 0, Fitted: segment > 0 && pktToken >= 0}
+	l.st = loaderState{Mode: mode, Seed: seed, Segment: segment, Rows: rows, Aligned: segment > 0 && packetToken >= 0, Fitted: segment > 0 && packetToken >= 0}
 	return l, nil
 }
 
@@ -357,22 +357,32 @@ func (l *Loader) Next() (*Window, error) {
 				w.Reset[r] = true
 			}
 		}
-		for t := 0; t < T; t++ {
-			i := row.Offset + t
-			if i+1 < len(toks) {
-				w.Inputs[r*T+t] = int64(toks[i])
-				w.Targets[r*T+t] = int64(toks[i+1])
-				w.Mask[r*T+t] = 1
-				w.Tokens++
-			} else if i < len(toks) {
-				w.Inputs[r*T+t] = int64(toks[i])
-			}
-		}
+		w.Tokens += fillRow(w.Inputs, w.Targets, w.Mask, r, T, toks, row.Offset)
 		if l.st.Mode == "stream" {
 			row.Offset += T
 		}
 	}
 	return w, nil
+}
+
+// fillRow writes row r of a window of T tokens: the inputs toks[off:off+T],
+// each one's next token as its target, and mask 1 where that target is real
+// (0 past the end of toks). It returns the number of real targets. Training
+// windows (Loader.Next) and validation windows (Validator.Run) are both
+// filled by it.
+func fillRow(inputs, targets []int64, mask []float32, r, T int, toks []uint16, off int) (n int) {
+	for t := 0; t < T; t++ {
+		i := off + t
+		if i+1 < len(toks) {
+			inputs[r*T+t] = int64(toks[i])
+			targets[r*T+t] = int64(toks[i+1])
+			mask[r*T+t] = 1
+			n++
+		} else if i < len(toks) {
+			inputs[r*T+t] = int64(toks[i])
+		}
+	}
+	return n
 }
 
 // SliceStore is an in-memory TraceStore.

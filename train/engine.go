@@ -4,20 +4,17 @@ import (
 	"fmt"
 	"math"
 
-	ortgo "github.com/yalue/onnxruntime_go"
-
-	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/ort"
 )
 
 // buffer is a float32 tensor owned by Go and shared with ONNX Runtime.
-type buffer = ortgo.Tensor[float32]
+type buffer = ort.HostTensor[float32]
 
 func newBuffer(shape []int64, data []float32) (*buffer, error) {
 	if data == nil {
-		return ortgo.NewEmptyTensor[float32](ortgo.NewShape(shape...))
+		return ort.NewHostTensor[float32](shape...)
 	}
-	return ortgo.NewTensor(ortgo.NewShape(shape...), data)
+	return ort.HostTensorOf(shape, data)
 }
 
 // Engine runs a train-step graph: it owns two sets of parameter, moment and
@@ -40,8 +37,8 @@ type Engine struct {
 	nxt     map[string]*buffer // outputs of the next Run, by the input they replace
 	outOf   map[string]string  // input name → the output that replaces it
 	inOf    map[string]string  // … and back
-	ids     *ortgo.Tensor[int64]
-	targets *ortgo.Tensor[int64]
+	ids     *ort.HostTensor[int64]
+	targets *ort.HostTensor[int64]
 	mask    *buffer
 	lr      *buffer
 	bc1     *buffer
@@ -50,8 +47,8 @@ type Engine struct {
 	norm    *buffer
 	opt     AdamW
 	steps   int64 // optimiser steps taken (AdamW's t)
-	inputs  []ortgo.Value
-	outputs []ortgo.Value
+	inputs  []ort.Value
+	outputs []ort.Value
 
 	// I/O binding (nil binding: off).
 	binding   *ort.Binding
@@ -106,10 +103,10 @@ func NewEngine(sg *StepGraph, B, L int, params map[string][]float32, opt AdamW, 
 			return fail(err)
 		}
 	}
-	if e.ids, err = ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(L))); err != nil {
+	if e.ids, err = ort.NewHostTensor[int64](int64(B), int64(L)); err != nil {
 		return fail(err)
 	}
-	if e.targets, err = ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(L))); err != nil {
+	if e.targets, err = ort.NewHostTensor[int64](int64(B), int64(L)); err != nil {
 		return fail(err)
 	}
 	for _, x := range []struct {
@@ -120,8 +117,8 @@ func NewEngine(sg *StepGraph, B, L int, params map[string][]float32, opt AdamW, 
 			return fail(err)
 		}
 	}
-	e.inputs = make([]ortgo.Value, len(sess.InputNames()))
-	e.outputs = make([]ortgo.Value, len(sess.OutputNames()))
+	e.inputs = make([]ort.Value, len(sess.InputNames()))
+	e.outputs = make([]ort.Value, len(sess.OutputNames()))
 	if so.UseBinding() {
 		if err := e.makeResident(); err != nil {
 			return fail(err)
@@ -168,7 +165,7 @@ func (e *Engine) Close() {
 			b.Destroy()
 		}
 	}
-	for _, v := range []ortgo.Value{e.ids, e.targets, e.mask, e.lr, e.bc1, e.bc2, e.loss, e.norm} {
+	for _, v := range []ort.Value{e.ids, e.targets, e.mask, e.lr, e.bc1, e.bc2, e.loss, e.norm} {
 		if v != nil && !isNilValue(v) {
 			v.Destroy()
 		}
@@ -178,11 +175,11 @@ func (e *Engine) Close() {
 	}
 }
 
-func isNilValue(v ortgo.Value) bool {
+func isNilValue(v ort.Value) bool {
 	switch x := v.(type) {
-	case *ortgo.Tensor[float32]:
+	case *ort.HostTensor[float32]:
 		return x == nil
-	case *ortgo.Tensor[int64]:
+	case *ort.HostTensor[int64]:
 		return x == nil
 	}
 	return false
@@ -197,44 +194,29 @@ func (e *Engine) bind() error {
 	return e.bind0()
 }
 
+// bind0 lays the host buffers out in the session's order.
 func (e *Engine) bind0() error {
-	for i, name := range e.sess.InputNames() {
-		switch name {
-		case InIDs:
-			e.inputs[i] = e.ids
-		case InTargets:
-			e.inputs[i] = e.targets
-		case InMask:
-			e.inputs[i] = e.mask
-		case InLR:
-			e.inputs[i] = e.lr
-		case InBiasCor1:
-			e.inputs[i] = e.bc1
-		case InBiasCor2:
-			e.inputs[i] = e.bc2
-		default:
-			b, ok := e.cur[name]
-			if !ok {
-				return fmt.Errorf("train step graph has an input %q the engine does not feed", name)
-			}
-			e.inputs[i] = b
+	fixed := map[string]ort.Value{InIDs: e.ids, InTargets: e.targets, InMask: e.mask, InLR: e.lr, InBiasCor1: e.bc1, InBiasCor2: e.bc2}
+	err := bindByName(e.inputs, e.sess.InputNames(), func(name string) (ort.Value, bool) {
+		if v, ok := fixed[name]; ok {
+			return v, true
 		}
+		b, ok := e.cur[name]
+		return b, ok
+	}, "train step graph input")
+	if err != nil {
+		return err
 	}
-	for i, name := range e.sess.OutputNames() {
+	return bindByName(e.outputs, e.sess.OutputNames(), func(name string) (ort.Value, bool) {
 		switch name {
 		case OutLoss:
-			e.outputs[i] = e.loss
+			return e.loss, true
 		case OutNorm:
-			e.outputs[i] = e.norm
-		default:
-			in, ok := e.inOf[name]
-			if !ok {
-				return fmt.Errorf("train step graph has an output %q the engine does not take", name)
-			}
-			e.outputs[i] = e.nxt[in] // nil for a tensor held on the device (bound there)
+			return e.norm, true
 		}
-	}
-	return nil
+		in, ok := e.inOf[name]
+		return e.nxt[in], ok // nil for a tensor held on the device (bound there)
+	}, "train step graph output")
 }
 
 func (e *Engine) bindResident() error {
@@ -431,5 +413,3 @@ func (e *Engine) paramTensors() (map[string]*buffer, error) {
 	}
 	return m, nil
 }
-
-var _ = graph.Float32

@@ -1,21 +1,15 @@
 package train
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/netssm/netssm/internal/atomicfile"
-	"github.com/netssm/netssm/internal/progress"
-	"github.com/netssm/netssm/ort"
-	"github.com/netssm/netssm/plots"
 )
 
 // RunConfig is everything that defines a training run; it is written to
@@ -70,11 +64,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Model is what the loop needs of a model, supplied by the caller.
 type Model struct {
-	Loss      LossBuilder
-	Init      func(seed uint64) map[string][]float32
-	Vocab     int
-	PktToken  int                        // id of <pkt> (for bits/packet), −1 if none
-	MemoryFor func(batch, ctx int) int64 // estimated peak bytes of a train step
+	Loss        LossBuilder
+	Init        func(seed uint64) map[string][]float32
+	Vocab       int
+	PacketToken int                        // id of <pkt> (for bits/packet), −1 if none
+	MemoryFor   func(batch, ctx int) int64 // estimated peak bytes of a train step
 	// Remap re-writes the addresses of a stretch of tokens in place under
 	// the given key (for RunConfig.RemapAddresses).
 	Remap func(toks []uint16, key uint64)
@@ -116,311 +110,6 @@ func (c *RunConfig) totalSteps() int64 {
 	return 0
 }
 
-// Train runs (or resumes) training into runDir. It stops at the budget, at an
-// error, or when ctx is cancelled (Ctrl-C, SIGTERM), saving a checkpoint first.
-func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data, resume bool) (res Result, err error) {
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return res, fmt.Errorf("creating run directory: %w", err)
-	}
-	if m.MemoryFor != nil {
-		est, what := m.MemoryFor(cfg.Batch, cfg.Ctx), fmt.Sprintf("training with --batch %d --ctx %d", cfg.Batch, cfg.Ctx)
-		check := CheckMemory(est, what)
-		if cfg.EP == "cuda" { // the activations live on the GPU
-			check = CheckGPUMemory(est, 0, what)
-		}
-		if check != nil {
-			return res, check
-		}
-	}
-	var ck *Checkpoint
-	if resume {
-		var path string
-		var skipped []string
-		ck, path, skipped, err = LoadLatest(runDir)
-		if err != nil {
-			return res, err
-		}
-		for _, s := range skipped {
-			slog.Warn("skipping a corrupt checkpoint; resuming from the previous one", "why", s)
-			fmt.Fprintf(os.Stderr, "warning: %s; falling back to the previous checkpoint\n", s)
-		}
-		slog.Info("resuming", "checkpoint", path, "step", ck.Header.Step)
-	} else {
-		if err := writeJSON(filepath.Join(runDir, "config.json"), cfg); err != nil {
-			return res, err
-		}
-	}
-
-	so := ort.SessionOptions{EP: cfg.EP, Threads: cfg.Threads, IOBinding: cfg.IOBinding}
-	sg, err := BuildTrainStep("train_step", cfg.Batch, cfg.Ctx, m.Loss, cfg.Opt)
-	if err != nil {
-		return res, err
-	}
-	eng, err := NewEngine(sg, cfg.Batch, cfg.Ctx, m.Init(cfg.Seed), cfg.Opt, so)
-	if err != nil {
-		return res, err
-	}
-	defer eng.Close()
-
-	loader, err := NewLoader(data.Train, cfg.Batch, cfg.Ctx, cfg.Mode, cfg.Seed, cfg.Segment, m.PktToken)
-	if err != nil {
-		return res, fmt.Errorf("training data: %w", err)
-	}
-	if cfg.RemapAddresses {
-		if m.Remap == nil {
-			return res, fmt.Errorf("address re-mapping asked for, but the model has no re-mapping function")
-		}
-		if err := loader.SetRemap(m.Remap); err != nil {
-			return res, fmt.Errorf("training data: %w", err)
-		}
-	}
-	if m.Restart != nil {
-		loader.SetRestart(m.Restart)
-	}
-	var val *Validator
-	var uni []float64
-	if data.Val != nil && data.Val.NumTraces() > 0 {
-		uni, err = UnigramTable(data.Train, m.Vocab)
-		if err != nil {
-			return res, fmt.Errorf("unigram baseline: %w", err)
-		}
-		eg, err := BuildEvalStep("val_step", cfg.Batch, cfg.Ctx, m.Loss)
-		if err != nil {
-			return res, err
-		}
-		if val, err = NewValidator(eg, data.Val, cfg.Batch, cfg.Ctx, cfg.EvalTokens, uni, m.PktToken, so); err != nil {
-			return res, err
-		}
-		defer val.Close()
-	}
-
-	step, tokens := int64(0), int64(0)
-	best := math.Inf(1)
-	elapsedBefore := 0.0
-	resumedLoss := 0.0 // training loss at the checkpoint resumed from
-	if ck != nil {
-		if err := eng.Restore(ck); err != nil {
-			return res, fmt.Errorf("restoring checkpoint: %w", err)
-		}
-		if err := loader.Restore(ck.Header.DataState); err != nil {
-			return res, err
-		}
-		step, tokens, best = ck.Header.Step, ck.Header.Tokens, ck.Header.BestVal
-		if best == 0 {
-			best = math.Inf(1)
-		}
-		var extra struct {
-			Elapsed float64 `json:"elapsed_s"`
-			Loss    float64 `json:"loss"`
-		}
-		json.Unmarshal(ck.Header.RNGState, &extra)
-		elapsedBefore, resumedLoss = extra.Elapsed, extra.Loss
-	}
-	metrics, err := openMetrics(filepath.Join(runDir, "metrics.jsonl"), map[bool]int64{true: step, false: -1}[ck != nil])
-	if err != nil {
-		return res, err
-	}
-	defer metrics.Close()
-
-	total := cfg.totalSteps()
-	sched := Schedule{Peak: cfg.LR, Warmup: cfg.Warmup, Total: total, MinRatio: cfg.MinLRRatio}
-	started := time.Now()
-	elapsed := func() float64 { return elapsedBefore + time.Since(started).Seconds() }
-	barMax := total
-	if barMax == 0 {
-		barMax = -1
-	}
-	bar := progress.New(barMax, "training", "steps")
-	bar.Set(step)
-	defer bar.Finish()
-
-	lastCkpt := ""
-	lastLoss := resumedLoss
-	save := func(valLoss float64, isBest bool) error {
-		entries, tensors, err := eng.Snapshot()
-		if err != nil {
-			return err
-		}
-		cfgJSON, _ := json.Marshal(cfg)
-		rng, _ := json.Marshal(map[string]float64{"elapsed_s": elapsed(), "loss": finiteOr(lastLoss, 0)})
-		c := &Checkpoint{Header: CheckpointHeader{
-			Step: step, Tokens: tokens, BestVal: finiteOr(best, 0), ValLoss: finiteOr(valLoss, 0),
-			RunConfig: cfgJSON, DataState: loader.State(), RNGState: rng, Tensors: entries,
-		}, Data: tensors}
-		p, err := SaveCheckpoint(runDir, c, cfg.Keep, isBest)
-		if err == nil {
-			lastCkpt = p
-		}
-		return err
-	}
-	evaluate := func() (*ValResult, error) {
-		if val == nil {
-			return nil, nil
-		}
-		params, err := eng.paramTensors()
-		if err != nil {
-			return nil, err
-		}
-		r, err := val.Run(ctx, params, nil)
-		if err != nil {
-			return nil, fmt.Errorf("validation at step %d: %w", step, err)
-		}
-		return &r, nil
-	}
-
-	windowStart, tokensAtWindow := time.Now(), tokens
-	var lastVal *ValResult
-	for {
-		if total > 0 && step >= total {
-			break
-		}
-		if cfg.TimeBudget > 0 && elapsed() >= time.Duration(cfg.TimeBudget).Seconds() {
-			break
-		}
-		if ctx.Err() != nil {
-			if err := save(math.NaN(), false); err != nil {
-				return res, fmt.Errorf("saving a checkpoint on interrupt: %w", err)
-			}
-			res = Result{Steps: step, Tokens: tokens, Loss: lastLoss, BestVal: best, Checkpoint: lastCkpt, Interrupted: true}
-			return res, fmt.Errorf("%w at step %d; checkpoint %s (continue with --resume)", ErrInterrupted, step, lastCkpt)
-		}
-		w, err := loader.Next()
-		if err != nil {
-			return res, err
-		}
-		lr := sched.LR(step)
-		if total == 0 && cfg.TimeBudget > 0 {
-			// Time budget: the schedule runs on the fraction of time spent.
-			frac := elapsed() / time.Duration(cfg.TimeBudget).Seconds()
-			lr = Schedule{Peak: cfg.LR, Warmup: cfg.Warmup, Total: cfg.Warmup + 1_000_000, MinRatio: cfg.MinLRRatio}.LR(cfg.Warmup + int64(frac*1_000_000))
-			if step < cfg.Warmup {
-				lr = sched.LR(step)
-			}
-		}
-		loss, norm, err := eng.Step(w, lr)
-		if errors.Is(err, ErrNonFinite) {
-			where := "no checkpoint was written yet"
-			if lastCkpt != "" {
-				where = "the last good checkpoint is " + lastCkpt
-			}
-			return res, fmt.Errorf("training stopped at step %d: %v; %s (try a lower --lr)", step+1, err, where)
-		}
-		if err != nil {
-			return res, fmt.Errorf("step %d: %w", step+1, err)
-		}
-		step++
-		tokens += int64(w.Tokens)
-		lastLoss = loss
-		bar.Set(step)
-		bar.Describe(fmt.Sprintf("step %d loss %.3f", step, loss))
-
-		final := (total > 0 && step >= total) || (cfg.TimeBudget > 0 && elapsed() >= time.Duration(cfg.TimeBudget).Seconds())
-		row := MetricsRow{Step: step, Tokens: tokens, Loss: loss, LR: lr, GradNorm: norm, ElapsedSecs: elapsed()}
-		logNow := step%max(cfg.LogEvery, 1) == 0 || final
-		var v *ValResult
-		evalStart := time.Now()
-		if (cfg.EvalEvery > 0 && step%cfg.EvalEvery == 0) || final {
-			if v, err = evaluate(); err != nil {
-				return res, err
-			}
-			if v != nil {
-				lastVal = v
-				row.ValLoss, row.Baseline = &v.Loss, &v.Unigram
-				if !math.IsNaN(v.BitsPerPacket) {
-					row.ValBitsPkt = &v.BitsPerPacket
-				}
-			}
-			logNow = true
-		}
-		// The metrics row goes out before the checkpoint: a run killed in
-		// between resumes from the older checkpoint and drops the newer rows.
-		evalTime := time.Since(evalStart)
-		if logNow {
-			// Training throughput: the validation pass is not counted.
-			dt := time.Since(windowStart).Seconds() - evalTime.Seconds()
-			if dt > 0 {
-				row.TokensPerS = float64(tokens-tokensAtWindow) / dt
-			}
-			windowStart, tokensAtWindow = time.Now(), tokens
-			if err := metrics.write(row); err != nil {
-				return res, fmt.Errorf("writing metrics: %w", err)
-			}
-		}
-		switch {
-		case v != nil:
-			isBest := v.Loss < best
-			if isBest {
-				best = v.Loss
-			}
-			if err := save(v.Loss, isBest); err != nil {
-				return res, err
-			}
-		case cfg.CkptEvery > 0 && step%cfg.CkptEvery == 0:
-			if err := save(math.NaN(), false); err != nil {
-				return res, err
-			}
-		}
-	}
-	if val != nil && cfg.EvalTokens > 0 && ctx.Err() == nil {
-		// Periodic evaluations read a bounded share of each held-out trace;
-		// the final one reads all of them.
-		full := *val
-		full.maxTokens = 0
-		if rows, window, err := val.FullPassLayout(); err == nil && rows != cfg.Batch {
-			eg, err := BuildEvalStep("val_full", rows, window, m.Loss)
-			if err != nil {
-				return res, err
-			}
-			fv, err := NewValidator(eg, data.Val, rows, window, 0, uni, m.PktToken, so)
-			if err != nil {
-				return res, err
-			}
-			defer fv.Close()
-			full = *fv
-			slog.Info("final validation layout", "rows", rows, "window", window)
-		}
-		bar.Finish()
-		var vbar *progress.Bar
-		params, err := eng.paramTensors()
-		if err != nil {
-			return res, err
-		}
-		r, err := full.Run(ctx, params, func(done, total int64) {
-			if vbar == nil {
-				vbar = progress.New(total, "final validation on every held-out token", "tokens")
-			}
-			vbar.Set(done)
-		})
-		if vbar != nil {
-			vbar.Finish()
-		}
-		if ctx.Err() != nil {
-			// Interrupted: the last checkpoint stands; the full row is left out.
-			return res, fmt.Errorf("%w during the final validation (step %d is checkpointed)", ErrInterrupted, step)
-		}
-		if err != nil {
-			return res, fmt.Errorf("final validation: %w", err)
-		}
-		lastVal = &r
-		row := MetricsRow{Step: step, Tokens: tokens, Loss: lastLoss, ValLoss: &r.Loss, Baseline: &r.Unigram, ValFull: true, ElapsedSecs: elapsed()}
-		if !math.IsNaN(r.BitsPerPacket) {
-			row.ValBitsPkt = &r.BitsPerPacket
-		}
-		if err := metrics.write(row); err != nil {
-			return res, fmt.Errorf("writing metrics: %w", err)
-		}
-	}
-	if lastCkpt == "" || step == 0 || (val == nil) {
-		if err := save(math.NaN(), false); err != nil {
-			return res, err
-		}
-	}
-	if err := PlotLoss(runDir); err != nil {
-		slog.Warn("loss plot failed", "err", err)
-	}
-	return Result{Steps: step, Tokens: tokens, Loss: lastLoss, Val: lastVal, BestVal: best, Checkpoint: lastCkpt}, nil
-}
-
 func finiteOr(v, alt float64) float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return alt
@@ -448,37 +137,3 @@ func ReadConfig(runDir string) (RunConfig, error) {
 	}
 	return c, nil
 }
-
-// PlotLoss draws RUN_DIR/loss.png and loss.svg from metrics.jsonl: training
-// loss, validation loss and the unigram baseline against tokens seen.
-func PlotLoss(runDir string) error {
-	rows, err := ReadMetrics(filepath.Join(runDir, "metrics.jsonl"))
-	if err != nil {
-		return err
-	}
-	if len(rows) == 0 {
-		return fmt.Errorf("%s has no rows yet", filepath.Join(runDir, "metrics.jsonl"))
-	}
-	tr := plots.Series{Name: "train"}
-	va := plots.Series{Name: "validation"}
-	un := plots.Series{Name: "unigram baseline (val)"}
-	for _, r := range rows {
-		x := float64(r.Tokens)
-		tr.X, tr.Y = append(tr.X, x), append(tr.Y, r.Loss)
-		if r.ValLoss != nil {
-			va.X, va.Y = append(va.X, x), append(va.Y, *r.ValLoss)
-		}
-		if r.Baseline != nil {
-			un.X, un.Y = append(un.X, x), append(un.Y, *r.Baseline)
-		}
-	}
-	series := []plots.Series{tr}
-	for _, s := range []plots.Series{va, un} {
-		if len(s.X) > 0 {
-			series = append(series, s)
-		}
-	}
-	return plots.Lines(filepath.Join(runDir, "loss"), "Training loss", "tokens seen", "loss (nats/token)", false, series...)
-}
-
-var _ = rand.N[int]

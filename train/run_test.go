@@ -34,7 +34,7 @@ func toyModel() Model {
 			}
 			return m
 		},
-		PktToken: 3,
+		PacketToken: 3,
 	}
 }
 
@@ -87,7 +87,7 @@ func TestSameSeedSameLosses(t *testing.T) {
 	}
 }
 
-func TestRunWritesValidationAndLossPlot(t *testing.T) {
+func TestRunWritesValidationAndCheckpoints(t *testing.T) {
 	orttest.Init(t)
 	dir := t.TempDir()
 	res, err := Train(context.Background(), dir, toyConfig(8), toyModel(), toyData(), false)
@@ -97,7 +97,7 @@ func TestRunWritesValidationAndLossPlot(t *testing.T) {
 	if res.Val == nil || !(res.Val.Loss > 0) || !(res.Val.Unigram > 0) || res.Val.Tokens == 0 {
 		t.Fatalf("validation result %+v", res.Val)
 	}
-	for _, f := range []string{"config.json", "metrics.jsonl", "loss.png", "loss.svg", "checkpoints/latest", "checkpoints/best.ckpt"} {
+	for _, f := range []string{"config.json", "metrics.jsonl", "checkpoints/latest", "checkpoints/best.ckpt"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("missing %s: %v", f, err)
 		}

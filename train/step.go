@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/netssm/netssm/graph"
 )
@@ -12,8 +11,11 @@ import (
 type AdamW struct {
 	Beta1, Beta2 float64
 	Eps          float64
-	WeightDecay  float64 // decoupled, applied to matrices only
+	WeightDecay  float64 // decoupled, applied where Decays says
 	ClipNorm     float64 // global gradient-norm clip; 0 disables
+	// Decays says which parameters weight decay applies to (the model's
+	// rule, model.WeightDecays); nil: every matrix (rank ≥ 2).
+	Decays func(param string, rank int) bool `json:"-"`
 }
 
 // DefaultAdamW is AdamW as NetSSM and nanoGPT use it.
@@ -38,10 +40,13 @@ const (
 	InBiasCor1 = "adam.bias_correction1" // 1 − β₁ᵗ
 	InBiasCor2 = "adam.bias_correction2" // 1 − β₂ᵗ
 	OutLoss    = "loss"
-	OutNorm    = "grad_norm"
-	nextPrefix = "next."
-	mPrefix    = "adam.m."
-	vPrefix    = "adam.v."
+	// OutTokenLoss is a validation graph's per-token loss (B, L), present
+	// instead of OutLoss when the loss builder returns one loss per token.
+	OutTokenLoss = "token_loss"
+	OutNorm      = "grad_norm"
+	nextPrefix   = "next."
+	mPrefix      = "adam.m."
+	vPrefix      = "adam.v."
 )
 
 // StepGraph describes a built train-step graph.
@@ -104,7 +109,7 @@ func BuildTrainStep(name string, B, L int, lossFn LossBuilder, opt AdamW) (sg *S
 		m1 := graph.Add(m.MulScalar(opt.Beta1), gr.MulScalar(1-opt.Beta1))
 		v1 := graph.Add(v.MulScalar(opt.Beta2), graph.Square(gr).MulScalar(1-opt.Beta2))
 		update := graph.Div(graph.Div(m1, bc1), graph.Sqrt(graph.Div(v1, bc2)).AddScalar(opt.Eps))
-		decay := decays(p)
+		decay := opt.decays(p)
 		if decay && opt.WeightDecay > 0 {
 			update = graph.Add(update, p.MulScalar(opt.WeightDecay))
 		}
@@ -130,15 +135,12 @@ func BuildTrainStep(name string, B, L int, lossFn LossBuilder, opt AdamW) (sg *S
 	return sg, nil
 }
 
-// decays says whether weight decay applies to a parameter: matrices (rank ≥ 2)
-// do, except the embedding-free exceptions Mamba-2 names (A_log, D, dt_bias,
-// norms and biases are vectors anyway).
-func decays(p *graph.Tensor) bool {
-	if p.Rank() < 2 {
-		return false
+// decays says whether weight decay applies to parameter p.
+func (o AdamW) decays(p *graph.Tensor) bool {
+	if o.Decays == nil {
+		return p.Rank() >= 2
 	}
-	n := p.Name()
-	return !strings.HasSuffix(n, "A_log") && !strings.HasSuffix(n, ".D") && !strings.HasSuffix(n, "dt_bias") && !strings.Contains(n, "norm")
+	return o.Decays(p.Name(), p.Rank())
 }
 
 // NextName is the output carrying a parameter's or moment's next value.
@@ -150,6 +152,7 @@ func MomentNames(param string) (m, v string) { return mPrefix + param, vPrefix +
 // EvalGraph describes a forward-only loss graph used for validation.
 type EvalGraph struct {
 	Model     []byte
+	PerToken  bool // the loss is OutTokenLoss, one value per target
 	Params    []string
 	StatesIn  []string
 	StatesOut []string
@@ -158,18 +161,25 @@ type EvalGraph struct {
 
 // BuildEvalStep builds the loss of one window without gradients: the same
 // inputs as the train step minus the optimiser's, outputs the loss and the
-// carried-out states.
+// carried-out states. A loss builder that returns a (B, L) loss (one value
+// per target, such as model.TokenLoss) gives a graph whose OutTokenLoss
+// output the Validator reads token by token.
 func BuildEvalStep(name string, B, L int, lossFn LossBuilder) (*EvalGraph, error) {
 	g := graph.New(name, graph.WithFloat(graph.Float32))
 	ids := g.Input(InIDs, graph.Int64, B, L)
 	targets := g.Input(InTargets, graph.Int64, B, L)
 	mask := g.Input(InMask, graph.Float32, B, L)
 	loss, statesIn, statesOut, params := lossFn(g, ids, targets, mask)
-	g.Output(OutLoss, graph.Reshape(loss, 1))
+	perToken := loss.Rank() == 2
+	if perToken {
+		g.Output(OutTokenLoss, loss)
+	} else {
+		g.Output(OutLoss, graph.Reshape(loss, 1))
+	}
 	if g.Err() != nil {
 		return nil, fmt.Errorf("building the validation graph: %w", g.Err())
 	}
-	eg := &EvalGraph{}
+	eg := &EvalGraph{PerToken: perToken}
 	for _, p := range params {
 		eg.Params = append(eg.Params, p.Name())
 	}

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sort"
 
-	ortgo "github.com/yalue/onnxruntime_go"
-
 	"github.com/netssm/netssm/ort"
 )
 
@@ -28,26 +26,41 @@ type ValResult struct {
 // its first MaxTokens/traces target tokens (at least one window), so all
 // traces, and so all labels, weigh in; the same tokens are used each time.
 type Validator struct {
-	eg        *EvalGraph
-	sess      *ort.Session
-	store     TraceStore
-	batch     int
-	ctx       int
-	maxTokens int64
-	unigram   []float64 // −log p(token) under training frequencies
-	pktToken  int       // id of <pkt>, or −1
-	states    map[string]*buffer
-	lens      []int64 // tokens per trace, read on the first Run
-	nextState map[string]*buffer
+	eg          *EvalGraph
+	sess        *ort.Session
+	store       TraceStore
+	batch       int
+	ctx         int
+	maxTokens   int64
+	unigram     []float64 // −log p(token) under training frequencies
+	packetToken int       // id of <pkt>, or −1
+	states      map[string]*buffer
+	lens        []int64 // tokens per trace, read on the first Run
+	nextState   map[string]*buffer
+	observe     TokenObserver // with a per-token graph: told every target's loss
+}
+
+// TokenObserver is told the loss (nats) of every target a per-token
+// validation pass scores: toks[target] of held-out trace trace.
+type TokenObserver func(trace int, toks []uint16, target int, nats float64)
+
+// ObserveTokens makes Run report every target's loss to f; the validator
+// must have been built from a per-token graph (EvalGraph.PerToken).
+func (v *Validator) ObserveTokens(f TokenObserver) error {
+	if !v.eg.PerToken {
+		return fmt.Errorf("the validation graph reports one loss per window; per-token losses need a per-token loss builder (model.TokenLoss)")
+	}
+	v.observe = f
+	return nil
 }
 
 // NewValidator compiles the evaluation graph for B rows of ctx tokens.
-func NewValidator(eg *EvalGraph, store TraceStore, B, ctx int, maxTokens int64, unigram []float64, pktToken int, so ort.SessionOptions) (*Validator, error) {
+func NewValidator(eg *EvalGraph, store TraceStore, B, ctx int, maxTokens int64, unigram []float64, packetToken int, so ort.SessionOptions) (*Validator, error) {
 	sess, err := ort.NewSession(eg.Model, so)
 	if err != nil {
 		return nil, err
 	}
-	v := &Validator{eg: eg, sess: sess, store: store, batch: B, ctx: ctx, maxTokens: maxTokens, unigram: unigram, pktToken: pktToken, states: map[string]*buffer{}, nextState: map[string]*buffer{}}
+	v := &Validator{eg: eg, sess: sess, store: store, batch: B, ctx: ctx, maxTokens: maxTokens, unigram: unigram, packetToken: packetToken, states: map[string]*buffer{}, nextState: map[string]*buffer{}}
 	for i, s := range eg.StatesIn {
 		a, err := newBuffer(eg.StateDims[i], nil)
 		if err != nil {
@@ -167,102 +180,80 @@ func (v *Validator) assign(rows int, perTrace int64, add func(row, trace int)) e
 	return nil
 }
 
+// valWalk is one batch row's walk through its validation traces.
+type valWalk struct {
+	traces []int    // the traces the row reads, in order
+	cur    int      // index into traces of the next one to start
+	off    int      // position of the next input token in toks
+	toks   []uint16 // the trace being read (nil: none)
+}
+
+// valTotals accumulates a pass.
+type valTotals struct {
+	res       ValResult
+	nats, uni float64
+}
+
+// valWindow is the tensors one validation Run reads and writes.
+type valWindow struct {
+	ids, targets *ort.HostTensor[int64]
+	mask, loss   *buffer // loss: (1) the window's mean, or (B, T) per token
+}
+
+func newValWindow(B, T int, perToken bool) (*valWindow, error) {
+	w := &valWindow{}
+	var err error
+	if w.ids, err = ort.NewHostTensor[int64](int64(B), int64(T)); err != nil {
+		return nil, err
+	}
+	if w.targets, err = ort.NewHostTensor[int64](int64(B), int64(T)); err != nil {
+		w.destroy()
+		return nil, err
+	}
+	if w.mask, err = newBuffer([]int64{int64(B), int64(T)}, nil); err != nil {
+		w.destroy()
+		return nil, err
+	}
+	lossShape := []int64{1}
+	if perToken {
+		lossShape = []int64{int64(B), int64(T)}
+	}
+	if w.loss, err = newBuffer(lossShape, nil); err != nil {
+		w.destroy()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *valWindow) destroy() {
+	for _, v := range []ort.Value{w.ids, w.targets, w.mask, w.loss} {
+		if v != nil && !isNilValue(v) {
+			v.Destroy()
+		}
+	}
+}
+
 // Run evaluates the parameters (by name) on the validation traces. It stops
 // with ctx's error when ctx is cancelled; progress, if not nil, is called
 // after every window with the target tokens done and in all.
 func (v *Validator) Run(ctx context.Context, params map[string]*buffer, progress func(done, total int64)) (ValResult, error) {
-	B, T := v.batch, v.ctx
-	type rowWalk struct {
-		traces []int
-		cur    int // index into traces
-		off    int
-		toks   []uint16
-	}
-	perTrace := int64(math.MaxInt64)
-	if v.maxTokens > 0 {
-		perTrace = max(v.maxTokens/int64(max(v.store.NumTraces(), 1)), int64(T))
-	}
-	rows := make([]rowWalk, B)
-	var total int64
-	if err := v.assign(B, perTrace, func(r, trace int) {
-		rows[r].traces = append(rows[r].traces, trace)
-		total += max(min(v.lens[trace]-1, perTrace), 0)
-	}); err != nil {
-		return ValResult{}, err
-	}
-	ids, err := ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T)))
+	walks, perTrace, total, err := v.plan()
 	if err != nil {
 		return ValResult{}, err
 	}
-	defer ids.Destroy()
-	targets, err := ortgo.NewEmptyTensor[int64](ortgo.NewShape(int64(B), int64(T)))
+	w, err := newValWindow(v.batch, v.ctx, v.eg.PerToken)
 	if err != nil {
 		return ValResult{}, err
 	}
-	defer targets.Destroy()
-	mask, err := newBuffer([]int64{int64(B), int64(T)}, nil)
-	if err != nil {
-		return ValResult{}, err
-	}
-	defer mask.Destroy()
-	loss, err := newBuffer([]int64{1}, nil)
-	if err != nil {
-		return ValResult{}, err
-	}
-	defer loss.Destroy()
+	defer w.destroy()
 	for _, b := range v.states {
 		b.ZeroContents()
 	}
-	var res ValResult
-	nats, uni := 0.0, 0.0
+	var acc valTotals
 	for {
-		in, tg, mk := ids.GetData(), targets.GetData(), mask.GetData()
-		clear(in)
-		clear(tg)
-		clear(mk)
-		live := 0
-		n := 0
-		for r := range rows {
-			row := &rows[r]
-			if row.toks == nil || row.off+1 >= len(row.toks) || int64(row.off) >= perTrace {
-				// Next trace for this row; zero its state.
-				row.toks = nil
-				for row.cur < len(row.traces) && row.toks == nil {
-					t, err := v.store.TraceTokens(row.traces[row.cur])
-					if err != nil {
-						return res, fmt.Errorf("validation trace %d: %w", row.traces[row.cur], err)
-					}
-					row.cur++
-					if len(t) >= 2 {
-						row.toks, row.off = t, 0
-					}
-				}
-				for _, s := range v.eg.StatesIn {
-					d := v.states[s].GetData()
-					per := len(d) / B
-					clear(d[r*per : (r+1)*per])
-				}
-				if row.toks == nil {
-					continue
-				}
-			}
-			live++
-			for t := 0; t < T; t++ {
-				i := row.off + t
-				if i+1 < len(row.toks) {
-					in[r*T+t] = int64(row.toks[i])
-					tg[r*T+t] = int64(row.toks[i+1])
-					mk[r*T+t] = 1
-					n++
-					uni += v.unigram[row.toks[i+1]]
-					if int(row.toks[i+1]) == v.pktToken {
-						res.Packets++
-					}
-				} else if i < len(row.toks) {
-					in[r*T+t] = int64(row.toks[i])
-				}
-			}
-			row.off += T
+		live, n, err := v.fill(w, walks, perTrace, &acc)
+		if err != nil {
+			return acc.res, err
 		}
 		if live == 0 {
 			break
@@ -271,59 +262,166 @@ func (v *Validator) Run(ctx context.Context, params map[string]*buffer, progress
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return acc.res, err
 		}
-		inputs := make([]ortgo.Value, 0, len(v.sess.InputNames()))
-		for _, name := range v.sess.InputNames() {
-			switch name {
-			case InIDs:
-				inputs = append(inputs, ids)
-			case InTargets:
-				inputs = append(inputs, targets)
-			case InMask:
-				inputs = append(inputs, mask)
-			default:
-				if b, ok := v.states[name]; ok {
-					inputs = append(inputs, b)
-				} else if b, ok := params[name]; ok {
-					inputs = append(inputs, b)
-				} else {
-					return res, fmt.Errorf("validation graph input %q has no value", name)
-				}
-			}
+		if err := v.runWindow(w, params); err != nil {
+			return acc.res, err
 		}
-		outOf := map[string]*buffer{}
-		for i, s := range v.eg.StatesIn {
-			outOf[v.eg.StatesOut[i]] = v.nextState[s]
-		}
-		outputs := make([]ortgo.Value, 0, len(v.sess.OutputNames()))
-		for _, name := range v.sess.OutputNames() {
-			if name == OutLoss {
-				outputs = append(outputs, loss)
-			} else if b, ok := outOf[name]; ok {
-				outputs = append(outputs, b)
-			} else {
-				return res, fmt.Errorf("validation graph output %q has no buffer", name)
-			}
-		}
-		if err := v.sess.RunValues(inputs, outputs); err != nil {
-			return res, err
-		}
-		v.states, v.nextState = v.nextState, v.states
-		nats += float64(loss.GetData()[0]) * float64(n)
-		res.Tokens += int64(n)
+		acc.nats += v.windowNats(w, walks, n)
+		acc.res.Tokens += int64(n)
 		if progress != nil {
-			progress(res.Tokens, total)
+			progress(acc.res.Tokens, total)
 		}
 	}
+	return acc.result()
+}
+
+// plan assigns the traces to the rows; perTrace bounds the target tokens
+// read of each trace and total is the target tokens of the whole pass.
+func (v *Validator) plan() (walks []valWalk, perTrace, total int64, err error) {
+	perTrace = int64(math.MaxInt64)
+	if v.maxTokens > 0 {
+		perTrace = max(v.maxTokens/int64(max(v.store.NumTraces(), 1)), int64(v.ctx))
+	}
+	walks = make([]valWalk, v.batch)
+	err = v.assign(v.batch, perTrace, func(r, trace int) {
+		walks[r].traces = append(walks[r].traces, trace)
+		total += max(min(v.lens[trace]-1, perTrace), 0)
+	})
+	return walks, perTrace, total, err
+}
+
+// fill writes the next window of every row, moving a row that finished its
+// trace on to its next one (from a zero state). It returns the rows still
+// reading and the target tokens written, and adds the unigram baseline and
+// packets of those targets to acc.
+func (v *Validator) fill(w *valWindow, walks []valWalk, perTrace int64, acc *valTotals) (live, n int, err error) {
+	in, tg, mk := w.ids.GetData(), w.targets.GetData(), w.mask.GetData()
+	clear(in)
+	clear(tg)
+	clear(mk)
+	for r := range walks {
+		row := &walks[r]
+		if row.toks == nil || row.off+1 >= len(row.toks) || int64(row.off) >= perTrace {
+			if err := v.nextTrace(r, row); err != nil {
+				return 0, 0, err
+			}
+			if row.toks == nil {
+				continue
+			}
+		}
+		live++
+		n += fillRow(in, tg, mk, r, v.ctx, row.toks, row.off)
+		row.off += v.ctx
+	}
+	for i, m := range mk {
+		if m != 0 {
+			acc.uni += v.unigram[tg[i]]
+			if int(tg[i]) == v.packetToken {
+				acc.res.Packets++
+			}
+		}
+	}
+	return live, n, nil
+}
+
+// nextTrace moves row r on to its next trace of two or more tokens (toks
+// nil when it has none left) and zeroes the row's recurrent state.
+func (v *Validator) nextTrace(r int, row *valWalk) error {
+	row.toks = nil
+	for row.cur < len(row.traces) && row.toks == nil {
+		t, err := v.store.TraceTokens(row.traces[row.cur])
+		if err != nil {
+			return fmt.Errorf("validation trace %d: %w", row.traces[row.cur], err)
+		}
+		row.cur++
+		if len(t) >= 2 {
+			row.toks, row.off = t, 0
+		}
+	}
+	for _, s := range v.eg.StatesIn {
+		d := v.states[s].GetData()
+		per := len(d) / v.batch
+		clear(d[r*per : (r+1)*per])
+	}
+	return nil
+}
+
+// runWindow runs the validation graph on one window and carries the
+// recurrent states out of it into the next.
+func (v *Validator) runWindow(w *valWindow, params map[string]*buffer) error {
+	fixed := map[string]ort.Value{InIDs: w.ids, InTargets: w.targets, InMask: w.mask}
+	inputs := make([]ort.Value, len(v.sess.InputNames()))
+	err := bindByName(inputs, v.sess.InputNames(), func(name string) (ort.Value, bool) {
+		if x, ok := fixed[name]; ok {
+			return x, true
+		}
+		if b, ok := v.states[name]; ok {
+			return b, true
+		}
+		b, ok := params[name]
+		return b, ok
+	}, "validation graph input")
+	if err != nil {
+		return err
+	}
+	outOf := map[string]*buffer{}
+	for i, s := range v.eg.StatesIn {
+		outOf[v.eg.StatesOut[i]] = v.nextState[s]
+	}
+	outputs := make([]ort.Value, len(v.sess.OutputNames()))
+	err = bindByName(outputs, v.sess.OutputNames(), func(name string) (ort.Value, bool) {
+		if name == OutLoss || name == OutTokenLoss {
+			return w.loss, true
+		}
+		b, ok := outOf[name]
+		return b, ok
+	}, "validation graph output")
+	if err != nil {
+		return err
+	}
+	if err := v.sess.RunValues(inputs, outputs); err != nil {
+		return err
+	}
+	v.states, v.nextState = v.nextState, v.states
+	return nil
+}
+
+// windowNats is the summed loss of a window's n targets; with a per-token
+// graph it tells the observer each target's loss.
+func (v *Validator) windowNats(w *valWindow, walks []valWalk, n int) float64 {
+	loss := w.loss.GetData()
+	if !v.eg.PerToken {
+		return float64(loss[0]) * float64(n)
+	}
+	T, mk := v.ctx, w.mask.GetData()
+	sum := 0.0
+	for r := range walks {
+		row := &walks[r]
+		for t := 0; t < T; t++ {
+			if mk[r*T+t] == 0 {
+				continue
+			}
+			sum += float64(loss[r*T+t])
+			if v.observe != nil {
+				v.observe(row.traces[row.cur-1], row.toks, row.off-T+t+1, float64(loss[r*T+t]))
+			}
+		}
+	}
+	return sum
+}
+
+// result turns the totals into per-token and per-packet figures.
+func (acc *valTotals) result() (ValResult, error) {
+	res := acc.res
 	if res.Tokens == 0 {
 		return res, fmt.Errorf("the validation set has no tokens to predict")
 	}
-	res.Loss = nats / float64(res.Tokens)
-	res.Unigram = uni / float64(res.Tokens)
+	res.Loss = acc.nats / float64(res.Tokens)
+	res.Unigram = acc.uni / float64(res.Tokens)
 	res.BitsPerPacket = math.NaN()
 	if res.Packets > 0 {
-		res.BitsPerPacket = nats / math.Ln2 / float64(res.Packets)
+		res.BitsPerPacket = acc.nats / math.Ln2 / float64(res.Packets)
 	}
 	return res, nil
 }

@@ -123,3 +123,65 @@ func mustStep(t *testing.T, cfg model.Config, B, L int) *train.StepGraph {
 	}
 	return sg
 }
+
+// TestPerTokenLossesAddUpToTheValidationLoss: a validator built from the
+// per-token loss (model.TokenLoss) reports each target once, at its own
+// position in its own trace, and their mean is the validation loss of the
+// ordinary (mean-loss) graph on the same traces.
+func TestPerTokenLossesAddUpToTheValidationLoss(t *testing.T) {
+	orttest.Init(t)
+	cfg, _ := model.Preset("tiny")
+	const B, L = 2, 16
+	r := rand.New(rand.NewPCG(7, 8))
+	var store train.SliceStore
+	for _, n := range []int{50, 17, 2, 33} {
+		toks := make([]uint16, n)
+		for i := range toks {
+			toks[i] = uint16(r.IntN(256))
+		}
+		store = append(store, toks)
+	}
+	e, err := train.NewEngine(mustStep(t, cfg, 1, L), 1, L, model.InitParams(cfg, 3), train.DefaultAdamW, ort.SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	params := train.ParamTensorsForTest(e)
+	validate := func(loss train.LossBuilder, observe train.TokenObserver) train.ValResult {
+		eg, err := train.BuildEvalStep("val", B, L, loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := train.NewValidator(eg, store, B, L, 0, make([]float64, cfg.VocabSize), -1, ort.SessionOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		if observe != nil {
+			if err := v.ObserveTokens(observe); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := v.Run(context.Background(), params, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	mean := validate(model.TrainLoss(cfg), nil)
+	seen := map[[2]int]bool{}
+	sum := 0.0
+	perToken := validate(model.TokenLoss(cfg), func(trace int, toks []uint16, target int, nats float64) {
+		if &toks[0] != &store[trace][0] || target < 1 || target >= len(toks) || seen[[2]int{trace, target}] {
+			t.Fatalf("target %d of trace %d: not a new position of that trace", target, trace)
+		}
+		seen[[2]int{trace, target}] = true
+		sum += nats
+	})
+	if want := 49 + 16 + 1 + 32; len(seen) != want || perToken.Tokens != int64(want) {
+		t.Fatalf("%d targets observed, %d counted; want %d", len(seen), perToken.Tokens, want)
+	}
+	if math.Abs(perToken.Loss-mean.Loss) > 1e-5*mean.Loss || math.Abs(sum/float64(len(seen))-mean.Loss) > 1e-5*mean.Loss {
+		t.Fatalf("per-token mean %.7f (observed %.7f), validation loss %.7f", perToken.Loss, sum/float64(len(seen)), mean.Loss)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/netssm/netssm/arrowdata/pipeline"
 	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/capturetest"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/tokenizer"
 )
 
@@ -98,7 +99,7 @@ func BenchmarkTokenizeVsPcapgo(b *testing.B) {
 		n, _ := tokenizeFiles(b, files, &spec)
 		nTok += n
 		t2 := time.Now()
-		rep, err := pipeline.Tokenize(out, files, pipeline.TokenizeOptions{Spec: tokenizer.DefaultSpec(), Labels: pipeline.FixedLabel("x")})
+		rep, err := pipeline.Tokenize(out, files, pipeline.TokenizeOptions{Spec: tokenizer.DefaultSpec(), Labels: labels.Fixed("x")})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	"github.com/netssm/netssm/arrowdata/pipeline"
+	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/capturetest"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/tokenizer"
 )
 
@@ -60,16 +62,16 @@ func sameNetSSMLines(t *testing.T, got, want []byte) {
 func TestNetSSMLayoutReproducesNetSSMsPreprocessor(t *testing.T) {
 	ex := netssmExample(t)
 	dir := t.TempDir()
-	labels, err := pipeline.ReadLabelsCSV(filepath.Join(ex, "input", "labels.csv"))
+	labelOf, err := labels.ReadCSV(filepath.Join(ex, "input", "labels.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := pipeline.ExpandInputs([]string{filepath.Join(ex, "input")})
+	files, err := capture.FindFiles([]string{filepath.Join(ex, "input")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ds := filepath.Join(dir, "d.parquet")
-	rep, err := pipeline.Tokenize(ds, files, pipeline.TokenizeOptions{Spec: tokenizer.NetSSMSpec(""), Labels: labels})
+	rep, err := pipeline.Tokenize(ds, files, pipeline.TokenizeOptions{Spec: tokenizer.NetSSMSpec(""), Labels: labelOf})
 	if err != nil {
 		t.Fatal(err)
 	}

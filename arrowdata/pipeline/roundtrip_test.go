@@ -13,6 +13,7 @@ import (
 	"github.com/netssm/netssm/arrowdata/pipeline"
 	"github.com/netssm/netssm/capture/capturetest"
 	"github.com/netssm/netssm/capture/cryptopan"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/tokenizer"
 )
 
@@ -179,7 +180,7 @@ func TestLabelsCSVAndMaxPacketsSplit(t *testing.T) {
 		csv += filepath.Base(f) + ",lab_" + filepath.Base(filepath.Dir(f)) + "\n"
 	}
 	os.WriteFile(filepath.Join(dir, "labels.csv"), []byte(csv), 0o644)
-	lab, err := pipeline.ReadLabelsCSV(filepath.Join(dir, "labels.csv"))
+	lab, err := labels.ReadCSV(filepath.Join(dir, "labels.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/netssm/netssm/arrowdata"
 	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/cryptopan"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/internal/progress"
 	"github.com/netssm/netssm/tokenizer"
 )
@@ -22,7 +23,7 @@ import (
 // TokenizeOptions configure Tokenize.
 type TokenizeOptions struct {
 	Spec       tokenizer.Spec        // layout, timing, payload; labels are added from Labels
-	Labels     Labeler               // default DirLabel
+	Labels     labels.Labeler        // default labels.FromDir
 	MaxPackets int                   // > 0: split a capture into traces of at most this many packets
 	Anonymize  *cryptopan.Anonymizer // rewrite addresses before tokenizing
 	Strict     bool                  // stop at the first bad file (and write no dataset)
@@ -67,7 +68,7 @@ func Tokenize(out string, files []string, opt TokenizeOptions) (TokenizeReport, 
 	}
 	labeler := opt.Labels
 	if labeler == nil {
-		labeler = DirLabel
+		labeler = labels.FromDir
 	}
 	spec := opt.Spec
 	if spec.Layout == tokenizer.LayoutNetSSM && spec.Link == "" {
@@ -122,8 +123,7 @@ func Tokenize(out string, files []string, opt TokenizeOptions) (TokenizeReport, 
 		rep.Packets += fr.Packets
 		rep.Tokens += fr.Tokens
 		if fr.Err != nil {
-			rep.Failed++
-			slog.Warn("bad capture", "file", f, "err", fr.Err)
+			rep.Failed++ // the caller reports it (FileReport.Err), once
 			if opt.Strict {
 				return rep, fr.Err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/eval"
 )
 
@@ -18,8 +19,9 @@ func init() {
 		Usage:     "compare synthetic captures with real ones: report.md, metrics.json, plots",
 		ArgsUsage: " ",
 		Description: "Example:\n   netssm-cli eval --real data/pcaps --synth samples/ --train data/train --out report\n\n" +
-			"Each of --real, --synth and --train takes capture files or directories (searched\n" +
-			"for *.pcap, *.pcapng, *.cap) and may be repeated. Works on any captures, not only\n" +
+			"Each of --real, --synth and --train takes one capture file or directory (searched\n" +
+			"for *.pcap, *.pcapng, *.cap) per flag: repeat the flag for several (--real a --real b)\n" +
+			"or separate them with commas. Works on any captures, not only\n" +
 			"netssm's. Labels come from --labels FILE.csv (columns file,label) or else from the\n" +
 			"name of the directory holding each capture.\n\n" +
 			"Writes REPORT_DIR/report.md, metrics.json and plots/ (PNG + SVG, and figures.json\n" +
@@ -31,9 +33,9 @@ func init() {
 			"A side that fails protocol compliance is reported loudly; with --strict that also\n" +
 			"makes the exit code 1. What each figure means: docs/eval.md.",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "real", Usage: "real captures (files or directories)", Required: true},
-			&cli.StringSliceFlag{Name: "synth", Usage: "synthetic captures (files or directories)", Required: true},
-			&cli.StringSliceFlag{Name: "train", Usage: "training captures, for the memorisation figures"},
+			&cli.StringSliceFlag{Name: "real", Usage: "real captures: one file or directory per flag, repeat the flag for more", Required: true},
+			&cli.StringSliceFlag{Name: "synth", Usage: "synthetic captures: one file or directory per flag, repeat the flag for more", Required: true},
+			&cli.StringSliceFlag{Name: "train", Usage: "training captures, for the memorisation figures (one per flag, repeatable)"},
 			&cli.StringFlag{Name: "labels", Usage: "CSV file with columns file,label"},
 			&cli.StringFlag{Name: "out", Usage: "report directory (created)", Required: true},
 			&cli.IntFlag{Name: "window", Value: 200, Usage: "classifier window, in IP packets"},
@@ -44,7 +46,7 @@ func init() {
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("eval takes no arguments (captures go in --real/--synth/--train), got %q", c.Args().Slice())
+				return usagef("eval takes no arguments, got %q: captures go in --real/--synth/--train, one path per flag (repeat the flag for several: --real a --real b)", c.Args().Slice())
 			}
 			if c.Int("window") < 8 {
 				return usagef("--window %d: want at least 8 packets", c.Int("window"))
@@ -52,17 +54,17 @@ func init() {
 			if c.Int("flow-window") < 1 {
 				return usagef("--flow-window %d: want at least 1 packet", c.Int("flow-window"))
 			}
-			real, err := eval.ExpandCaptures(c.StringSlice("real"))
+			real, err := capture.FindFiles(c.StringSlice("real"))
 			if err != nil {
 				return fmt.Errorf("--real: %w", err)
 			}
-			synth, err := eval.ExpandCaptures(c.StringSlice("synth"))
+			synth, err := capture.FindFiles(c.StringSlice("synth"))
 			if err != nil {
 				return fmt.Errorf("--synth: %w", err)
 			}
 			var train []string
 			if len(c.StringSlice("train")) > 0 {
-				if train, err = eval.ExpandCaptures(c.StringSlice("train")); err != nil {
+				if train, err = capture.FindFiles(c.StringSlice("train")); err != nil {
 					return fmt.Errorf("--train: %w", err)
 				}
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/netssm/netssm/arrowdata"
 	"github.com/netssm/netssm/export"
 	"github.com/netssm/netssm/model"
+	"github.com/netssm/netssm/ort"
 	"github.com/netssm/netssm/tokenizer"
 	"github.com/netssm/netssm/train"
 )
@@ -81,7 +82,7 @@ func exportAction(c *cli.Context) error {
 	}
 	timingJSON, _ := json.Marshal(timing)
 	info := export.Info{
-		Config: mcfg, Tokenizer: cfg.Tokenizer, Labels: spec.Labels, Timing: timingJSON,
+		Config: mcfg, Tokenizer: cfg.Tokenizer, Labels: spec.Labels, Timing: timingJSON, ORTVersion: ort.Version,
 		Provenance: export.Provenance{
 			Tool: "netssm-cli " + version, Run: runDir, Checkpoint: filepath.Base(ckPath),
 			Step: ck.Header.Step, Tokens: ck.Header.Tokens, ValLoss: ck.Header.ValLoss,
@@ -107,19 +108,19 @@ func firstOr(xs []string, alt string) string {
 }
 
 // timingTables reads the training dataset's packet times.
-func timingTables(path string, spec tokenizer.Spec) (train.TimingTables, error) {
+func timingTables(path string, spec tokenizer.Spec) (export.TimingTables, error) {
 	ds, err := arrowdata.Open(path)
 	if err != nil {
-		return train.TimingTables{}, err
+		return export.TimingTables{}, err
 	}
 	defer ds.Close()
-	traces := func(yield func(train.TimedTrace, error) bool) {
+	traces := func(yield func(export.TimedTrace, error) bool) {
 		for tr, err := range ds.Traces() {
 			if err != nil {
-				yield(train.TimedTrace{}, err)
+				yield(export.TimedTrace{}, err)
 				return
 			}
-			if !yield(train.TimedTrace{Label: tr.Label, TsNs: tr.TsNs}, nil) {
+			if !yield(export.TimedTrace{Label: tr.Label, TsNs: tr.TsNs}, nil) {
 				return
 			}
 		}
@@ -128,5 +129,5 @@ func timingTables(path string, spec tokenizer.Spec) (train.TimingTables, error) 
 	if spec.Timing {
 		bucketOf = spec.DtBucket
 	}
-	return train.TimingFrom(iter.Seq2[train.TimedTrace, error](traces), spec.DtBuckets, bucketOf, 100)
+	return export.TimingFrom(iter.Seq2[export.TimedTrace, error](traces), spec.DtBuckets, bucketOf, 100)
 }

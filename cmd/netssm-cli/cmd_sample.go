@@ -39,7 +39,8 @@ func init() {
 			"Output: -o FILE.pcap for one trace; -o DIR for --traces K, one DIR/trace-NNNNNN.pcap per\n" +
 			"trace index. Each trace ends at <eos> or at its --packets/--tokens/--duration limit\n" +
 			"(default: --packets 1000). Trace t samples from its own random stream, derived from\n" +
-			"(--seed, t): the files are byte-identical across runs, batch sizes and shards (with\n" +
+			"(--seed, the label and prompt, t): two labels never share a stream, and the files are\n" +
+			"byte-identical across runs, batch sizes and shards (with\n" +
 			"--ep cuda only across runs of the same batch size).\n" +
 			"--shard i/n runs the traces t with t mod n = i; the n shards' files together are the\n" +
 			"unsharded job's files. Timestamps start at --start and follow the generated <dt:k>\n" +

@@ -3,13 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/netssm/netssm/arrowdata/pipeline"
+	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/capture/cryptopan"
+	"github.com/netssm/netssm/capture/labels"
 	"github.com/netssm/netssm/tokenizer"
 )
 
@@ -71,9 +74,9 @@ func runTokenize(c *cli.Context) error {
 		if c.String("label") == "" {
 			return usagef("--label is empty")
 		}
-		opt.Labels = pipeline.FixedLabel(c.String("label"))
+		opt.Labels = labels.Fixed(c.String("label"))
 	case c.IsSet("labels"):
-		if opt.Labels, err = pipeline.ReadLabelsCSV(c.String("labels")); err != nil {
+		if opt.Labels, err = labels.ReadCSV(c.String("labels")); err != nil {
 			return err
 		}
 	}
@@ -82,23 +85,12 @@ func runTokenize(c *cli.Context) error {
 			return usagef("--anonymize: %v", err)
 		}
 	}
-	files, err := pipeline.ExpandInputs(c.Args().Slice())
+	files, err := capture.FindFiles(c.Args().Slice())
 	if err != nil {
 		return err
 	}
 	rep, err := pipeline.Tokenize(c.String("output"), files, opt)
-	for _, f := range rep.Files {
-		if f.Err != nil {
-			fmt.Fprintf(c.App.ErrWriter, "bad input: %v\n", f.Err)
-		}
-		if n := f.Capture.NonIP + f.Capture.UnknownLink + f.Capture.ShortLinkHdr; n > 0 || f.Encode.Truncated > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "%s: %d non-IP records skipped, %d unknown link type, %d short link headers, %d packets truncated before their kept bytes\n",
-				f.Path, f.Capture.NonIP, f.Capture.UnknownLink, f.Capture.ShortLinkHdr, f.Encode.Truncated)
-		}
-		if f.Encode.Skipped > 0 {
-			fmt.Fprintf(c.App.ErrWriter, "%s: %d packets left out by the netssm layout (not TCP or UDP, or IP fragments)\n", f.Path, f.Encode.Skipped)
-		}
-	}
+	reportFiles(c.App.ErrWriter, rep.Files)
 	if err != nil && !errors.Is(err, pipeline.ErrBadInputs) {
 		return err
 	}
@@ -108,6 +100,35 @@ func runTokenize(c *cli.Context) error {
 		return fmt.Errorf("%d of %d inputs were bad (listed above); fix or drop them, or rerun with --strict to stop at the first", rep.Failed, len(rep.Files))
 	}
 	return nil
+}
+
+// reportFiles says, once each, which inputs were bad and which had records
+// skipped or packets truncated, then sums those up; files with nothing to
+// say are not listed.
+func reportFiles(w io.Writer, files []pipeline.FileReport) {
+	var noted, skipped, truncated int64
+	for _, f := range files {
+		if f.Err != nil {
+			fmt.Fprintf(w, "bad input: %v\n", f.Err)
+			continue
+		}
+		n := f.Capture.NonIP + f.Capture.UnknownLink + f.Capture.ShortLinkHdr
+		if n == 0 && f.Encode.Truncated == 0 && f.Encode.Skipped == 0 {
+			continue
+		}
+		noted++
+		skipped, truncated = skipped+int64(n)+int64(f.Encode.Skipped), truncated+int64(f.Encode.Truncated)
+		if n > 0 || f.Encode.Truncated > 0 {
+			fmt.Fprintf(w, "%s: %d non-IP records skipped, %d unknown link type, %d short link headers, %d packets truncated before their kept bytes\n",
+				f.Path, f.Capture.NonIP, f.Capture.UnknownLink, f.Capture.ShortLinkHdr, f.Encode.Truncated)
+		}
+		if f.Encode.Skipped > 0 {
+			fmt.Fprintf(w, "%s: %d packets left out by the netssm layout (not TCP or UDP, or IP fragments)\n", f.Path, f.Encode.Skipped)
+		}
+	}
+	if noted > 0 {
+		fmt.Fprintf(w, "%d of %d files had records skipped (%d in all) or packets truncated (%d)\n", noted, len(files), skipped, truncated)
+	}
 }
 
 // specFromFlags builds a tokenizer spec from the --layout, --timing, --checksums and

@@ -92,3 +92,28 @@ func TestTokenizeBadInputExitsOneAfterTheRest(t *testing.T) {
 		t.Fatalf("info on a non-dataset: exit %d, want 1 with one line:\n%s", code, out)
 	}
 }
+
+// TestTokenizeReportsABadCaptureOnceAndCleanFilesNotAtAll: a 10-byte pcap
+// is named once, as too short to be a capture; the good captures, with
+// nothing skipped, get no line of their own.
+func TestTokenizeReportsABadCaptureOnceAndCleanFilesNotAtAll(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile(filepath.Join(projectCaptures(t), "web", "http_curl.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short.pcap")
+	if err := os.WriteFile(short, good[:10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, nil, "--quiet", "tokenize", "-o", filepath.Join(dir, "d.parquet"), projectCaptures(t), short)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	if n := strings.Count(out, "short.pcap"); n != 1 || !strings.Contains(out, "too short to be a capture") {
+		t.Errorf("the 10-byte file is named %d times (want once, as too short to be a capture):\n%s", n, out)
+	}
+	if strings.Contains(out, "http_curl") {
+		t.Errorf("a clean capture got a line of its own:\n%s", out)
+	}
+}

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/netssm/netssm/capture/cryptopan"
 	"github.com/netssm/netssm/model"
-	"github.com/netssm/netssm/ort"
 	"github.com/netssm/netssm/tokenizer"
 	"github.com/netssm/netssm/train"
 )
@@ -40,7 +39,7 @@ func init() {
 			&cli.IntFlag{Name: "ctx", Value: 2048, Usage: "tokens per window"},
 			&cli.IntFlag{Name: "chunk", Usage: "SSD chunk length Q (0: the preset's); changes speed, not the model's function"},
 			&cli.IntFlag{Name: "packet-positions", Value: 128, Usage: "add a learned embedding of each token's offset in its packet, offsets 0…K−1 (0: off, the plain Mamba-2 of the presets)"},
-			&cli.IntFlag{Name: "prev-packets", Value: 0, Usage: "add copy logits: boost, for the next token, its counterparts at the same offset in the J packets before, by a learned bias per offset and a gate on the hidden state (0: off, the default; see README for when to use it)"},
+			&cli.IntFlag{Name: "prev-packets", Value: 0, Usage: "add copy logits: boost, for the next token, its counterparts at the same offset in the J packets before, by a learned bias per offset and a gate on the hidden state (0: off, the default; see docs/training.md for when to use it)"},
 			&cli.IntFlag{Name: "packet-history", Value: 256, Usage: "with --prev-packets: how many tokens back a previous packet's <pkt> may lie"},
 			&cli.IntFlag{Name: "batch", Value: 4, Usage: "windows per step"},
 			&cli.Int64Flag{Name: "steps", Usage: "budget: optimiser steps"},
@@ -65,7 +64,8 @@ func init() {
 			&cli.StringFlag{Name: "out", Usage: "run directory"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue the run in --out from its latest good checkpoint"},
 		},
-		Action: trainAction,
+		Subcommands: []*cli.Command{lossByOffsetCommand},
+		Action:      trainAction,
 	})
 }
 
@@ -172,10 +172,10 @@ func trainAction(c *cli.Context) error {
 		mcfg.ChunkSize = q
 	}
 	if k := c.Int("packet-positions"); k > 0 && !resume {
-		mcfg.PacketPositions, mcfg.PacketToken = k, pktToken(spec)
+		mcfg.PacketPositions, mcfg.PacketToken = k, tokenizer.TokPkt
 	}
 	if j := c.Int("prev-packets"); j > 0 && !resume {
-		mcfg.PrevPackets, mcfg.PacketHistory, mcfg.PacketToken = j, c.Int("packet-history"), pktToken(spec)
+		mcfg.PrevPackets, mcfg.PacketHistory, mcfg.PacketToken = j, c.Int("packet-history"), tokenizer.TokPkt
 	}
 	if resume {
 		var saved model.Config
@@ -197,19 +197,20 @@ func trainAction(c *cli.Context) error {
 		cfg.Model, _ = json.Marshal(mcfg)
 		cfg.Tokenizer, _ = json.Marshal(spec)
 	}
+	cfg.Opt.Decays = model.WeightDecays
 	if _, err := initORT(c); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	m := train.Model{
-		Loss:      model.TrainLoss(mcfg),
-		Init:      func(seed uint64) map[string][]float32 { return model.InitParams(mcfg, seed) },
-		Vocab:     mcfg.VocabSize,
-		PktToken:  pktToken(spec),
-		MemoryFor: func(b, l int) int64 { return trainMemoryEstimate(mcfg, b, l) },
-		Remap:     remapAddresses,
-		Restart:   segmentRestart(spec),
+		Loss:        model.TrainLoss(mcfg),
+		Init:        func(seed uint64) map[string][]float32 { return model.InitParams(mcfg, seed) },
+		Vocab:       mcfg.VocabSize,
+		PacketToken: tokenizer.TokPkt,
+		MemoryFor:   func(b, l int) int64 { return model.TrainMemoryEstimate(mcfg, b, l) },
+		Remap:       remapAddresses,
+		Restart:     segmentRestart(spec),
 	}
 	fmt.Fprintf(os.Stderr, "training %s (%s parameters) on %d traces, validating on %d; run directory %s\n",
 		cfg.Preset, humanInt(model.ParamCount(mcfg)), data.Train.NumTraces(), numTraces(data.Val), out)
@@ -222,6 +223,9 @@ func trainAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := plotLoss(out); err != nil {
+		slog.Warn("loss plot failed", "err", err)
+	}
 	fmt.Printf("trained %d steps (%s tokens) in %s; final training loss %.4f nats/token\n", res.Steps, humanInt(res.Tokens), time.Since(started).Round(time.Second), res.Loss)
 	if res.Val != nil {
 		fmt.Printf("validation loss %.4f nats/token (%.1f bits/packet); unigram baseline %.4f (ratio %.2f)\n",
@@ -229,23 +233,6 @@ func trainAction(c *cli.Context) error {
 	}
 	fmt.Printf("checkpoint %s; loss plot %s/loss.png\nnext: netssm-cli export %s -o BUNDLE\n", res.Checkpoint, out, out)
 	return nil
-}
-
-// trainMemoryEstimate is a conservative estimate of a train step's peak
-// memory: activations kept for the backward pass grow with B·L per layer
-// (the projections, the conv and SSD intermediates, the chunk-local Q×Q
-// decay matrices), plus parameters and two AdamW moments, twice (the loop
-// swaps buffers).
-func trainMemoryEstimate(c model.Config, B, L int) int64 {
-	perTokenLayer := int64(6*c.InProjWidth() + 8*c.ConvDim() + 12*c.DInner() + 6*c.Heads()*c.ChunkSize + 4*c.DModel)
-	perToken := perTokenLayer*int64(c.Layers) + int64(6*c.VocabSize) + int64(8*c.DModel)
-	acts := 4 * perToken * int64(B) * int64(L) * 2 / 3 // calibrated: small, B=1, L=16384 measured 5.65 GiB peak
-	params := 4 * model.ParamCount(c) * 3 * 2
-	offsets := int64(12*c.PacketPositions) * int64(B) * int64(L) // the packet-offset count (B, L, K−1)
-	// copy logits: the one-hot copied tokens and their product (B, L, J, V),
-	// and the index bookkeeping over history ++ window
-	prev := (int64(12*c.PrevPackets*c.VocabSize) + int64(64*c.PrevPackets+64)) * int64(B) * int64(L+c.PacketHistory)
-	return acts + params + offsets + prev + 200<<20
 }
 
 func numTraces(s train.TraceStore) int {
@@ -266,9 +253,6 @@ func humanInt(n int64) string {
 	}
 	return fmt.Sprint(n)
 }
-
-var _ = ort.Version
-var _ = context.Background
 
 // remapAddresses re-writes the IP addresses of a stretch of tokens under a
 // Crypto-PAn key drawn from key: prefix-preserving, so hosts of one subnet

@@ -93,5 +93,3 @@ func checkSpecMatches(saved json.RawMessage, spec tokenizer.Spec, path string) e
 	}
 	return nil
 }
-
-func pktToken(spec tokenizer.Spec) int { return tokenizer.TokPkt }

@@ -25,6 +25,9 @@
 // which depends on nothing else (not the batch slot, not the batch size, not
 // the shard), and a draw consumes exactly one number from it. The same seed
 // therefore gives the same trace whatever the batch or shard it runs in.
+// The seed a generation run passes is PromptSeed(seed, prompt): the prompt
+// (the label token first) is part of every trace's stream, so two labels
+// never share a stream under one --seed.
 package sampling
 
 import (
@@ -97,6 +100,17 @@ func TraceSeed(seed, trace uint64) (uint64, uint64) {
 	a := splitmix64(seed ^ splitmix64(trace+0x6a09e667f3bcc909))
 	b := splitmix64(a ^ splitmix64(trace^0xbb67ae8584caa73b))
 	return a, b
+}
+
+// PromptSeed mixes a prompt (the label token, then the tokens of any
+// prompt packets) into seed: traces of different labels or prompts draw
+// from different streams even under the same seed and trace index.
+func PromptSeed(seed uint64, prompt []int) uint64 {
+	h := splitmix64(seed ^ 0x3c6ef372fe94f82b)
+	for _, t := range prompt {
+		h = splitmix64(h ^ uint64(t))
+	}
+	return h
 }
 
 func splitmix64(x uint64) uint64 {

@@ -7,6 +7,7 @@ package orttest
 import (
 	"testing"
 
+	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/ort"
 )
 
@@ -18,4 +19,37 @@ func Init(tb testing.TB) ort.Info {
 		tb.Fatalf("ONNX Runtime: %v", err)
 	}
 	return info
+}
+
+// Session serialises g (with opts) and loads it into ONNX Runtime on one
+// thread, or fails the test; the session is closed when the test ends.
+func Session(tb testing.TB, g *graph.Graph, opts ...graph.BuildOption) *ort.Session {
+	tb.Helper()
+	b, err := g.Serialize(opts...)
+	if err != nil {
+		tb.Fatalf("serialise %s: %v", g.Name(), err)
+	}
+	return SessionBytes(tb, b)
+}
+
+// SessionBytes loads a serialized model as Session does.
+func SessionBytes(tb testing.TB, model []byte) *ort.Session {
+	tb.Helper()
+	Init(tb)
+	s, err := ort.NewSession(model, ort.SessionOptions{Threads: 1})
+	if err != nil {
+		tb.Fatalf("session: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Run runs s on feeds or fails the test.
+func Run(tb testing.TB, s *ort.Session, feeds map[string]*ort.Tensor) map[string]*ort.Tensor {
+	tb.Helper()
+	out, err := s.Run(feeds)
+	if err != nil {
+		tb.Fatalf("run: %v", err)
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package train
+package export
 
 import (
 	"iter"
@@ -6,11 +6,17 @@ import (
 )
 
 // TimingTables are the empirical inter-arrival tables a bundle carries for
-// generation: per label, sorted quantiles of the gaps between consecutive
-// packets (used when the model was trained without <dt:k> tokens), and per
-// <dt:k> bucket, quantiles of the gaps that fell in it (so a generated bucket
-// turns into a realistic gap instead of the bucket's midpoint). The JSON
-// layout is the one package infer reads.
+// generation, its "timing" member (model.json):
+//
+//	{"inter_arrival_ns": {"LABEL": [q0, q1, …]},   // sorted quantiles of the gaps between packets
+//	 "dt_bucket_ns": [[q0, q1, …], …]}              // per <dt:k> bucket: sorted quantiles of its gaps
+//
+// Both are optional. Per label, the gaps between consecutive packets (used
+// when the model was trained without <dt:k> tokens: without them a model's
+// packets are spaced by the label-independent default of 1 ms); per <dt:k>
+// bucket, the gaps that fell in it (so a generated bucket turns into a
+// realistic gap; without them a gap is log-uniform inside its bucket).
+// Package infer reads them; TimingFrom builds them from a dataset.
 type TimingTables struct {
 	InterArrivalNs map[string][]int64 `json:"inter_arrival_ns,omitempty"`
 	BucketNs       [][]int64          `json:"dt_bucket_ns,omitempty"`

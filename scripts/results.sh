@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Regenerates docs/results.md, the record of every figure README and docs/
+# quote: it runs the commands behind a section and rewrites that section
+# (between its <!-- results:NAME --> markers) with each figure, the command
+# that produced it, the device and the date. Sections not named keep what
+# their last run wrote.
+#
+#   scripts/results.sh [WORK_DIR] SECTION...
+#
+# Sections:
+#   demo    netssm-cli demo (embedded captures; about 3 minutes on 2 cores)
+#   shared  scripts/shared-results.sh (../shared/data; 30 minutes of training; LAYOUT, default v1)
+#   bench   scripts/bench-vs-torch.sh (needs ../shared/bench/torch_ref and python3-torch)
+#   long    scripts/long-sample.sh on the shared run's model (after shared)
+# Needs jq. WORK_DIR defaults to results-work.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="results-work"
+if [ $# -gt 0 ] && [[ "$1" != demo && "$1" != shared && "$1" != bench && "$1" != long ]]; then work="$1"; shift; fi
+[ $# -gt 0 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+command -v jq >/dev/null || { echo "results.sh needs jq" >&2; exit 1; }
+mkdir -p "$work"
+work="$(cd "$work" && pwd)"
+doc="$repo/docs/results.md"
+cli="$work/netssm-cli"
+(cd "$repo" && go build -o "$cli" ./cmd/netssm-cli)
+
+device() {
+  local cpu gpu
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
+  echo "$cpu, $(grep -c ^processor /proc/cpuinfo) cores${gpu:+, $gpu}"
+}
+
+# header NAME TITLE COMMAND: the section's first lines.
+header() {
+  printf '## %s\n\nCommand: `%s`  \nDevice: %s  \nDate: %s (UTC), netssm %s\n\n' \
+    "$2" "$3" "$(device)" "$(date -u +%Y-%m-%d)" "$(git -C "$repo" rev-parse --short HEAD)"
+}
+
+# replace NAME FILE: put FILE's text between the section's markers.
+replace() {
+  local name=$1 body=$2 tmp
+  tmp=$(mktemp)
+  [ -f "$doc" ] || printf '# Results\n' > "$doc"
+  if ! grep -q "<!-- results:$name -->" "$doc"; then
+    printf '\n<!-- results:%s -->\n<!-- /results:%s -->\n' "$name" "$name" >> "$doc"
+  fi
+  awk -v name="$name" -v body="$body" '
+    $0 == "<!-- results:" name " -->" { print; while ((getline line < body) > 0) print line; skip = 1; next }
+    $0 == "<!-- /results:" name " -->" { skip = 0 }
+    !skip { print }' "$doc" > "$tmp"
+  mv "$tmp" "$doc"
+}
+
+section_demo() {
+  local out="$work/demo" body="$work/demo.md"
+  rm -rf "$out"
+  "$cli" --quiet demo --out "$out" | tee "$work/demo.txt"
+  local m="$out/report/metrics.json" full
+  full=$(jq -s 'map(select(.val_full)) | last' "$out/run/metrics.jsonl")
+  {
+    header demo "The demo (embedded captures)" "netssm-cli demo --out DIR"
+    echo "| figure | value |"
+    echo "|---|---|"
+    echo "| held-out loss, every held-out token (nats/token) | $(jq -r '.val_loss | .*1000|round/1000' <<<"$full") |"
+    echo "| its unigram baseline | $(jq -r '.val_unigram_loss | .*1000|round/1000' <<<"$full") |"
+    echo "| training steps | $(jq -r '.step' <<<"$full") |"
+    echo "| TSTR macro-F1 (classifier trained on synthetic, tested on held-out real windows) | $(jq -r '.utility.tstr.macro_f1 // "none" | if type=="number" then .*100|round/100 else . end' "$m"), chance $(jq -r '.utility.trtr.per_label_f1 | length | if .>0 then (1/.*100|round/100) else "n/a" end' "$m") |"
+    echo "| TSTR accuracy | $(jq -r '.utility.tstr.accuracy // "none" | if type=="number" then .*100|round/100 else . end' "$m") on $(jq -r '.utility.tstr.test_windows // 0' "$m") windows |"
+    echo "| TRTR macro-F1 (trained on real) | $(jq -r '.utility.trtr.macro_f1 // "none" | if type=="number" then .*100|round/100 else . end' "$m") |"
+    echo "| synthetic packets parsing as IP + TCP/UDP | $(jq -r '.compliance.synth.ip_tcp_udp_parse.value*1000|round/10' "$m") % |"
+    echo "| mean Jensen–Shannon divergence, real vs synthetic | $(jq -r '.fidelity.pooled.mean_jsd*1000|round/1000' "$m") |"
+    echo
+    echo "The demo's closing lines:"
+    echo
+    echo '```'
+    sed -n '/^netssm demo finished/,$p' "$work/demo.txt" | sed -e 's/ in [0-9hms]*\./ in (time)./' -e "s|$out|DIR|g"
+    echo '```'
+  } > "$body"
+  replace demo "$body"
+}
+
+section_shared() {
+  local out="$work/shared" body="$work/shared.md"
+  LAYOUT="${LAYOUT:-v1}" "$repo/scripts/shared-results.sh" "$out" 30m
+  local m="$out/report/metrics.json" full
+  full=$(jq -s 'map(select(.val_full)) | last' "$out/run/metrics.jsonl")
+  {
+    header shared "The shared captures (30 minutes, small preset, CPU, layout ${LAYOUT:-v1})" "LAYOUT=${LAYOUT:-v1} scripts/shared-results.sh DIR 30m"
+    echo "| figure | value |"
+    echo "|---|---|"
+    echo "| steps, training tokens | $(jq -r '"\(.step), \(.tokens)"' <<<"$full") |"
+    echo "| held-out loss, every held-out token (nats/token) | $(jq -r '.val_loss*1000|round/1000' <<<"$full") |"
+    echo "| unigram baseline on the same tokens | $(jq -r '.val_unigram_loss*1000|round/1000' <<<"$full") (ratio $(jq -r '(.val_loss/.val_unigram_loss)*1000|round/1000' <<<"$full")) |"
+    echo "| synthetic packets parsing as IP + TCP/UDP | $(jq -r '.compliance.synth.ip_tcp_udp_parse.value*10000|round/100' "$m") % |"
+    echo "| mean Jensen–Shannon divergence, pooled | $(jq -r '.fidelity.pooled.mean_jsd*1000|round/1000' "$m") |"
+    echo "| TSTR / TRTR accuracy | $(jq -r '"\(.utility.tstr.accuracy*1000|round/1000) / \(.utility.trtr.accuracy*1000|round/1000)"' "$m") |"
+  } > "$body"
+  replace shared "$body"
+}
+
+section_bench() {
+  local body="$work/bench.md"
+  (cd "$repo" && scripts/bench-vs-torch.sh) | tee "$work/bench.txt"
+  { header bench "Throughput against PyTorch" "scripts/bench-vs-torch.sh"; echo '```'; cat "$work/bench.txt"; echo '```'; } > "$body"
+  replace bench "$body"
+}
+
+section_long() {
+  local body="$work/long.md"
+  (cd "$repo" && scripts/long-sample.sh "$work/shared/model") | tee "$work/long.txt"
+  { header long "Long generation (1M tokens)" "scripts/long-sample.sh MODEL"; echo '```'; cat "$work/long.txt"; echo '```'; } > "$body"
+  replace long "$body"
+}
+
+for s in "$@"; do
+  case "$s" in
+    demo | shared | bench | long) "section_$s" ;;
+    *) echo "unknown section $s (demo, shared, bench, long)" >&2; exit 2 ;;
+  esac
+done
+echo "updated $doc"
