@@ -35,7 +35,7 @@ func init() {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "dataset to write (`DATA.parquet`)"},
 			&cli.StringFlag{Name: "label", Usage: "label every input with `NAME`"},
 			&cli.StringFlag{Name: "labels", Usage: "CSV of file,label rows (`FILE.csv`)"},
-			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 (every kept byte) | flow (per-flow header compression, ~13 tokens per packet; docs/format.md) | netssm (NetSSM's 128-byte rows; docs/netssm-interop.md; paper is another name for it)"},
+			&cli.StringFlag{Name: "layout", Value: "flow", Usage: "flow (per-flow header compression, ~13 tokens per packet; docs/flow-layout.md) | v1 (every kept byte; docs/format.md) | netssm (NetSSM's 128-byte rows; docs/netssm-interop.md; paper is another name for it)"},
 			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on; not for netssm)"},
 			&cli.StringFlag{Name: "payload", Value: "tcp=0,udp=12", Usage: "payload bytes kept per protocol: tcp=N,udp=N[,icmp=N,other=N]"},
 			&cli.StringFlag{Name: "checksums", Value: "", Usage: "zero | keep: write the IPv4 header and TCP/UDP/ICMP checksums as zero bytes, or keep them as captured (default zero; v1 only)"},

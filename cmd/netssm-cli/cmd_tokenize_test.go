@@ -19,7 +19,7 @@ func projectCaptures(t *testing.T) string {
 func TestTokenizeDetokenizeInfoCommands(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "d.parquet")
-	out, code := runCLI(t, nil, "-q", "tokenize", "-o", data, "--timing", "off", "--payload", "tcp=4,udp=8", projectCaptures(t))
+	out, code := runCLI(t, nil, "-q", "tokenize", "--layout", "v1", "-o", data, "--timing", "off", "--payload", "tcp=4,udp=8", projectCaptures(t))
 	if code != 0 || !strings.Contains(out, "wrote "+data) || !strings.Contains(out, "6 traces") {
 		t.Fatalf("tokenize exit %d:\n%s", code, out)
 	}
