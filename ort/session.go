@@ -204,6 +204,11 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 			return nil, fmt.Errorf("enabling ONNX Runtime profiling: %w", err)
 		}
 	}
+	if usesFused(model) {
+		if err := registerFused(opts); err != nil {
+			return nil, err
+		}
+	}
 	switch o.EP {
 	case "", "cpu":
 	case "cuda":

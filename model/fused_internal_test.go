@@ -1,0 +1,171 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/netssm/netssm/graph"
+	"github.com/netssm/netssm/ort"
+	"github.com/netssm/netssm/ort/orttest"
+)
+
+// ssdProblem is one layer's SSD scan inputs in float32, with the weights of
+// a loss Σ y⊙wy + Σ final⊙wf whose gradients the backward checks compare.
+type ssdProblem struct {
+	B, L, H, P, N, Q int
+	vals             map[string][]float32
+}
+
+func newSSDProblem(r *rand.Rand, B, L, H, P, N, Q int) ssdProblem {
+	u := func(n int, lo, hi float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(lo + (hi-lo)*r.Float64())
+		}
+		return v
+	}
+	return ssdProblem{B, L, H, P, N, Q, map[string][]float32{
+		"x": u(B*L*H*P, -1, 1), "dt": u(B*L*H, 0.001, 0.3), "A": u(H, -8, -1),
+		"bm": u(B*L*N, -1, 1), "cm": u(B*L*N, -1, 1), "h0": u(B*H*P*N, -1, 1),
+		"wy": u(B*L*H*P, -1, 1), "wf": u(B*H*P*N, -1, 1),
+	}}
+}
+
+func (p ssdProblem) shapes() map[string][]int {
+	return map[string][]int{
+		"x": {p.B, p.L, p.H, p.P}, "dt": {p.B, p.L, p.H}, "A": {p.H}, "bm": {p.B, p.L, p.N}, "cm": {p.B, p.L, p.N},
+		"h0": {p.B, p.H, p.P, p.N}, "wy": {p.B, p.L, p.H, p.P}, "wf": {p.B, p.H, p.P, p.N},
+	}
+}
+
+var ssdInputs = []string{"x", "dt", "A", "bm", "cm", "h0"}
+
+// run builds the scan (fused or standard) with the loss and, with grads,
+// its gradients with respect to every input, and runs it in ONNX Runtime.
+func (p ssdProblem) run(t *testing.T, fused, grads bool) map[string][]float32 {
+	t.Helper()
+	orttest.Init(t)
+	g := graph.New("ssd")
+	in := map[string]*graph.Tensor{}
+	for _, name := range append(ssdInputs, "wy", "wf") {
+		in[name] = g.Input(name, graph.Float32, p.shapes()[name]...)
+	}
+	var y, final *graph.Tensor
+	if fused {
+		y, final = graph.SSDScan(in["x"], in["dt"], in["A"], in["bm"], in["cm"], in["h0"], p.Q)
+	} else {
+		y, final = ssd(in["x"], in["dt"], in["A"], in["bm"], in["cm"], in["h0"], p.Q)
+	}
+	g.Output("y", y)
+	g.Output("final", final)
+	if grads {
+		loss := graph.Add(graph.ReduceSum(graph.Mul(y, in["wy"])), graph.ReduceSum(graph.Mul(final, in["wf"])))
+		var wrt []*graph.Tensor
+		for _, name := range ssdInputs {
+			wrt = append(wrt, in[name])
+		}
+		gs, err := graph.Gradients(loss, wrt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, name := range ssdInputs {
+			g.Output("d_"+name, gs[i])
+		}
+	}
+	b, err := g.Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ort.NewSession(b, ort.SessionOptions{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	feeds := map[string]*ort.Tensor{}
+	for name, v := range p.vals {
+		shape := p.shapes()[name]
+		dims := make([]int64, len(shape))
+		for i, d := range shape {
+			dims[i] = int64(d)
+		}
+		feeds[name] = ort.NewTensor(dims, v)
+	}
+	out, err := s.Run(feeds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[string][]float32{}
+	for name, v := range out {
+		res[name] = v.Float32()
+	}
+	return res
+}
+
+// relErr is max |a−b| / max(1, max |b|), infinite on a NaN or a length
+// mismatch.
+func relErr(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	scale, worst := 1.0, 0.0
+	for _, v := range b {
+		scale = max(scale, math.Abs(float64(v)))
+	}
+	for i := range a {
+		d := math.Abs(float64(a[i]) - float64(b[i]))
+		if math.IsNaN(d) {
+			return math.Inf(1)
+		}
+		worst = max(worst, d)
+	}
+	return worst / scale
+}
+
+// presetSSDShapes are every preset's layer shapes, at a batch of 2 and a
+// length of two chunks and 3 (the last chunk padded), and one length under
+// a chunk.
+func presetSSDShapes(t *testing.T) []ssdProblem {
+	r := rand.New(rand.NewPCG(21, 22))
+	var ps []ssdProblem
+	for _, name := range Presets() {
+		c, err := Preset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		Q := c.ChunkSize
+		ps = append(ps, newSSDProblem(r, 2, 2*Q+3, c.Heads(), c.HeadDim, c.DState, Q))
+		ps = append(ps, newSSDProblem(r, 1, Q/2+1, c.Heads(), c.HeadDim, c.DState, Q))
+	}
+	return ps
+}
+
+func TestFusedSSDScanEqualsStandardGraph(t *testing.T) {
+	for _, p := range presetSSDShapes(t) {
+		t.Run(fmt.Sprintf("B%d L%d H%d P%d N%d Q%d", p.B, p.L, p.H, p.P, p.N, p.Q), func(t *testing.T) {
+			fused, std := p.run(t, true, false), p.run(t, false, false)
+			for _, out := range []string{"y", "final"} {
+				if e := relErr(fused[out], std[out]); e > 1e-5 {
+					t.Errorf("fused %s differs from the standard graph's by %.3g", out, e)
+				}
+			}
+		})
+	}
+}
+
+func TestFusedSSDScanGradEqualsAutodiffOfStandardGraph(t *testing.T) {
+	for _, p := range presetSSDShapes(t) {
+		if p.H*p.P*p.N > 32*64*64 && testing.Short() {
+			continue
+		}
+		t.Run(fmt.Sprintf("B%d L%d H%d P%d N%d Q%d", p.B, p.L, p.H, p.P, p.N, p.Q), func(t *testing.T) {
+			fused, std := p.run(t, true, true), p.run(t, false, true)
+			for _, name := range ssdInputs {
+				if e := relErr(fused["d_"+name], std["d_"+name]); e > 1e-4 {
+					t.Errorf("fused d%s differs from the standard graph's by %.3g", name, e)
+				}
+			}
+		})
+	}
+}
