@@ -14,9 +14,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/netssm/netssm/infer"
-	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/infer/sampling"
 	"github.com/netssm/netssm/internal/progress"
+	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
 )
 
