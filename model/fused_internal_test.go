@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/netssm/netssm/graph"
 	"github.com/netssm/netssm/ort"
@@ -46,6 +48,22 @@ var ssdInputs = []string{"x", "dt", "A", "bm", "cm", "h0"}
 // its gradients with respect to every input, and runs it in ONNX Runtime.
 func (p ssdProblem) run(t *testing.T, fused, grads bool) map[string][]float32 {
 	t.Helper()
+	s, feeds := p.session(t, fused, grads, 2)
+	defer s.Close()
+	out, err := s.Run(feeds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[string][]float32{}
+	for name, v := range out {
+		res[name] = v.Float32()
+	}
+	return res
+}
+
+// session builds the graph of run and its feeds.
+func (p ssdProblem) session(t testing.TB, fused, grads bool, threads int) (*ort.Session, map[string]*ort.Tensor) {
+	t.Helper()
 	orttest.Init(t)
 	g := graph.New("ssd")
 	in := map[string]*graph.Tensor{}
@@ -78,11 +96,10 @@ func (p ssdProblem) run(t *testing.T, fused, grads bool) map[string][]float32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ort.NewSession(b, ort.SessionOptions{Threads: 2})
+	s, err := ort.NewSession(b, ort.SessionOptions{Threads: threads})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	feeds := map[string]*ort.Tensor{}
 	for name, v := range p.vals {
 		shape := p.shapes()[name]
@@ -92,15 +109,7 @@ func (p ssdProblem) run(t *testing.T, fused, grads bool) map[string][]float32 {
 		}
 		feeds[name] = ort.NewTensor(dims, v)
 	}
-	out, err := s.Run(feeds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := map[string][]float32{}
-	for name, v := range out {
-		res[name] = v.Float32()
-	}
-	return res
+	return s, feeds
 }
 
 // relErr is max |a−b| / max(1, max |b|), infinite on a NaN or a length
@@ -168,4 +177,41 @@ func TestFusedSSDScanGradEqualsAutodiffOfStandardGraph(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkSSDScan times one layer's SSD scan with its gradients (the
+// loss's backward) at the small preset's train shape (B=4, L=2048), fused
+// and in standard ops, on one thread.
+//
+//	go test -run '^$' -bench SSDScan ./model
+func BenchmarkSSDScan(b *testing.B) {
+	c, _ := Preset("small")
+	p := newSSDProblem(rand.New(rand.NewPCG(1, 2)), 4, 2048, c.Heads(), c.HeadDim, c.DState, c.ChunkSize)
+	for _, fused := range []bool{true, false} {
+		name := map[bool]string{true: "fused", false: "standard"}[fused]
+		b.Run(name, func(b *testing.B) {
+			s, feeds := p.session(b, fused, true, 1)
+			defer s.Close()
+			if _, err := s.Run(feeds); err != nil { // warm-up
+				b.Fatal(err)
+			}
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if _, err := s.Run(feeds); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// The process's CPU time: steadier than wall time on a shared machine.
+			b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
+// cpuTime is the user + system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -41,7 +41,87 @@ static inline size_t FN(chunk_len)(const nss_dims *d, int c) {
 	return (size_t)(q < d->Q ? q : d->Q);
 }
 
-// Pass 1: CB[t][s] = Σ_n Cm_t[n]·Bm_s[n] for s ≤ t, one (batch, chunk) per task.
+// gemm adds A·B to C: C[i·ldc + j] += Σ_k A(i, k)·B[k·ldb + j] for i < M,
+// j < Nn, k < K, where A(i, k) = A[i·ars + k·acs] (so A may be read
+// transposed). With tri, A is lower triangular: row i reads k ≤ i only
+// (rows are taken four at a time, so A must hold zeros above its diagonal
+// up to the next multiple of four). Blocks of 4 × 16 accumulate in
+// registers, which is what makes the scan run at matrix-product speed.
+typedef REAL FN(vec) __attribute__((vector_size(32))); // 8 floats or 4 doubles
+#define VL (sizeof(FN(vec)) / sizeof(REAL))
+
+#define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
+#define ADDV(p, v)                                 \
+	do {                                       \
+		FN(vec) c_;                        \
+		memcpy(&c_, (p), sizeof c_);       \
+		c_ += (v);                         \
+		memcpy((p), &c_, sizeof c_);       \
+	} while (0)
+
+HOT static void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t ars, size_t acs, const REAL *B,
+			 size_t ldb, REAL *C, size_t ldc, int tri) {
+	size_t i = 0;
+	for (; i + 4 <= M; i += 4) {
+		size_t kmax = tri && i + 4 < K ? i + 4 : K;
+		const REAL *a0 = A + i * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
+		REAL *c0 = C + i * ldc, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+		size_t j = 0;
+		for (; j + 2 * VL <= Nn; j += 2 * VL) {
+			FN(vec) s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
+			for (size_t k = 0; k < kmax; k++) {
+				FN(vec) b0, b1;
+				LOADV(b0, B + k * ldb + j);
+				LOADV(b1, B + k * ldb + j + VL);
+				REAL x0 = a0[k * acs], x1 = a1[k * acs], x2 = a2[k * acs], x3 = a3[k * acs];
+				s00 += x0 * b0;
+				s01 += x0 * b1;
+				s10 += x1 * b0;
+				s11 += x1 * b1;
+				s20 += x2 * b0;
+				s21 += x2 * b1;
+				s30 += x3 * b0;
+				s31 += x3 * b1;
+			}
+			ADDV(c0 + j, s00);
+			ADDV(c0 + j + VL, s01);
+			ADDV(c1 + j, s10);
+			ADDV(c1 + j + VL, s11);
+			ADDV(c2 + j, s20);
+			ADDV(c2 + j + VL, s21);
+			ADDV(c3 + j, s30);
+			ADDV(c3 + j + VL, s31);
+		}
+		for (; j < Nn; j++) {
+			REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+			for (size_t k = 0; k < kmax; k++) {
+				REAL b = B[k * ldb + j];
+				s0 += a0[k * acs] * b;
+				s1 += a1[k * acs] * b;
+				s2 += a2[k * acs] * b;
+				s3 += a3[k * acs] * b;
+			}
+			c0[j] += s0;
+			c1[j] += s1;
+			c2[j] += s2;
+			c3[j] += s3;
+		}
+	}
+	for (; i < M; i++) {
+		size_t kmax = tri && i + 1 < K ? i + 1 : K;
+		REAL *c = C + i * ldc;
+		for (size_t k = 0; k < kmax; k++) {
+			REAL x = A[i * ars + k * acs];
+			const REAL *b = B + k * ldb;
+			for (size_t j = 0; j < Nn; j++) c[j] += x * b[j];
+		}
+	}
+}
+#undef VL
+#undef LOADV
+#undef ADDV
+
+// Pass 1: CB[t][s] = Σ_n Cm_t[n]·Bm_s[n], one (batch, chunk) per task.
 HOT static void FN(cb_task)(void *user, size_t task) {
 	FN(ssd_args) *a = user;
 	const nss_dims *d = &a->d;
@@ -57,15 +137,9 @@ HOT static void FN(cb_task)(void *user, size_t task) {
 	}
 	for (size_t s = 0; s < q; s++)
 		for (size_t n = 0; n < N; n++) bt[n * q + s] = Bm[s * N + n];
-	for (size_t t = 0; t < q; t++) {
-		REAL *row = cb + t * Q;
-		for (size_t s = 0; s <= t; s++) row[s] = 0;
-		for (size_t n = 0; n < N; n++) {
-			REAL ctn = Cm[t * N + n];
-			const REAL *bn = bt + n * q;
-			for (size_t s = 0; s <= t; s++) row[s] += ctn * bn[s];
-		}
-	}
+	for (size_t t = 0; t < q; t++)
+		for (size_t s = 0; s < q; s++) cb[t * Q + s] = 0;
+	FN(gemm)(q, q, N, Cm, N, 1, bt, q, cb, Q, 0);
 	free(bt);
 }
 
@@ -91,6 +165,21 @@ static inline void FN(chunk_xt)(const FN(ssd_args) *a, int b, int h, int c, size
 	}
 }
 
+// scaled_rows fills out (q, N) with k[t]·in_t (rows of stride N).
+static inline void FN(scaled_rows)(const REAL *in, const REAL *k, size_t q, size_t N, REAL *out) {
+	for (size_t t = 0; t < q; t++)
+		for (size_t n = 0; n < N; n++) out[t * N + n] = k[t] * in[t * N + n];
+}
+
+// chunk_decays fills e[t] = exp(acum_t) and w[t] = exp(acum_last − acum_t).
+static inline void FN(chunk_decays)(const REAL *acum, size_t q, REAL *e, REAL *w) {
+	REAL last = acum[q - 1];
+	for (size_t t = 0; t < q; t++) {
+		e[t] = EXPR(acum[t]);
+		w[t] = EXPR(last - acum[t]);
+	}
+}
+
 // Pass 2 (forward): the state entering each chunk of (b, h), and the final
 // state. S (N, P) runs through the chunks: S ← exp(a_last)·S +
 // Σ_s exp(a_last − acum_s)·Bm_s ⊗ X̃_s.
@@ -99,8 +188,9 @@ HOT static void FN(states_task)(void *user, size_t task) {
 	const nss_dims *d = &a->d;
 	int nc = NCHUNKS(d), b = (int)(task / d->H), h = (int)(task % d->H);
 	size_t P = d->P, N = d->N, Q = d->Q, NP = N * P;
-	REAL *acum = malloc(Q * sizeof(REAL)), *xt = malloc(Q * P * sizeof(REAL)), *S = malloc(NP * sizeof(REAL));
-	if (!acum || !xt || !S) {
+	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
+	REAL *xt = malloc(Q * P * sizeof(REAL)), *bw = malloc(Q * N * sizeof(REAL)), *S = malloc(NP * sizeof(REAL));
+	if (!acum || !e || !w || !xt || !bw || !S) {
 		a->fail = 1;
 		goto out;
 	}
@@ -112,18 +202,11 @@ HOT static void FN(states_task)(void *user, size_t task) {
 		size_t q = FN(chunk_len)(d, c);
 		FN(chunk_acum)(a, b, h, c, q, acum);
 		FN(chunk_xt)(a, b, h, c, q, xt);
-		REAL last = acum[q - 1], el = EXPR(last);
+		FN(chunk_decays)(acum, q, e, w);
+		REAL el = e[q - 1];
 		for (size_t i = 0; i < NP; i++) S[i] *= el;
-		const REAL *Bm = a->Bm + ((size_t)b * d->L + (size_t)c * Q) * N;
-		for (size_t s = 0; s < q; s++) {
-			REAL w = EXPR(last - acum[s]);
-			const REAL *xs = xt + s * P;
-			for (size_t n = 0; n < N; n++) {
-				REAL k = w * Bm[s * N + n];
-				REAL *Sn = S + n * P;
-				for (size_t p = 0; p < P; p++) Sn[p] += k * xs[p];
-			}
-		}
+		FN(scaled_rows)(a->Bm + ((size_t)b * d->L + (size_t)c * Q) * N, w, q, N, bw);
+		FN(gemm)(N, P, q, bw, 1, N, xt, P, S, P, 0); // S += (w·Bm)ᵀ·X̃
 	}
 	if (a->final) {
 		REAL *f = a->final + task * NP;
@@ -132,16 +215,23 @@ HOT static void FN(states_task)(void *user, size_t task) {
 	}
 out:
 	free(acum);
+	free(e);
+	free(w);
 	free(xt);
+	free(bw);
 	free(S);
 }
 
-// decay_rows fills lm[t][s] = exp(acum_t − acum_s) for s ≤ t.
-static inline void FN(decay_rows)(const REAL *acum, size_t q, size_t Q, REAL *lm) {
+// decay_rows fills lm[t][s] = exp(acum_t − acum_s)·(cb ? cb[t][s] : 1) for
+// s ≤ t and 0 for t < s < q.
+static inline void FN(decay_rows)(const REAL *acum, const REAL *cb, size_t q, size_t Q, REAL *lm) {
 	for (size_t t = 0; t < q; t++) {
 		REAL at = acum[t];
 		REAL *row = lm + t * Q;
 		for (size_t s = 0; s <= t; s++) row[s] = EXPR(at - acum[s]);
+		if (cb)
+			for (size_t s = 0; s <= t; s++) row[s] *= cb[t * Q + s];
+		for (size_t s = t + 1; s < q; s++) row[s] = 0;
 	}
 }
 
@@ -155,38 +245,32 @@ HOT static void FN(out_task)(void *user, size_t task) {
 	size_t t0 = (size_t)b * d->L + (size_t)c * Q;
 	const REAL *cb = a->cb + ((size_t)b * nc + c) * Q * Q;
 	const REAL *Cm = a->Cm + t0 * N;
-	REAL *acum = malloc(Q * sizeof(REAL)), *xt = malloc(Q * P * sizeof(REAL)), *m = malloc(Q * Q * sizeof(REAL));
-	if (!acum || !xt || !m) {
+	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
+	REAL *xt = malloc(Q * P * sizeof(REAL)), *m = malloc(Q * Q * sizeof(REAL)), *ce = malloc(Q * N * sizeof(REAL));
+	if (!acum || !e || !w || !xt || !m || !ce) {
 		a->fail = 1;
 		goto out;
 	}
 	for (size_t h = 0; h < H; h++) {
 		FN(chunk_acum)(a, b, (int)h, c, q, acum);
 		FN(chunk_xt)(a, b, (int)h, c, q, xt);
-		FN(decay_rows)(acum, q, Q, m);
+		FN(chunk_decays)(acum, q, e, w);
+		FN(decay_rows)(acum, cb, q, Q, m);
+		FN(scaled_rows)(Cm, e, q, N, ce);
 		const REAL *S = a->states + (((size_t)b * H + h) * nc + c) * NP;
-		for (size_t t = 0; t < q; t++) {
-			REAL *row = m + t * Q, *yt = a->y + ((t0 + t) * H + h) * P;
-			const REAL *cbt = cb + t * Q;
-			for (size_t s = 0; s <= t; s++) row[s] *= cbt[s];
-			for (size_t p = 0; p < P; p++) yt[p] = 0;
-			for (size_t s = 0; s <= t; s++) {
-				REAL k = row[s];
-				const REAL *xs = xt + s * P;
-				for (size_t p = 0; p < P; p++) yt[p] += k * xs[p];
-			}
-			REAL et = EXPR(acum[t]);
-			for (size_t n = 0; n < N; n++) {
-				REAL k = et * Cm[t * N + n];
-				const REAL *Sn = S + n * P;
-				for (size_t p = 0; p < P; p++) yt[p] += k * Sn[p];
-			}
-		}
+		REAL *y = a->y + (t0 * H + h) * P; // rows of stride H·P
+		for (size_t t = 0; t < q; t++)
+			for (size_t p = 0; p < P; p++) y[t * H * P + p] = 0;
+		FN(gemm)(q, P, q, m, Q, 1, xt, P, y, H * P, 1); // inside the chunk
+		FN(gemm)(q, P, N, ce, N, 1, S, P, y, H * P, 0); // from the state entering it
 	}
 out:
 	free(acum);
+	free(e);
+	free(w);
 	free(xt);
 	free(m);
+	free(ce);
 }
 
 // Backward pass 2b: the adjoint of the state leaving each chunk of (b, h),
@@ -198,8 +282,9 @@ HOT static void FN(adjoint_task)(void *user, size_t task) {
 	const nss_dims *d = &a->d;
 	int nc = NCHUNKS(d), b = (int)(task / d->H), h = (int)(task % d->H);
 	size_t P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P;
-	REAL *acum = malloc(Q * sizeof(REAL)), *G = malloc(NP * sizeof(REAL));
-	if (!acum || !G) {
+	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
+	REAL *ce = malloc(Q * N * sizeof(REAL)), *G = malloc(NP * sizeof(REAL));
+	if (!acum || !e || !w || !ce || !G) {
 		a->fail = 1;
 		goto out;
 	}
@@ -210,138 +295,119 @@ HOT static void FN(adjoint_task)(void *user, size_t task) {
 		memcpy(a->adj + (task * nc + c) * NP, G, NP * sizeof(REAL));
 		size_t q = FN(chunk_len)(d, c), t0 = (size_t)b * d->L + (size_t)c * Q;
 		FN(chunk_acum)(a, b, h, c, q, acum);
-		REAL el = EXPR(acum[q - 1]);
+		FN(chunk_decays)(acum, q, e, w);
+		REAL el = e[q - 1];
 		for (size_t i = 0; i < NP; i++) G[i] *= el;
-		for (size_t t = 0; t < q; t++) {
-			REAL et = EXPR(acum[t]);
-			const REAL *dyt = a->dy + ((t0 + t) * H + h) * P, *Ct = a->Cm + (t0 + t) * N;
-			for (size_t n = 0; n < N; n++) {
-				REAL k = et * Ct[n];
-				REAL *Gn = G + n * P;
-				for (size_t p = 0; p < P; p++) Gn[p] += k * dyt[p];
-			}
-		}
+		FN(scaled_rows)(a->Cm + t0 * N, e, q, N, ce);
+		FN(gemm)(N, P, q, ce, 1, N, a->dy + (t0 * H + h) * P, H * P, G, P, 0); // G += (e·Cm)ᵀ·dy
 	}
 	REAL *dh0 = a->dh0 + task * NP;
 	for (size_t p = 0; p < P; p++)
 		for (size_t n = 0; n < N; n++) dh0[p * N + n] = G[n * P + p];
 out:
 	free(acum);
+	free(e);
+	free(w);
+	free(ce);
 	free(G);
 }
 
-// transpose_np writes the (N, P) matrix src as (P, N).
-static inline void FN(transpose_np)(const REAL *src, size_t N, size_t P, REAL *dst) {
-	for (size_t n = 0; n < N; n++)
-		for (size_t p = 0; p < P; p++) dst[p * N + n] = src[n * P + p];
+// transpose writes the (R, C) matrix src as (C, R).
+static inline void FN(transpose)(const REAL *src, size_t R, size_t C, REAL *dst) {
+	for (size_t r = 0; r < R; r++)
+		for (size_t c = 0; c < C; c++) dst[c * R + r] = src[r * C + c];
 }
 
-// chunk_grad_scratch is one backward task's working memory.
+// grad_scratch is one backward task's working memory.
 typedef struct {
-	REAL *acum, *dacum, *xt, *xtT, *dxt, *lm, *dm, *SPN, *GPN, *u;
+	REAL *acum, *dacum, *e, *w;  // (Q)
+	REAL *xt, *xtT, *dxt, *u, *v; // (Q, P)
+	REAL *lm, *dm;                // (Q, Q)
+	REAL *SPN, *GPN;              // (P, N)
 } FN(grad_scratch);
 
 // head_grad adds head h's gradients of chunk c of batch b: dBm and dCm rows
 // (summed over heads by the caller's loop), dx, ddt, and this chunk's dA.
-static inline void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c, size_t h) {
+HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c, size_t h) {
 	const nss_dims *d = &a->d;
 	int nc = NCHUNKS(d);
-	size_t q = FN(chunk_len)(d, c), P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P;
+	size_t q = FN(chunk_len)(d, c), P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P, HP = H * P;
 	size_t t0 = (size_t)b * d->L + (size_t)c * Q;
 	const REAL *cb = a->cb + ((size_t)b * nc + c) * Q * Q;
-	const REAL *Bm = a->Bm + t0 * N, *Cm = a->Cm + t0 * N;
+	const REAL *Bm = a->Bm + t0 * N, *Cm = a->Cm + t0 * N, *dy = a->dy + (t0 * H + h) * P; // dy rows of stride H·P
 	REAL *dBm = a->dBm + t0 * N, *dCm = a->dCm + t0 * N;
 	const REAL *S = a->states + (((size_t)b * H + h) * nc + c) * NP; // (N, P)
 	const REAL *G = a->adj + (((size_t)b * H + h) * nc + c) * NP;    // (N, P)
-	REAL *acum = w->acum, *dacum = w->dacum, *xt = w->xt, *xtT = w->xtT, *dxt = w->dxt, *lm = w->lm, *dm = w->dm;
+	REAL *acum = w->acum, *dacum = w->dacum, *e = w->e, *ws = w->w, *xt = w->xt, *dxt = w->dxt, *lm = w->lm, *dm = w->dm;
 	FN(chunk_acum)(a, b, (int)h, c, q, acum);
 	FN(chunk_xt)(a, b, (int)h, c, q, xt);
-	FN(decay_rows)(acum, q, Q, lm);
-	FN(transpose_np)(S, N, P, w->SPN);
-	FN(transpose_np)(G, N, P, w->GPN);
-	for (size_t t = 0; t < q; t++)
-		for (size_t p = 0; p < P; p++) xtT[p * q + t] = xt[t * P + p];
-	for (size_t i = 0; i < q * P; i++) dxt[i] = 0;
-	for (size_t t = 0; t < q; t++) dacum[t] = 0;
-	REAL last = acum[q - 1], el = EXPR(last);
+	FN(chunk_decays)(acum, q, e, ws);
+	FN(decay_rows)(acum, NULL, q, Q, lm);
+	FN(transpose)(S, N, P, w->SPN);
+	FN(transpose)(G, N, P, w->GPN);
+	FN(transpose)(xt, q, P, w->xtT);
+	memset(dxt, 0, q * P * sizeof(REAL));
+	memset(dacum, 0, q * sizeof(REAL));
 
+	// Inside the chunk, y_t = Σ_s CB[t][s]·L[t][s]·X̃_s: with D = dy·X̃ᵀ and
+	// K = L ⊙ D, dX̃ = (CB ⊙ L)ᵀ·dy, dCm = K·Bm, dBm = Kᵀ·Cm, and
+	// dacum gets the row sums minus the column sums of CB ⊙ K.
+	for (size_t t = 0; t < q; t++)
+		for (size_t s = 0; s < q; s++) dm[t * Q + s] = 0;
+	FN(gemm)(q, q, P, dy, HP, 1, w->xtT, q, dm, Q, 0);
 	for (size_t t = 0; t < q; t++) {
-		const REAL *dyt = a->dy + ((t0 + t) * H + h) * P, *cbt = cb + t * Q, *lmt = lm + t * Q;
-		REAL *dmt = dm + t * Q, *dCt = dCm + t * N;
-		// dm[t][s] = dy_t·X̃_s
-		for (size_t s = 0; s <= t; s++) dmt[s] = 0;
-		for (size_t p = 0; p < P; p++) {
-			REAL k = dyt[p];
-			const REAL *xp = xtT + p * q;
-			for (size_t s = 0; s <= t; s++) dmt[s] += k * xp[s];
-		}
-		// Inside the chunk: y_t = Σ_s CB·L·X̃_s.
-		REAL rowsum = 0;
+		REAL *kt = dm + t * Q, *lt = lm + t * Q, rowsum = 0;
+		const REAL *cbt = cb + t * Q;
 		for (size_t s = 0; s <= t; s++) {
-			REAL mts = cbt[s] * lmt[s], r = mts * dmt[s];
+			kt[s] *= lt[s];           // K
+			REAL r = cbt[s] * kt[s]; // CB ⊙ K
 			rowsum += r;
 			dacum[s] -= r;
-			REAL *dxs = dxt + s * P;
-			for (size_t p = 0; p < P; p++) dxs[p] += mts * dyt[p];
-			REAL k = lmt[s] * dmt[s];
-			const REAL *Bs = Bm + s * N;
-			REAL *dBs = dBm + s * N;
-			const REAL *Ct = Cm + t * N;
-			for (size_t n = 0; n < N; n++) {
-				dCt[n] += k * Bs[n];
-				dBs[n] += k * Ct[n];
-			}
+			lt[s] *= cbt[s];          // CB ⊙ L
 		}
+		for (size_t s = t + 1; s < q; s++) kt[s] = 0;
 		dacum[t] += rowsum;
-		// From the state entering the chunk: y_t += exp(acum_t)·Sᵀ·Cm_t.
-		REAL et = EXPR(acum[t]);
-		const REAL *Ct = Cm + t * N;
-		REAL *u = w->u; // u = Sᵀ·Cm_t (P)
-		for (size_t p = 0; p < P; p++) u[p] = 0;
-		for (size_t n = 0; n < N; n++) {
-			REAL k = Ct[n];
-			const REAL *Sn = S + n * P;
-			for (size_t p = 0; p < P; p++) u[p] += k * Sn[p];
-		}
-		REAL dot = 0;
-		for (size_t p = 0; p < P; p++) dot += dyt[p] * u[p];
-		dacum[t] += et * dot;
-		for (size_t p = 0; p < P; p++) {
-			REAL k = et * dyt[p];
-			const REAL *Sp = w->SPN + p * N;
-			for (size_t n = 0; n < N; n++) dCt[n] += k * Sp[n];
-		}
 	}
-	// Into the state leaving the chunk: exp(a_last)·S + Σ_s w_s·Bm_s ⊗ X̃_s.
+	FN(gemm)(q, P, q, lm, 1, Q, dy, HP, dxt, P, 0);
+	FN(gemm)(q, N, q, dm, Q, 1, Bm, N, dCm, N, 1);
+	FN(gemm)(q, N, q, dm, 1, Q, Cm, N, dBm, N, 0);
+
+	// From the state entering the chunk, y_t += e_t·Sᵀ·Cm_t: dCm_t +=
+	// e_t·S·dy_t, dacum_t += e_t·dy_t·(Sᵀ·Cm_t).
+	REAL *u = w->u, *v = w->v;
+	for (size_t t = 0; t < q; t++)
+		for (size_t p = 0; p < P; p++) v[t * P + p] = e[t] * dy[t * HP + p];
+	FN(gemm)(q, N, P, v, P, 1, w->SPN, N, dCm, N, 0);
+	memset(u, 0, q * P * sizeof(REAL));
+	FN(gemm)(q, P, N, Cm, N, 1, S, P, u, P, 0);
+	for (size_t t = 0; t < q; t++) {
+		REAL dot = 0;
+		for (size_t p = 0; p < P; p++) dot += v[t * P + p] * u[t * P + p];
+		dacum[t] += dot;
+	}
+
+	// Into the state leaving the chunk, e_last·S + Σ_s w_s·Bm_s ⊗ X̃_s: with
+	// U = Bm·G, dX̃_s += w_s·U_s, dBm_s += w_s·G·X̃_s, and w_s·X̃_s·U_s moves
+	// from dacum_s to dacum_last.
+	memset(u, 0, q * P * sizeof(REAL));
+	FN(gemm)(q, P, N, Bm, N, 1, G, P, u, P, 0);
+	REAL moved = 0;
+	for (size_t s = 0; s < q; s++) {
+		REAL dot = 0;
+		for (size_t p = 0; p < P; p++) {
+			dot += xt[s * P + p] * u[s * P + p];
+			dxt[s * P + p] += ws[s] * u[s * P + p];
+			v[s * P + p] = ws[s] * xt[s * P + p];
+		}
+		moved += ws[s] * dot;
+		dacum[s] -= ws[s] * dot;
+	}
+	dacum[q - 1] += moved;
+	FN(gemm)(q, N, P, v, P, 1, w->GPN, N, dBm, N, 0);
 	REAL gs = 0;
 	for (size_t i = 0; i < NP; i++) gs += G[i] * S[i];
-	dacum[q - 1] += el * gs;
-	for (size_t s = 0; s < q; s++) {
-		REAL ws = EXPR(last - acum[s]);
-		const REAL *Bs = Bm + s * N, *xs = xt + s * P;
-		REAL *u = w->u; // u = Gᵀ·Bm_s (P)
-		for (size_t p = 0; p < P; p++) u[p] = 0;
-		for (size_t n = 0; n < N; n++) {
-			REAL k = Bs[n];
-			const REAL *Gn = G + n * P;
-			for (size_t p = 0; p < P; p++) u[p] += k * Gn[p];
-		}
-		REAL dot = 0;
-		REAL *dxs = dxt + s * P;
-		for (size_t p = 0; p < P; p++) {
-			dot += xs[p] * u[p];
-			dxs[p] += ws * u[p];
-		}
-		REAL r = ws * dot;
-		dacum[q - 1] += r;
-		dacum[s] -= r;
-		REAL *dBs = dBm + s * N;
-		for (size_t p = 0; p < P; p++) {
-			REAL k = ws * xs[p];
-			const REAL *Gp = w->GPN + p * N;
-			for (size_t n = 0; n < N; n++) dBs[n] += k * Gp[n];
-		}
-	}
+	dacum[q - 1] += e[q - 1] * gs;
+
 	// acum is a cumulative sum of dt·A: reverse cumulative sum, then the chain
 	// through X̃ = dt·x and Ã = dt·A.
 	REAL Ah = a->A[h], run = 0, dA = 0;
@@ -368,12 +434,12 @@ HOT static void FN(grad_task)(void *user, size_t task) {
 	size_t q = FN(chunk_len)(d, c), P = d->P, N = d->N, Q = d->Q, NP = N * P;
 	size_t t0 = (size_t)b * d->L + (size_t)c * Q;
 	FN(grad_scratch) w = {
-		malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)), malloc(Q * P * sizeof(REAL)),
-		malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * Q * sizeof(REAL)),
-		malloc(Q * Q * sizeof(REAL)), malloc(NP * sizeof(REAL)), malloc(NP * sizeof(REAL)),
-		malloc(P * sizeof(REAL)),
+		malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)),
+		malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)),
+		malloc(Q * Q * sizeof(REAL)), malloc(Q * Q * sizeof(REAL)),
+		malloc(NP * sizeof(REAL)), malloc(NP * sizeof(REAL)),
 	};
-	if (!w.acum || !w.dacum || !w.xt || !w.xtT || !w.dxt || !w.lm || !w.dm || !w.SPN || !w.GPN || !w.u) {
+	if (!w.acum || !w.dacum || !w.e || !w.w || !w.xt || !w.xtT || !w.dxt || !w.u || !w.v || !w.lm || !w.dm || !w.SPN || !w.GPN) {
 		a->fail = 1;
 		goto out;
 	}
@@ -383,14 +449,17 @@ HOT static void FN(grad_task)(void *user, size_t task) {
 out:
 	free(w.acum);
 	free(w.dacum);
+	free(w.e);
+	free(w.w);
 	free(w.xt);
 	free(w.xtT);
 	free(w.dxt);
+	free(w.u);
+	free(w.v);
 	free(w.lm);
 	free(w.dm);
 	free(w.SPN);
 	free(w.GPN);
-	free(w.u);
 }
 
 // ssd_alloc makes the buffers shared by the passes; 0 on success.

@@ -74,10 +74,13 @@ func BenchmarkTrainStep(b *testing.B) {
 		preset string
 		B, L   int
 	}{{"tiny", 4, 2048}, {"small", 4, 2048}, {"base", 4, 1024}} {
-		b.Run(fmt.Sprintf("%s/B=%d/L=%d", c.preset, c.B, c.L), func(b *testing.B) {
-			cfg, _ := model.Preset(c.preset)
-			benchTrainStep(b, c.preset, cfg, c.B, c.L, 2) // two warm-up steps, as the PyTorch reference does
-		})
+		for _, kernels := range []string{model.KernelsFused, model.KernelsStandard} {
+			b.Run(fmt.Sprintf("%s/%s/B=%d/L=%d", c.preset, kernels, c.B, c.L), func(b *testing.B) {
+				cfg, _ := model.Preset(c.preset)
+				cfg.Kernels = kernels
+				benchTrainStep(b, c.preset, cfg, c.B, c.L, 2) // two warm-up steps, as the PyTorch reference does
+			})
+		}
 	}
 }
 
