@@ -215,3 +215,121 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// finite reports whether every value is a finite number.
+func finite(v []float32) bool {
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestFusedSSDSurvivesRandomShapes is a property test of SSDScan and
+// SSDScanGrad over random shapes (any chunk length, lengths that end inside
+// a chunk or under one) and random scales (decays from none to e^−200 per
+// step): wherever the standard graph's outputs and gradients are finite,
+// the fused ones are finite and equal. Run under AddressSanitizer
+// (go test -asan ./model) it also checks the kernels' memory accesses.
+func TestFusedSSDSurvivesRandomShapes(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	cases := 40
+	if testing.Short() {
+		cases = 10
+	}
+	for i := range cases {
+		B, L, H, P, N, Q := 1+r.IntN(3), 1+r.IntN(150), 1+r.IntN(4), 1+r.IntN(20), 1+r.IntN(20), 1+r.IntN(70)
+		p := newSSDProblem(r, B, L, H, P, N, Q)
+		dtScale, xScale := math.Pow(10, -3+4*r.Float64()), math.Pow(10, -2+3*r.Float64())
+		for k, v := range p.vals {
+			for j := range v {
+				switch k {
+				case "dt":
+					v[j] *= float32(dtScale)
+				case "x", "bm", "cm":
+					v[j] *= float32(xScale)
+				}
+			}
+		}
+		name := fmt.Sprintf("%d: B%d L%d H%d P%d N%d Q%d dt×%.3g x×%.3g", i, B, L, H, P, N, Q, dtScale, xScale)
+		fused, std := p.run(t, true, true), p.run(t, false, true)
+		for _, out := range []string{"y", "final", "d_x", "d_dt", "d_A", "d_bm", "d_cm", "d_h0"} {
+			if !finite(std[out]) {
+				continue
+			}
+			if !finite(fused[out]) {
+				t.Errorf("%s: fused %s has NaN or Inf where the standard graph's is finite", name, out)
+			} else if e := relErr(fused[out], std[out]); e > 1e-3 {
+				t.Errorf("%s: fused %s differs from the standard graph's by %.3g", name, out, e)
+			}
+		}
+	}
+}
+
+// TestFusedMixerStepSurvivesRandomShapes is the property test of MixerStep:
+// step graphs of random configurations, fused and standard, give the same
+// logits and states from random states.
+func TestFusedMixerStepSurvivesRandomShapes(t *testing.T) {
+	orttest.Init(t)
+	r := rand.New(rand.NewPCG(43, 44))
+	for i := range 12 {
+		c := Config{DModel: 4 * (1 + r.IntN(8)), Layers: 1 + r.IntN(2), DState: 1 + r.IntN(24), Expand: 1 + r.IntN(2),
+			DConv: 1 + r.IntN(5), ChunkSize: 8, VocabSize: 272, NGroups: 1}
+		c.HeadDim = []int{1, 2, 4}[r.IntN(3)]
+		B := 1 + r.IntN(5)
+		name := fmt.Sprintf("%d: %s B=%d", i, c, B)
+		params := Values(InitParams(c, uint64(i)))
+		feeds := map[string]*ort.Tensor{}
+		ids := make([]int64, B)
+		for b := range ids {
+			ids[b] = int64(r.IntN(c.VocabSize))
+		}
+		feeds[InIDs] = ort.NewTensor([]int64{int64(B)}, ids)
+		in, out := StateNames(c)
+		for k, shape := range StateShapes(c, B) {
+			n, dims := 1, make([]int64, len(shape))
+			for j, d := range shape {
+				n, dims[j] = n*d, int64(d)
+			}
+			v := make([]float32, n)
+			for j := range v {
+				v[j] = float32(4 * (r.Float64() - 0.5))
+			}
+			feeds[in[k]] = ort.NewTensor(dims, v)
+		}
+		results := map[string]map[string][]float32{}
+		for _, kernels := range []string{KernelsFused, KernelsStandard} {
+			c.Kernels = kernels
+			g, err := NewStepGraph(c, B, graph.Float32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := g.Serialize(graph.Initializers(params))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := ort.NewSession(b, ort.SessionOptions{Threads: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Run(feeds)
+			s.Close()
+			if err != nil {
+				t.Fatalf("%s, %s kernels: %v", name, kernels, err)
+			}
+			results[kernels] = map[string][]float32{}
+			for k, v := range res {
+				results[kernels][k] = v.Float32()
+			}
+		}
+		for _, k := range append([]string{OutLogits}, out...) {
+			f, s := results[KernelsFused][k], results[KernelsStandard][k]
+			if finite(s) && !finite(f) {
+				t.Errorf("%s: fused %s has NaN or Inf where the standard graph's is finite", name, k)
+			} else if e := relErr(f, s); finite(s) && e > 1e-4 {
+				t.Errorf("%s: fused %s differs from the standard graph's by %.3g", name, k, e)
+			}
+		}
+	}
+}
