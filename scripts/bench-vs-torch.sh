@@ -53,7 +53,7 @@ torch_worker() { # spec-json → tokens/s
     /usr/bin/python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["tokens_per_s"])'
 }
 go_bench() { # package, bench regexp, benchtime → "name tokens/s" lines
-  go test -run '^$' -bench "$2" -benchtime "$3" "$1" | awk '/tokens\/s/ { for (i=1;i<=NF;i++) if ($(i+1)=="tokens/s") print $1, $i }'
+  go test -timeout 0 -run '^$' -bench "$2" -benchtime "$3" "$1" | awk '/tokens\/s/ { for (i=1;i<=NF;i++) if ($(i+1)=="tokens/s") print $1, $i }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a/b }'; }
 
