@@ -243,3 +243,14 @@ func maxAbsDiff(a, b []float32) float64 {
 	}
 	return worst
 }
+
+// TestFusedOpsAreTheOnesORTRegisters: every op the graph builder emits in
+// the fused domain has a kernel in package ort, under the same domain.
+func TestFusedOpsAreTheOnesORTRegisters(t *testing.T) {
+	if graph.FusedDomain != ort.FusedDomain {
+		t.Fatalf("graph domain %q, ort domain %q", graph.FusedDomain, ort.FusedDomain)
+	}
+	if g, o := strings.Join(graph.FusedOps(), ","), strings.Join(ort.FusedOps(), ","); g != o {
+		t.Errorf("graph emits %s, ort registers %s", g, o)
+	}
+}
