@@ -44,7 +44,9 @@ func TestMamba2PrefillMatchesSteppedPrompt(t *testing.T) {
 	withPos.PacketPositions, withPos.PacketToken = 16, fakeVocab.Packet // the header is longer than 16
 	withPrev := withPos
 	withPrev.PrevPackets, withPrev.PacketHistory = 2, 64 // the prompt's two packets are in reach
-	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos, "previous packets": withPrev} {
+	fused := withPrev
+	fused.Kernels = model.KernelsFused
+	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos, "previous packets": withPrev, "fused kernels": fused} {
 		t.Run(name, func(t *testing.T) { testMamba2PrefillMatchesSteppedPrompt(t, mamba2Of(t, c)) })
 	}
 }

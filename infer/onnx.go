@@ -116,7 +116,7 @@ func (m *ONNXModel) newBatch(size int) (*onnxBatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("step graph for batch %d: %w", size, err)
 	}
-	ins, outs, err := ortgo.GetInputOutputInfoWithONNXData(graph)
+	ins, outs, err := ort.ModelIOInfo(graph)
 	if err != nil {
 		return nil, fmt.Errorf("reading the step graph's inputs and outputs: %w", err)
 	}
