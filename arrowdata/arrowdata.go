@@ -83,7 +83,7 @@ type Trace struct {
 	SourceSHA256 string   // hex SHA-256 of that file
 	LinkType     string   // the capture's link type (ethernet, linux-sll, linux-sll2, raw, null, …)
 	Tokens       []uint16 // the trace's tokens, <label:…> … <eos>
-	PktOffsets   []uint32 // per packet: index of its <pkt> in Tokens
+	PktOffsets   []uint32 // per packet: index of its <pkt> in Tokens (netssm layout: the first packet's first byte, as no <pkt> precedes it)
 	TsNs         []int64  // per packet: ns from the trace's first packet
 	WireLen      []uint32 // per packet: original length from the IP header on
 	StartUnixNs  int64    // absolute time of the first packet, ns since the Unix epoch

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"os"
 	"sort"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -40,47 +41,89 @@ func ReadAllocator(mem memory.Allocator) ReaderOption {
 	return func(d *Dataset) { d.mem = mem }
 }
 
-// Open opens a dataset and reads its footer and tokenizer spec.
+// Open opens a dataset and reads its footer and tokenizer spec. The file's
+// layout (magic, footer length, every column chunk's place) is checked
+// against its size before Arrow reads anything from it (see checkLayout).
 func Open(path string, opts ...ReaderOption) (*Dataset, error) {
-	d := &Dataset{path: path, mem: memory.DefaultAllocator, cacheRG: -1}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("dataset %s: %w", path, err)
+	}
+	d, err := openReader(path, f, st.Size(), opts...)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// openReader opens the dataset in r, size bytes long; path names it in
+// errors. Closing the dataset closes r when it is an io.Closer.
+func openReader(path string, r parquet.ReaderAtSeeker, size int64, opts ...ReaderOption) (d *Dataset, err error) {
+	defer recoverAsError(path, "opening", &err)
+	d = &Dataset{path: path, mem: memory.DefaultAllocator, cacheRG: -1}
 	for _, o := range opts {
 		o(d)
 	}
-	pf, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(d.mem)))
+	if err := checkEnvelope(r, size); err != nil {
+		return nil, fmt.Errorf("dataset %s: not a readable Parquet file: %w", path, err)
+	}
+	var pf *file.Reader
+	err = decoding("its footer", func() (err error) {
+		pf, err = file.NewParquetReader(r, file.WithReadProps(parquet.NewReaderProperties(d.mem)))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: not a readable Parquet file: %w", path, err)
 	}
 	d.pf = pf
+	if err := d.readFooter(size); err != nil {
+		d.pf = nil // the caller closes r
+		return nil, err
+	}
+	return d, nil
+}
+
+// readFooter checks the layout the footer describes against the file's
+// size, then reads the tokenizer spec, the schema and the row counts.
+func (d *Dataset) readFooter(size int64) error {
+	pf, path := d.pf, d.path
+	if err := checkLayout(pf.MetaData(), size); err != nil {
+		return fmt.Errorf("dataset %s: %w", path, err)
+	}
 	kv := pf.MetaData().KeyValueMetadata()
 	specJSON := kv.FindValue(SpecKey)
 	if specJSON == nil {
-		pf.Close()
-		return nil, fmt.Errorf("dataset %s: no %s in the file metadata; make it with `netssm-cli tokenize`", path, SpecKey)
+		return fmt.Errorf("dataset %s: no %s in the file metadata; make it with `netssm-cli tokenize`", path, SpecKey)
 	}
-	d.spec, err = tokenizer.ParseSpec([]byte(*specJSON))
-	if err != nil {
-		pf.Close()
-		return nil, fmt.Errorf("dataset %s: %w", path, err)
+	var err error
+	if d.spec, err = tokenizer.ParseSpec([]byte(*specJSON)); err != nil {
+		return fmt.Errorf("dataset %s: %w", path, err)
 	}
-	d.fr, err = pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 1 << 16}, d.mem)
+	dropArrowSchema(pf.MetaData())
+	var sc *arrow.Schema
+	err = decoding("its schema", func() (err error) {
+		if d.fr, err = pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 1 << 16}, d.mem); err != nil {
+			return err
+		}
+		sc, err = d.fr.Schema()
+		return err
+	})
 	if err != nil {
-		pf.Close()
-		return nil, fmt.Errorf("dataset %s: %w", path, err)
-	}
-	sc, err := d.fr.Schema()
-	if err != nil {
-		pf.Close()
-		return nil, fmt.Errorf("dataset %s: schema: %w", path, err)
+		return fmt.Errorf("dataset %s: schema: %w", path, err)
 	}
 	want := Schema()
-	if sc.NumFields() < numColumns {
-		pf.Close()
-		return nil, fmt.Errorf("dataset %s: %d columns, want %d", path, sc.NumFields(), numColumns)
+	if sc.NumFields() < numColumns || pf.MetaData().Schema.NumColumns() < numColumns {
+		return fmt.Errorf("dataset %s: %d columns, want %d", path, sc.NumFields(), numColumns)
 	}
 	for i, f := range want.Fields() {
 		if g := sc.Field(i); g.Name != f.Name || !arrow.TypeEqual(g.Type, f.Type) {
-			pf.Close()
-			return nil, fmt.Errorf("dataset %s: column %d is %s %s, want %s %s", path, i, g.Name, g.Type, f.Name, f.Type)
+			return fmt.Errorf("dataset %s: column %d is %s %s, want %s %s", path, i, g.Name, g.Type, f.Name, f.Type)
 		}
 	}
 	n := 0
@@ -89,7 +132,7 @@ func Open(path string, opts ...ReaderOption) (*Dataset, error) {
 		n += int(pf.MetaData().RowGroup(rg).NumRows())
 	}
 	d.rgStart = append(d.rgStart, n)
-	return d, nil
+	return nil
 }
 
 // Path is the dataset's file.
@@ -129,38 +172,61 @@ func (d *Dataset) rowGroupOf(i int) int {
 	return sort.SearchInts(d.rgStart, i+1) - 1
 }
 
-// readRowGroup reads the given leaf columns of one row group, one array per
-// column; release frees them.
-func (d *Dataset) readRowGroup(rg int, cols []int) (func(), []arrow.Array, error) {
-	tbl, err := d.fr.ReadRowGroups(context.Background(), cols, []int{rg})
+// readRowGroup reads the given leaf columns of one row group (ascending),
+// one array per column, each checked to hold the row group's rows; release
+// frees them.
+func (d *Dataset) readRowGroup(rg int, cols []int) (release func(), out []arrow.Array, err error) {
+	defer recoverAsError(d.path, fmt.Sprintf("reading row group %d of", rg), &err)
+	readers, sc, err := d.fr.GetFieldReaders(context.Background(), cols, []int{rg})
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset %s: row group %d: %w", d.path, rg, err)
 	}
-	out := make([]arrow.Array, len(cols))
-	release := func() {
+	defer func() {
+		for _, r := range readers {
+			r.Release()
+		}
+	}()
+	out = make([]arrow.Array, len(cols))
+	release = func() {
 		for _, a := range out {
 			if a != nil {
 				a.Release()
 			}
 		}
 	}
-	for i := range cols {
-		ch := tbl.Column(i).Data()
-		if len(ch.Chunks()) == 1 {
-			out[i] = ch.Chunk(0)
-			out[i].Retain()
-			continue
-		}
-		a, err := array.Concatenate(ch.Chunks(), d.mem)
-		if err != nil {
-			tbl.Release()
+	rows := d.rgStart[rg+1] - d.rgStart[rg]
+	for i, r := range readers {
+		name := sc.Field(i).Name
+		if out[i], err = d.readColumn(r, rows); err != nil {
 			release()
-			return nil, nil, fmt.Errorf("dataset %s: row group %d: %w", d.path, rg, err)
+			return nil, nil, fmt.Errorf("dataset %s: row group %d, column %s: %w", d.path, rg, name, err)
 		}
-		out[i] = a
 	}
-	tbl.Release()
 	return release, out, nil
+}
+
+// readColumn reads rows values of one column chunk as one array and checks
+// it.
+func (d *Dataset) readColumn(r *pqarrow.ColumnReader, rows int) (a arrow.Array, err error) {
+	var ch *arrow.Chunked
+	if err := decoding("its pages", func() (err error) {
+		ch, err = r.NextBatch(int64(rows))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	defer ch.Release()
+	if len(ch.Chunks()) == 1 {
+		a = ch.Chunk(0)
+		a.Retain()
+	} else if a, err = array.Concatenate(ch.Chunks(), d.mem); err != nil {
+		return nil, err
+	}
+	if err := checkColumn(a, rows); err != nil {
+		a.Release()
+		return nil, err
+	}
+	return a, nil
 }
 
 // TraceTokens returns a copy of trace i's tokens. It reads (and keeps) the
@@ -223,9 +289,9 @@ func (d *Dataset) Traces() iter.Seq2[*Trace, error] {
 					WireLen:      listUint32(c[iWireLen].(*array.List), r),
 					StartUnixNs:  c[iStartUnixNs].(*array.Int64).Value(r),
 				}
-				if np := c[iNPackets].(*array.Int64).Value(r); int(np) != len(t.PktOffsets) {
+				if err := t.check(c[iNPackets].(*array.Int64).Value(r)); err != nil {
 					release()
-					yield(nil, fmt.Errorf("dataset %s: trace %s: n_packets %d but %d packet offsets", d.path, t.TraceID, np, len(t.PktOffsets)))
+					yield(nil, fmt.Errorf("dataset %s: trace %d (%s): %w", d.path, d.rgStart[rg]+r, t.TraceID, err))
 					return
 				}
 				if !yield(t, nil) {

@@ -62,6 +62,7 @@ type Packet struct {
 
 	LinkTypeID uint16 // full LINKTYPE_ number of the record's interface
 	LinkHdrLen int    // bytes of link-layer header stripped (0 when IP is nil)
+	LinkHdr    []byte // those bytes, as captured (nil when IP is nil). Valid until the next Next().
 	CapLen     int    // captured length of the record, link layer included
 	Interface  int    // pcapng interface index (0 for pcap)
 }
@@ -215,7 +216,7 @@ func (r *Reader) Next() (Packet, error) {
 	ip, hdr, res := StripLink(link, data)
 	switch res {
 	case LinkOK:
-		p.IP, p.LinkHdrLen = ip, hdr
+		p.IP, p.LinkHdrLen, p.LinkHdr = ip, hdr, data[:hdr:hdr]
 		r.stats.IP++
 	case LinkNotIP:
 		r.stats.NonIP++

@@ -36,10 +36,15 @@ type traceAnalysis struct {
 // complianceCounts are the numerators and denominators of the compliance shares.
 type complianceCounts struct {
 	Records, IP, IPTransport               int64
+	ICMP, IPLengthOffloaded                int64
+	OtherProtocol                          int64 // records of another network protocol (ARP, …)
 	IPv4, IPv4ChecksumOK, IPv4ChecksumZero int64
 	LengthOK                               int64
+	UDP, UDPLengthOK                       int64
+	ReservedZero                           int64
 	TCP, TCPFlagsOK                        int64
 	TCPFlows, FlowsOpeningWithSYN          int64
+	TCPFlowsSeqJudged, TCPFlowsSeqMonotone int64
 	HandshakeEligible, HandshakeOK         int64
 	SeqChecked, SeqOK                      int64
 	AckChecked, AckOK                      int64
@@ -51,16 +56,24 @@ type complianceCounts struct {
 
 func (c *complianceCounts) add(o complianceCounts) {
 	c.Records += o.Records
+	c.OtherProtocol += o.OtherProtocol
 	c.IP += o.IP
 	c.IPTransport += o.IPTransport
+	c.ICMP += o.ICMP
+	c.IPLengthOffloaded += o.IPLengthOffloaded
 	c.IPv4 += o.IPv4
 	c.IPv4ChecksumOK += o.IPv4ChecksumOK
 	c.IPv4ChecksumZero += o.IPv4ChecksumZero
 	c.LengthOK += o.LengthOK
+	c.UDP += o.UDP
+	c.UDPLengthOK += o.UDPLengthOK
+	c.ReservedZero += o.ReservedZero
 	c.TCP += o.TCP
 	c.TCPFlagsOK += o.TCPFlagsOK
 	c.TCPFlows += o.TCPFlows
 	c.FlowsOpeningWithSYN += o.FlowsOpeningWithSYN
+	c.TCPFlowsSeqJudged += o.TCPFlowsSeqJudged
+	c.TCPFlowsSeqMonotone += o.TCPFlowsSeqMonotone
 	c.HandshakeEligible += o.HandshakeEligible
 	c.HandshakeOK += o.HandshakeOK
 	c.SeqChecked += o.SeqChecked
@@ -100,12 +113,15 @@ const (
 	hsSawSYNACK
 	hsDone
 	hsFailed
+	hsAborted // a RST ended the handshake (a refused or abandoned connection): not judged
 )
 
 type tcpDirection struct {
-	seen   bool
-	maxSeq uint32 // highest sequence number seen (mod 2^32)
-	next   uint32 // highest seq+SegLen: the end of the data this side sent
+	seen    bool
+	isn     uint32 // sequence number of this side's last SYN (valid when synSeen)
+	synSeen bool
+	maxSeq  uint32 // highest sequence number seen (mod 2^32)
+	next    uint32 // highest seq+SegLen: the end of the data this side sent
 }
 
 type flowState struct {
@@ -117,6 +133,9 @@ type flowState struct {
 	hs         int
 	isnC, isnS uint32
 	dirs       [2]tcpDirection
+	// seqJudged: some segment's sequence number was checked; seqRegressed:
+	// some segment fell behind its direction's highest one.
+	seqJudged, seqRegressed bool
 }
 
 // seqAfter reports whether a ≥ b modulo 2^32 (RFC 1982 serial arithmetic).
@@ -136,6 +155,9 @@ func analyzeTrace(t *Trace) traceAnalysis {
 	for i := range t.Packets {
 		p := &t.Packets[i]
 		c.Records++
+		if p.has(stOtherProtocol) {
+			c.OtherProtocol++
+		}
 		if !p.has(stIP) {
 			continue
 		}
@@ -168,6 +190,21 @@ func analyzeTrace(t *Trace) traceAnalysis {
 		}
 		if p.has(stLengthOK) {
 			c.LengthOK++
+		}
+		if p.has(stIPLengthOffloaded) {
+			c.IPLengthOffloaded++
+		}
+		if p.has(stICMP) {
+			c.ICMP++
+		}
+		if !p.has(stReservedSet) {
+			c.ReservedZero++
+		}
+		if p.has(stUDP) {
+			c.UDP++
+			if p.has(stUDPLengthOK) {
+				c.UDPLengthOK++
+			}
 		}
 		a.values[mWireLen] = append(a.values[mWireLen], float64(p.WireLen))
 		a.values[mIPProto] = append(a.values[mIPProto], float64(p.Proto))
@@ -216,12 +253,19 @@ func analyzeTrace(t *Trace) traceAnalysis {
 			if f.hs != hsMidstream {
 				c.FlowsOpeningWithSYN++
 			}
-			// A flow is judged on its handshake once it had the three packets
-			// a handshake needs; a lone unanswered SYN is not judged.
-			if f.hs == hsDone || f.hs == hsFailed || (f.hs != hsMidstream && f.packets >= 3) {
+			// A flow is judged on its handshake once a packet other than a
+			// retransmission followed its SYN and SYN-ACK; unanswered and
+			// reset handshakes are not judged.
+			if f.hs == hsDone || f.hs == hsFailed {
 				c.HandshakeEligible++
 				if f.hs == hsDone {
 					c.HandshakeOK++
+				}
+			}
+			if f.seqJudged {
+				c.TCPFlowsSeqJudged++
+				if !f.seqRegressed {
+					c.TCPFlowsSeqMonotone++
 				}
 			}
 		case protoUDP:
@@ -238,54 +282,79 @@ func analyzeTrace(t *Trace) traceAnalysis {
 // checkTCP advances a TCP flow's handshake state and checks the packet's
 // sequence and acknowledgement numbers against what the flow has carried.
 func checkTCP(f *flowState, p *PacketFields, dir int, c *complianceCounts) {
+	advanceHandshake(f, p, dir)
 	fl := p.TCPFlags
 	syn, ack, rst := fl&flagSYN != 0, fl&flagACK != 0, fl&flagRST != 0
-	// Handshake: SYN (initiator) → SYN-ACK acking isn+1 → ACK with seq isn+1
-	// acking the responder's isn+1. Retransmitted SYNs and SYN-ACKs are allowed.
-	switch {
-	case f.packets == 1:
+	d, peer := &f.dirs[dir], &f.dirs[1-dir]
+	if rst {
+		return
+	}
+	if syn && (!d.synSeen || p.Seq != d.isn) {
+		// A SYN with a new initial sequence number opens a new connection
+		// on the same 5-tuple (a reused port): its numbers start afresh.
+		*d = tcpDirection{isn: p.Seq, synSeen: true}
+	}
+	if d.seen {
+		c.SeqChecked++
+		f.seqJudged = true
+		switch {
+		case seqAfter(p.Seq, d.maxSeq):
+			c.SeqOK++
+		case p.SegLen <= 1 && p.Seq == d.next-1:
+			// A keep-alive probe (RFC 9293 3.8.4): one below the next
+			// sequence number, with no data or one garbage byte.
+			c.SeqOK++
+		default:
+			f.seqRegressed = true
+		}
+	}
+	if !d.seen || seqAfter(p.Seq, d.maxSeq) {
+		d.maxSeq = p.Seq
+	}
+	end := p.Seq + p.SegLen
+	if !d.seen || seqAfter(end, d.next) {
+		d.next = end
+	}
+	d.seen = true
+	if ack && peer.seen {
+		c.AckChecked++
+		if seqAfter(peer.next, p.Ack) {
+			c.AckOK++
+		}
+	}
+}
+
+// advanceHandshake follows SYN (initiator) → SYN-ACK acking isn+1 → ACK
+// with seq isn+1 acking the responder's isn+1. Retransmitted SYNs and
+// SYN-ACKs are allowed, a SYN with a new ISN restarts the attempt, and a RST
+// ends the handshake unjudged (a refused or abandoned connection is not an
+// out-of-order one).
+func advanceHandshake(f *flowState, p *PacketFields, dir int) {
+	fl := p.TCPFlags
+	syn, ack, rst := fl&flagSYN != 0, fl&flagACK != 0, fl&flagRST != 0
+	if f.packets == 1 {
 		if syn && !ack {
 			f.hs, f.isnC = hsSawSYN, p.Seq
 		}
-	case f.hs == hsSawSYN:
-		switch {
-		case dir == f.initiator && syn && !ack && p.Seq == f.isnC:
-		case dir != f.initiator && syn && ack && p.Ack == f.isnC+1:
-			f.hs, f.isnS = hsSawSYNACK, p.Seq
-		default:
-			f.hs = hsFailed
-		}
-	case f.hs == hsSawSYNACK:
-		switch {
-		case dir != f.initiator && syn && ack && p.Seq == f.isnS:
-		case dir == f.initiator && ack && !syn && !rst && p.Seq == f.isnC+1 && p.Ack == f.isnS+1:
-			f.hs = hsDone
-		default:
-			f.hs = hsFailed
-		}
+		return
 	}
-	d, peer := &f.dirs[dir], &f.dirs[1-dir]
-	if !rst {
-		if d.seen {
-			c.SeqChecked++
-			if seqAfter(p.Seq, d.maxSeq) {
-				c.SeqOK++
-			}
-		}
-		if !d.seen || seqAfter(p.Seq, d.maxSeq) {
-			d.maxSeq = p.Seq
-		}
-		end := p.Seq + p.SegLen
-		if !d.seen || seqAfter(end, d.next) {
-			d.next = end
-		}
-		d.seen = true
-		if ack && peer.seen {
-			c.AckChecked++
-			if seqAfter(peer.next, p.Ack) {
-				c.AckOK++
-			}
-		}
+	if f.hs != hsSawSYN && f.hs != hsSawSYNACK {
+		return
+	}
+	initiator := dir == f.initiator
+	switch {
+	case rst:
+		f.hs = hsAborted
+	case initiator && syn && !ack:
+		// A retransmitted SYN, or a new attempt with a new ISN.
+		f.hs, f.isnC = hsSawSYN, p.Seq
+	case f.hs == hsSawSYN && !initiator && syn && ack && p.Ack == f.isnC+1:
+		f.hs, f.isnS = hsSawSYNACK, p.Seq
+	case f.hs == hsSawSYNACK && !initiator && syn && ack && p.Seq == f.isnS:
+	case f.hs == hsSawSYNACK && initiator && ack && !syn && p.Seq == f.isnC+1 && p.Ack == f.isnS+1:
+		f.hs = hsDone
+	default:
+		f.hs = hsFailed
 	}
 }
 

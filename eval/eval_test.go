@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/gonum/stat"
 
 	"github.com/netssm/netssm/plots"
+	"github.com/netssm/netssm/tokenizer"
 )
 
 func TestRealVersusItselfHasZeroDivergence(t *testing.T) {
@@ -90,7 +91,8 @@ func TestSameWorkloadIsCloserThanOtherWorkload(t *testing.T) {
 
 func TestWellFormedTrafficPassesCompliance(t *testing.T) {
 	traces := loadAll(t, makeWorkloadCaptures(t, t.TempDir(), []string{"bulk", "call"}, 2, 1500, 3))
-	c := newCompliance(pool(analyzeAll(traces), nil).comp)
+	counts := pool(analyzeAll(traces), nil).comp
+	c := judgeAgainst(counts, counts)
 	if !c.Pass {
 		t.Fatalf("generated well-formed traffic fails compliance: %v\n%+v", c.Failed(), c)
 	}
@@ -148,7 +150,7 @@ func TestBrokenCaptureFailsComplianceLoudly(t *testing.T) {
 		t.Fatal("broken capture passes compliance")
 	}
 	failed := strings.Join(r.Compliance.Synth.Failed(), ",")
-	for _, want := range []string{"ipv4_checksum_valid_or_offloaded", "ip_tcp_udp_parse", "tcp_flags_valid", "zero_inter_arrival", "traces_with_advancing_clock", "timestamps_nondecreasing"} {
+	for _, want := range []string{"ipv4_checksum_valid_or_offloaded", "ip_transport_parse", "tcp_flags_valid", "zero_inter_arrival", "traces_with_advancing_clock", "timestamps_nondecreasing"} {
 		if want == "timestamps_nondecreasing" {
 			continue // constant timestamps are non-decreasing; the two clock checks catch them
 		}
@@ -236,8 +238,23 @@ func TestParseFields(t *testing.T) {
 			}
 		}},
 		{"udp length mismatch", v6udp(), 0, func(b []byte) []byte { b[45]++; return b }, func(t *testing.T, p PacketFields) {
-			if p.has(stLengthOK) {
-				t.Error("UDP length ≠ IP payload length accepted")
+			if !p.has(stUDP) || p.has(stUDPLengthOK) {
+				t.Errorf("UDP length ≠ IP payload length accepted (status %#x)", p.Status)
+			}
+		}},
+		{"ipv4 length 0 is offload, read as the frame's length", v4tcp(), 0, func(b []byte) []byte { b[2], b[3] = 0, 0; return b }, func(t *testing.T, p PacketFields) {
+			if !p.has(stIPLengthOffloaded) || !p.has(stLengthOK) || p.WireLen != 140 || p.SegLen != 100 {
+				t.Errorf("offloaded length: status %#x wire %d seglen %d", p.Status, p.WireLen, p.SegLen)
+			}
+		}},
+		{"ipv4 reserved flag", v4tcp(), 0, func(b []byte) []byte { b[6] |= 0x80; return b }, func(t *testing.T, p PacketFields) {
+			if !p.has(stReservedSet) {
+				t.Error("IPv4 reserved bit not seen")
+			}
+		}},
+		{"tcp reserved bits", v4tcp(), 0, func(b []byte) []byte { b[32] |= 0x02; return b }, func(t *testing.T, p PacketFields) {
+			if !p.has(stReservedSet) {
+				t.Error("TCP reserved bit not seen")
 			}
 		}},
 		{"ipv6 hop-by-hop then tcp", v6hbh(), 0, nil, func(t *testing.T, p PacketFields) {
@@ -285,7 +302,11 @@ func TestHeaderHashIgnoresChecksumsOnly(t *testing.T) {
 	}
 }
 
-func TestTCPFlagCombinations(t *testing.T) {
+// TestTCPFlagValidityIsTheTokenizersRule checks that eval judges flag sets
+// by tokenizer.TCPFlagsValid, the rule structure-aware decoding enforces:
+// every one of the 256 flag bytes, parsed from a segment, is marked valid
+// exactly when that rule accepts it, and the rule's known cases hold.
+func TestTCPFlagValidityIsTheTokenizersRule(t *testing.T) {
 	for _, c := range []struct {
 		flags uint8
 		valid bool
@@ -293,10 +314,23 @@ func TestTCPFlagCombinations(t *testing.T) {
 		{flagSYN, true}, {flagSYN | flagACK, true}, {flagACK, true}, {flagPSH | flagACK, true},
 		{flagFIN | flagACK, true}, {flagRST, true}, {flagRST | flagACK, true}, {flagSYN | flagECE | flagCWR, true},
 		{0, false}, {flagSYN | flagFIN, false}, {flagSYN | flagRST, false}, {flagFIN | flagRST | flagACK, false},
-		{flagFIN, false}, {flagFIN | flagPSH | flagURG, false}, {flagPSH, false},
+		{flagFIN, false}, {flagFIN | flagPSH | flagURG, false}, {flagPSH, false}, {flagECE, false},
 	} {
-		if got := tcpFlagsValid(c.flags); got != c.valid {
+		if got := tokenizer.TCPFlagsValid(c.flags); got != c.valid {
 			t.Errorf("flags %s: valid = %v, want %v", nameTCPFlags(int64(c.flags)), got, c.valid)
+		}
+	}
+	g := newTrafficGen(1)
+	g.tcp(g.t0, net.IPv4(10, 0, 0, 1).To4(), net.IPv4(10, 0, 0, 2).To4(), 1, 2, 1, 1, "A", 0)
+	b := g.pkts[0].data
+	for f := range 256 {
+		b[33] = byte(f) // IPv4 header 20 bytes + TCP flags at offset 13
+		p := parseFields(0, len(b), b)
+		if p.TCPFlags != uint8(f) {
+			t.Fatalf("flag byte %#x parsed as %#x", f, p.TCPFlags)
+		}
+		if p.has(stTCPFlagsOK) != tokenizer.TCPFlagsValid(uint8(f)) {
+			t.Errorf("flags %s: eval says valid %v, tokenizer.TCPFlagsValid %v", nameTCPFlags(int64(f)), p.has(stTCPFlagsOK), !p.has(stTCPFlagsOK))
 		}
 	}
 }

@@ -3,6 +3,8 @@ package eval
 import (
 	"encoding/binary"
 	"hash/maphash"
+
+	"github.com/netssm/netssm/tokenizer"
 )
 
 // IP protocol numbers used here.
@@ -15,14 +17,14 @@ const (
 
 // TCP flag bits (byte 13 of the TCP header).
 const (
-	flagFIN = 0x01
-	flagSYN = 0x02
-	flagRST = 0x04
-	flagPSH = 0x08
-	flagACK = 0x10
-	flagURG = 0x20
-	flagECE = 0x40
-	flagCWR = 0x80
+	flagFIN = tokenizer.TCPFlagFIN
+	flagSYN = tokenizer.TCPFlagSYN
+	flagRST = tokenizer.TCPFlagRST
+	flagPSH = tokenizer.TCPFlagPSH
+	flagACK = tokenizer.TCPFlagACK
+	flagURG = tokenizer.TCPFlagURG
+	flagECE = uint8(0x40)
+	flagCWR = uint8(0x80)
 )
 
 // Status bits of a parsed packet: what held when its header was read.
@@ -35,13 +37,30 @@ const (
 	stIPv4Checksum
 	// stIPv4ChecksumOK: and it was valid.
 	stIPv4ChecksumOK
-	// stLengthOK: the IP length field agrees with the headers and the record's wire length.
+	// stLengthOK: the IP length field agrees with the IP and TCP headers and
+	// the record's wire length.
 	stLengthOK
-	// stTCPFlagsOK: a TCP header whose flag combination is legal.
+	// stTCPFlagsOK: a TCP header whose flag set tokenizer.TCPFlagsValid accepts.
 	stTCPFlagsOK
 	// stIPv4ChecksumZero: the IPv4 checksum field is 0, as in packets captured
 	// on their way out of a host whose NIC computes the checksum (offload).
 	stIPv4ChecksumZero
+	// stUDP: a UDP header was read; stUDPLengthOK: its length field equals
+	// the IP payload length.
+	stUDP
+	stUDPLengthOK
+	// stReservedSet: a reserved bit is set (the IPv4 flags' reserved bit, or
+	// one of the three reserved bits of the TCP header's 13th byte).
+	stReservedSet
+	// stOtherProtocol: a record whose link layer names another network
+	// protocol than IP (ARP, LLDP, EAPOL, …): a frame, not a broken packet.
+	stOtherProtocol
+	// stICMP: a complete ICMP or ICMPv6 header (8 bytes) followed the IP header.
+	stICMP
+	// stIPLengthOffloaded: an IPv4 total length of 0, taken as the frame's
+	// length: a segmentation-offload super-packet captured on its way out
+	// (Wireshark reads it the same way).
+	stIPLengthOffloaded
 )
 
 // hdrVecLen is the length of the fixed header vector used for
@@ -109,10 +128,17 @@ func parseFields(timeNS int64, wireLen int, ip []byte) PacketFields {
 			p.Status |= stIPv4ChecksumZero
 		}
 		ipLen = int(binary.BigEndian.Uint16(ip[2:4]))
+		if ipLen == 0 && wireLen >= ihl {
+			ipLen = wireLen
+			p.Status |= stIPLengthOffloaded
+		}
 		p.TTL, p.Proto = ip[8], ip[9]
 		copy(p.Src[:4], ip[12:16])
 		copy(p.Dst[:4], ip[16:20])
 		fragment = binary.BigEndian.Uint16(ip[6:8])&0x1fff != 0
+		if ip[6]&0x80 != 0 {
+			p.Status |= stReservedSet
+		}
 		ipHdrLen, l4Off = ihl, ihl
 		if ipLen < ihl {
 			lenOK = false
@@ -175,8 +201,11 @@ func parseFields(timeNS int64, wireLen int, ip []byte) PacketFields {
 				doff := int(b[12]>>4) * 4
 				p.TCPFlags = b[13]
 				p.Window = binary.BigEndian.Uint16(b[14:16])
-				if tcpFlagsValid(p.TCPFlags) {
+				if tokenizer.TCPFlagsValid(p.TCPFlags) {
 					p.Status |= stTCPFlagsOK
+				}
+				if b[12]&0x0e != 0 {
+					p.Status |= stReservedSet
 				}
 				l4HdrLen = doff
 				payload := ipLen - l4Off - doff
@@ -198,14 +227,15 @@ func parseFields(timeNS int64, wireLen int, ip []byte) PacketFields {
 				p.SrcPort = binary.BigEndian.Uint16(b[0:2])
 				p.DstPort = binary.BigEndian.Uint16(b[2:4])
 				l4HdrLen = 8
-				udpLen := int(binary.BigEndian.Uint16(b[4:6]))
-				if udpLen != ipLen-l4Off {
-					lenOK = false
+				p.Status |= stUDP
+				if int(binary.BigEndian.Uint16(b[4:6])) == ipLen-l4Off {
+					p.Status |= stUDPLengthOK
 				}
 			}
 		case protoICMP, protoICMPv6:
 			if len(b) >= 8 {
 				l4HdrLen = 8
+				p.Status |= stICMP
 			}
 		}
 	}
@@ -247,23 +277,4 @@ func ipv4HeaderChecksumOK(h []byte) bool {
 		sum = sum&0xffff + sum>>16
 	}
 	return sum == 0xffff
-}
-
-// tcpFlagsValid reports whether a TCP flag combination can occur in a
-// conforming connection (RFC 9293): some flag set; SYN never with FIN or RST;
-// FIN never with RST; FIN, PSH and URG only on segments that also carry ACK.
-// (These are the combinations IDS rule sets such as Snort's flag them as
-// illegal: null, SYN-FIN, XMAS and friends.)
-func tcpFlagsValid(f uint8) bool {
-	switch {
-	case f&(flagFIN|flagSYN|flagRST|flagPSH|flagACK|flagURG) == 0:
-		return false
-	case f&flagSYN != 0 && f&(flagFIN|flagRST) != 0:
-		return false
-	case f&flagFIN != 0 && f&flagRST != 0:
-		return false
-	case f&(flagFIN|flagPSH|flagURG) != 0 && f&flagACK == 0:
-		return false
-	}
-	return true
 }

@@ -45,14 +45,23 @@ type Privacy struct {
 	SynthVerbatim Share `json:"synth_header_verbatim"`
 	// RealVerbatim: the same for the real (held-out) packets: the rate at which
 	// genuinely new traffic repeats a training header by chance.
-	RealVerbatim   Share      `json:"real_header_verbatim"`
-	DCRReferences  int        `json:"dcr_references"`
-	SynthDCR       DCRSummary `json:"synth_dcr"`
-	RealDCR        DCRSummary `json:"real_dcr"`
-	DCRMedianRatio *float64   `json:"dcr_median_ratio_synth_to_real,omitempty"`
+	RealVerbatim Share `json:"real_header_verbatim"`
+	// PerLabel: the two verbatim shares of each label's packets (against
+	// all training packets, whatever their label).
+	PerLabel       map[string]LabelVerbatim `json:"per_label"`
+	DCRReferences  int                      `json:"dcr_references"`
+	SynthDCR       DCRSummary               `json:"synth_dcr"`
+	RealDCR        DCRSummary               `json:"real_dcr"`
+	DCRMedianRatio *float64                 `json:"dcr_median_ratio_synth_to_real,omitempty"`
 	// RealOverlapsTrain is true when a real capture is also a training capture
 	// (then the real baseline is not held out).
 	RealOverlapsTrain bool `json:"real_overlaps_train"`
+}
+
+// LabelVerbatim holds one label's verbatim-header shares.
+type LabelVerbatim struct {
+	SynthVerbatim Share `json:"synth_header_verbatim"`
+	RealVerbatim  Share `json:"real_header_verbatim"`
 }
 
 // ipPackets returns pointers to every IP packet of the traces.
@@ -63,6 +72,26 @@ func ipPackets(traces []*Trace) []*PacketFields {
 			if t.Packets[i].has(stIP) {
 				out = append(out, &t.Packets[i])
 			}
+		}
+	}
+	return out
+}
+
+// traceLabels returns the sorted distinct labels of traces.
+func traceLabels(traces []*Trace) []string {
+	seen := map[string]bool{}
+	for _, t := range traces {
+		seen[t.Label] = true
+	}
+	return sortedKeys(seen)
+}
+
+// withLabel returns the traces of label l.
+func withLabel(traces []*Trace, l string) []*Trace {
+	var out []*Trace
+	for _, t := range traces {
+		if t.Label == l {
+			out = append(out, t)
 		}
 	}
 	return out
@@ -169,7 +198,10 @@ func privacy(train, real, synth []*Trace) *Privacy {
 		return newShare(hits, int64(len(ps)))
 	}
 	rp, sp := ipPackets(real), ipPackets(synth)
-	pr := &Privacy{TrainPackets: len(tr), SynthVerbatim: verbatim(sp), RealVerbatim: verbatim(rp)}
+	pr := &Privacy{TrainPackets: len(tr), SynthVerbatim: verbatim(sp), RealVerbatim: verbatim(rp), PerLabel: map[string]LabelVerbatim{}}
+	for _, l := range traceLabels(synth) {
+		pr.PerLabel[l] = LabelVerbatim{SynthVerbatim: verbatim(ipPackets(withLabel(synth, l))), RealVerbatim: verbatim(ipPackets(withLabel(real, l)))}
+	}
 	trainPaths := map[string]bool{}
 	for _, t := range train {
 		trainPaths[t.Path] = true

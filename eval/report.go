@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion names the layout of metrics.json; it changes when a key does.
-const SchemaVersion = "netssm-eval/1"
+const SchemaVersion = "netssm-eval/2"
 
 // LabelInputs counts one label's inputs.
 type LabelInputs struct {
@@ -66,8 +66,18 @@ type Fidelity struct {
 	OnlySynth []string `json:"only_synth,omitempty"`
 }
 
-// ComplianceBySide holds the compliance of each side.
+// ComplianceBySide holds the compliance of each side: pooled over all
+// traces (the synthetic side judged against the pooled real side), and per
+// label present on both sides (each synthetic label judged against the same
+// real label). Pass verdicts of the pooled sides decide.
 type ComplianceBySide struct {
+	Real     Compliance                 `json:"real"`
+	Synth    Compliance                 `json:"synth"`
+	PerLabel map[string]LabelCompliance `json:"per_label,omitempty"`
+}
+
+// LabelCompliance is one label's compliance on both sides.
+type LabelCompliance struct {
 	Real  Compliance `json:"real"`
 	Synth Compliance `json:"synth"`
 }
@@ -87,9 +97,16 @@ type Report struct {
 	Inputs     Inputs           `json:"inputs"`
 	Fidelity   Fidelity         `json:"fidelity"`
 	Compliance ComplianceBySide `json:"compliance"`
-	Utility    *Utility         `json:"utility,omitempty"`
-	Privacy    *Privacy         `json:"privacy,omitempty"`
-	Figures    []FigureRef      `json:"figures"`
+	// FlowStructure: flows, addresses and packets per flow over the first
+	// packets of each trace, pooled and per label.
+	FlowStructure *FlowStructureReport `json:"flow_structure"`
+	// LabelConfusion: every synthetic label against every real label.
+	LabelConfusion *LabelConfusion `json:"label_confusion"`
+	Utility        *Utility        `json:"utility,omitempty"`
+	Privacy        *Privacy        `json:"privacy,omitempty"`
+	// Malformed: tshark's malformed frames (absent when tshark was not run).
+	Malformed *Malformed  `json:"malformed,omitempty"`
+	Figures   []FigureRef `json:"figures"`
 	// ElapsedS is the evaluation's wall time in seconds (with reading the
 	// captures when made by Run; drawing the figures not included).
 	ElapsedS float64 `json:"elapsed_s"`
@@ -101,6 +118,12 @@ type Options struct {
 	WindowPackets int
 	// SkipUtility leaves out the classifier (it needs ≥ 2 labels).
 	SkipUtility bool
+	// FlowWindow is the number of IP packets at the start of each trace
+	// the flow-structure figures count (default DefaultFlowWindow).
+	FlowWindow int
+	// Tshark is the path of tshark, run by Run over every capture to count
+	// malformed frames; empty: not run.
+	Tshark string
 }
 
 // analyzeAll runs analyzeTrace over traces, in parallel.
@@ -131,6 +154,9 @@ func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figur
 	if opts.WindowPackets <= 0 {
 		opts.WindowPackets = 200
 	}
+	if opts.FlowWindow <= 0 {
+		opts.FlowWindow = DefaultFlowWindow
+	}
 	r := &Report{Schema: SchemaVersion}
 	r.Inputs.Real, r.Inputs.Synth = describeInputs(real), describeInputs(synth)
 	if len(train) > 0 {
@@ -143,22 +169,31 @@ func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figur
 	r.Fidelity.PerLabel = map[string]GroupFidelity{}
 	var labelFigs []plots.Figure // per-label CDFs: data for `netssm-cli plot`, not drawn
 	rl, sl := labelsOf(ra), labelsOf(sa)
+	realByLabel, synthByLabel := poolByLabel(ra, rl), poolByLabel(sa, sl)
+	var both []string
 	for _, l := range rl {
 		if !slices.Contains(sl, l) {
 			r.Fidelity.OnlyReal = append(r.Fidelity.OnlyReal, l)
 			continue
 		}
-		keep := func(x string) bool { return x == l }
-		rg, sg := pool(ra, keep), pool(sa, keep)
-		r.Fidelity.PerLabel[l] = compareGroups(&rg, &sg)
-		labelFigs = append(labelFigs, labelCDFs(l, &rg, &sg)...)
+		both = append(both, l)
+		rg, sg := realByLabel[l], synthByLabel[l]
+		r.Fidelity.PerLabel[l] = compareGroups(rg, sg)
+		labelFigs = append(labelFigs, labelCDFs(l, rg, sg)...)
 	}
 	for _, l := range sl {
 		if !slices.Contains(rl, l) {
 			r.Fidelity.OnlySynth = append(r.Fidelity.OnlySynth, l)
 		}
 	}
-	r.Compliance.Real, r.Compliance.Synth = newCompliance(rp.comp), newCompliance(sp.comp)
+	r.Compliance.Real, r.Compliance.Synth = judgeReference(rp.comp), judgeAgainst(sp.comp, rp.comp)
+	r.Compliance.PerLabel = map[string]LabelCompliance{}
+	for _, l := range both {
+		rc, sc := realByLabel[l].comp, synthByLabel[l].comp
+		r.Compliance.PerLabel[l] = LabelCompliance{Real: judgeReference(rc), Synth: judgeAgainst(sc, rc)}
+	}
+	r.FlowStructure = flowStructureReport(real, synth, opts.FlowWindow, both)
+	r.LabelConfusion = labelConfusion(realByLabel, synthByLabel)
 	if !opts.SkipUtility {
 		r.Utility = utility(real, synth, opts.WindowPackets)
 	}
@@ -172,6 +207,16 @@ func Evaluate(real, synth, train []*Trace, opts Options) (*Report, []plots.Figur
 	}
 	r.ElapsedS = time.Since(start).Seconds()
 	return r, append(figs, labelFigs...)
+}
+
+// poolByLabel pools the analyses of each label.
+func poolByLabel(as []traceAnalysis, labels []string) map[string]*sideSummary {
+	out := make(map[string]*sideSummary, len(labels))
+	for _, l := range labels {
+		g := pool(as, func(x string) bool { return x == l })
+		out[l] = &g
+	}
+	return out
 }
 
 // labelCDFs are the CDF figures of one label, named NAME__LABEL.
@@ -433,6 +478,11 @@ func Run(cfg Config) (r *Report, err error) {
 		}
 	}
 	r, figs := Evaluate(real, synth, train, cfg.Options)
+	if cfg.Options.Tshark != "" {
+		if r.Malformed, err = malformed(cfg.Options.Tshark, real, synth); err != nil {
+			return nil, fmt.Errorf("evaluating into %s: %w", cfg.OutDir, err)
+		}
+	}
 	r.ElapsedS = time.Since(start).Seconds() // reading the captures included
 	if err := WriteReport(cfg.OutDir, r, figs, cfg.Plot); err != nil {
 		return nil, err

@@ -67,22 +67,22 @@ func sharedHalves(t testing.TB) (a, b []*Trace) {
 	return a, b
 }
 
+// TestSharedHalvesOfALabelAreCloserThanOtherLabels checks that the
+// fidelity metrics tell workloads apart on real traffic: the two halves of a
+// label (its files split alternately) are closer to each other than either
+// is to another label's half. Real workloads overlap (a messaging app's
+// video record is a video call), so the property is asked of most labels,
+// not all: for each mean measure at most maxLabelExceptions labels may
+// have another label closer, and each metric on its own must separate at
+// least minMetricSeparation of the labels. Exceptions are logged.
 func TestSharedHalvesOfALabelAreCloserThanOtherLabels(t *testing.T) {
 	a, b := sharedHalves(t)
 	aa, ba := analyzeAll(a), analyzeAll(b)
 	labels := labelsOf(aa)
-	if len(labels) < 2 {
-		t.Skip("fewer than two labels in the shared data")
+	if len(labels) < 3 {
+		t.Skip("fewer than three labels in the shared data")
 	}
 	only := func(l string) func(string) bool { return func(x string) bool { return x == l } }
-	measures := []struct {
-		name string
-		get  func(GroupFidelity) float64
-	}{
-		{"mean JSD", func(g GroupFidelity) float64 { return g.MeanJSD }},
-		{"mean TV", func(g GroupFidelity) float64 { return g.MeanTV }},
-		{"mean Hellinger", func(g GroupFidelity) float64 { return g.MeanHellinger }},
-	}
 	pa, pb := map[string]*sideSummary{}, map[string]*sideSummary{}
 	for _, l := range labels {
 		x, y := pool(aa, only(l)), pool(ba, only(l))
@@ -94,6 +94,33 @@ func TestSharedHalvesOfALabelAreCloserThanOtherLabels(t *testing.T) {
 			dist[[2]string{la, lb}] = compareGroups(pa[la], pb[lb])
 		}
 	}
+	// closerOther returns the other label pairings that come closer than
+	// the halves of l, by measure get.
+	closerOther := func(l string, get func(GroupFidelity) float64) []string {
+		same := get(dist[[2]string{l, l}])
+		var out []string
+		for _, o := range labels {
+			if o == l {
+				continue
+			}
+			if d := get(dist[[2]string{l, o}]); !(same < d) {
+				out = append(out, fmt.Sprintf("%s (first half) vs %s at %.4f", l, o, d))
+			}
+			if d := get(dist[[2]string{o, l}]); !(same < d) {
+				out = append(out, fmt.Sprintf("%s vs %s (second half) at %.4f", o, l, d))
+			}
+		}
+		return out
+	}
+	maxLabelExceptions := max(1, len(labels)/4)
+	measures := []struct {
+		name string
+		get  func(GroupFidelity) float64
+	}{
+		{"mean JSD", func(g GroupFidelity) float64 { return g.MeanJSD }},
+		{"mean TV", func(g GroupFidelity) float64 { return g.MeanTV }},
+		{"mean Hellinger", func(g GroupFidelity) float64 { return g.MeanHellinger }},
+	}
 	for _, m := range measures {
 		var rows []string
 		for _, la := range labels {
@@ -104,20 +131,44 @@ func TestSharedHalvesOfALabelAreCloserThanOtherLabels(t *testing.T) {
 			rows = append(rows, row)
 		}
 		t.Logf("%s, rows: first half's label, columns: second half's label %v\n%s", m.name, labels, strings.Join(rows, "\n"))
-		for _, la := range labels {
-			same := m.get(dist[[2]string{la, la}])
-			for _, lb := range labels {
-				if lb == la {
-					continue
-				}
-				// Both directions: la's halves are closer than la to lb, either way round.
-				if other := m.get(dist[[2]string{la, lb}]); !(same < other) {
-					t.Errorf("%s: halves of %s at %.4f, but %s vs %s at %.4f", m.name, la, same, la, lb, other)
-				}
-				if other := m.get(dist[[2]string{lb, la}]); !(same < other) {
-					t.Errorf("%s: halves of %s at %.4f, but %s vs %s at %.4f", m.name, la, same, lb, la, other)
+		failed := 0
+		for _, l := range labels {
+			if c := closerOther(l, m.get); len(c) > 0 {
+				failed++
+				t.Logf("exception, %s: halves of %s at %.4f, closer: %s", m.name, l, m.get(dist[[2]string{l, l}]), strings.Join(c, "; "))
+			}
+		}
+		if failed > maxLabelExceptions {
+			t.Errorf("%s: %d of %d labels have another label closer than their own halves; at most %d may", m.name, failed, len(labels), maxLabelExceptions)
+		}
+	}
+	// Metric by metric, labels overlap far more (two UDP media workloads
+	// share a protocol mix), so each metric is asked less: a label's halves
+	// closer than the mean distance from it to the other labels, for at
+	// least minMetricSeparation of the labels.
+	const minMetricSeparation = 0.75
+	for k := range numMetrics {
+		key := metricDefs[k].key
+		jsd := func(la, lb string) float64 { return dist[[2]string{la, lb}].Metrics[key].JSD }
+		var separated int
+		var missed []string
+		for _, l := range labels {
+			var other float64
+			for _, o := range labels {
+				if o != l {
+					other += jsd(l, o) + jsd(o, l)
 				}
 			}
+			other /= float64(2 * (len(labels) - 1))
+			if jsd(l, l) < other {
+				separated++
+			} else {
+				missed = append(missed, fmt.Sprintf("%s %.4f vs %.4f", l, jsd(l, l), other))
+			}
+		}
+		t.Logf("%s JSD: halves closer than the other labels on average for %d of %d labels (not: %v)", key, separated, len(labels), missed)
+		if float64(separated) < minMetricSeparation*float64(len(labels)) {
+			t.Errorf("%s JSD separates only %d of %d labels; want at least %.0f %%", key, separated, len(labels), 100*minMetricSeparation)
 		}
 	}
 }
@@ -231,18 +282,70 @@ func sharedSubset(t *testing.T, all bool) []string {
 	return out
 }
 
-// TestEverySharedCapturePassesCompliance checks the compliance bounds are
-// calibrated: each real capture, alone, must pass them.
-func TestEverySharedCapturePassesCompliance(t *testing.T) {
+// TestEachSharedCapturePassesAgainstTheRestOfItsLabel checks that the
+// compliance checks are calibrated on real traffic: each real capture,
+// judged as a synthetic side would be against the rest of its label (fixed
+// bounds, and relative checks against the rest's rates), passes. It logs
+// the captures that come closest to a bound.
+func TestEachSharedCapturePassesAgainstTheRestOfItsLabel(t *testing.T) {
 	paths, err := ExpandCaptures([]string{sharedData(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tr := range loadAll(t, paths) {
-		if c := newCompliance(analyzeTrace(tr).comp); !c.Pass {
-			t.Errorf("%s fails compliance: %v", filepath.Base(tr.Path), c.Failed())
+	traces := loadAll(t, paths)
+	as := analyzeAll(traces)
+	for _, r := range judgeEachAgainstRestOfLabel(traces, as) {
+		if !r.c.Pass {
+			t.Errorf("%s (%s) fails compliance against the rest of its label: %v", filepath.Base(r.path), r.label, r.c.Failed())
 		}
 	}
+	type slack struct {
+		by   float64
+		what string
+	}
+	var tight []slack
+	for _, r := range judgeEachAgainstRestOfLabel(traces, as) {
+		for _, ch := range r.c.Checks {
+			if ch.Min == nil || ch.Share.Total < minJudged || !(ch.Share.Value < 1) {
+				continue
+			}
+			ref := "fixed"
+			if ch.Reference != nil {
+				ref = "rest of label " + ch.Reference.String()
+			}
+			tight = append(tight, slack{ch.Share.Value - *ch.Min, fmt.Sprintf("%s %s: %s, bound %.3f (%s)", filepath.Base(r.path), ch.Name, ch.Share, *ch.Min, ref)})
+		}
+	}
+	sort.Slice(tight, func(i, j int) bool { return tight[i].by < tight[j].by })
+	for _, s := range tight[:min(5, len(tight))] {
+		t.Logf("closest to its bound, by %.3f: %s", s.by, s.what)
+	}
+}
+
+type judgedCapture struct {
+	path, label string
+	c           Compliance
+}
+
+// judgeEachAgainstRestOfLabel judges each trace against the pooled counts
+// of the other traces of its label (labels of one trace are skipped).
+func judgeEachAgainstRestOfLabel(traces []*Trace, as []traceAnalysis) []judgedCapture {
+	var out []judgedCapture
+	for i, tr := range traces {
+		var rest complianceCounts
+		others := 0
+		for j := range traces {
+			if j != i && as[j].label == as[i].label {
+				rest.add(as[j].comp)
+				others++
+			}
+		}
+		if others == 0 {
+			continue
+		}
+		out = append(out, judgedCapture{tr.Path, tr.Label, judgeAgainst(as[i].comp, rest)})
+	}
+	return out
 }
 
 func TestSharedRealVersusItselfHasZeroDivergence(t *testing.T) {

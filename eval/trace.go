@@ -46,6 +46,7 @@ func LoadTrace(path, label string) (*Trace, error) {
 	defer r.Close()
 	t := &Trace{Path: path, Label: label}
 	for {
+		nonIP := r.Stats().NonIP
 		pkt, err := r.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -57,9 +58,26 @@ func LoadTrace(path, label string) (*Trace, error) {
 		if pkt.IP != nil {
 			wireLen = max(pkt.IPWireLen(), len(pkt.IP)) // the frame's length from the IP header on
 		}
-		t.Packets = append(t.Packets, parseFields(pkt.Timestamp.UnixNano(), wireLen, pkt.IP))
+		p := parseFields(pkt.Timestamp.UnixNano(), wireLen, pkt.IP)
+		if r.Stats().NonIP > nonIP && carriesProtocolType(pkt.LinkTypeID) {
+			p.Status |= stOtherProtocol
+		}
+		t.Packets = append(t.Packets, p)
 	}
 	return t, nil
+}
+
+// carriesProtocolType reports whether a link type names the network protocol
+// of each frame (an EtherType or address family), so that a frame it marks
+// as not IP is a frame of another protocol (ARP, LLDP, EAPOL, …) rather than
+// a broken IP packet. Raw-IP link types name none: a record there that is
+// not IP is broken.
+func carriesProtocolType(link uint16) bool {
+	switch link {
+	case capture.LinkTypeEthernet, capture.LinkTypeLinuxSLL, capture.LinkTypeLinuxSLL2, capture.LinkTypeNull, capture.LinkTypeLoop:
+		return true
+	}
+	return false
 }
 
 // LoadTraces reads captures in parallel (up to GOMAXPROCS at once) and

@@ -56,9 +56,6 @@ func Load(dir string) (*Bundle, error) {
 	if err := m.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: config: %w", mpath, err)
 	}
-	if want := model.ParamCount(m.Config); m.ParamCount != want {
-		return nil, fmt.Errorf("%s: param_count %d, but the config has %d parameters: %w", mpath, m.ParamCount, want, ErrMismatch)
-	}
 	need := []string{PrefillFile, StepFile}
 	if m.ExternalWeights {
 		need = append(need, WeightsFile)
@@ -84,6 +81,13 @@ func Load(dir string) (*Bundle, error) {
 			return nil, err
 		}
 	}
+	held := m.Files[PrefillFile].Bytes + m.Files[WeightsFile].Bytes // the parameters are in one or the other
+	if err := paramsFit(m.Config, held); err != nil {
+		return nil, fmt.Errorf("%s: config: %w: %w", mpath, err, ErrMismatch)
+	}
+	if want := model.ParamCount(m.Config); m.ParamCount != want {
+		return nil, fmt.Errorf("%s: param_count %d, but the config has %d parameters: %w", mpath, m.ParamCount, want, ErrMismatch)
+	}
 	b := &Bundle{Dir: dir, Manifest: m}
 	for _, gi := range []GraphInfo{m.Prefill, m.Step} {
 		if err := b.checkGraph(gi); err != nil {
@@ -93,7 +97,47 @@ func Load(dir string) (*Bundle, error) {
 	return b, nil
 }
 
-// verifyFile checks a file's size and sha256 against the manifest's record.
+// paramsFit checks that the parameters the config describes fit in the
+// held bytes of the files that store them (4 per value at least), computing
+// every size without overflow and before anything is sized from the config.
+// Every layer has the same parameters, so a one-layer config is listed.
+func paramsFit(c model.Config, held int64) error {
+	limit := held / 4
+	one := c
+	one.Layers = 1
+	var fixed, perLayer int64
+	for _, ps := range model.ParamShapes(one) {
+		n, ok := boundedProduct(ps.Shape, limit)
+		if !ok {
+			return fmt.Errorf("parameter %s of shape %v does not fit the %d bytes that hold the parameters", ps.Name, ps.Shape, held)
+		}
+		if strings.HasPrefix(ps.Name, model.LayerPrefix(0)+".") {
+			perLayer += n
+		} else {
+			fixed += n
+		}
+	}
+	if perLayer == 0 || int64(c.Layers) > (limit-min(fixed, limit))/perLayer {
+		return fmt.Errorf("%d layers of %d parameters each do not fit the %d bytes that hold the parameters", c.Layers, perLayer, held)
+	}
+	return nil
+}
+
+// boundedProduct multiplies dims, failing on a negative one or a product
+// above limit.
+func boundedProduct(dims []int, limit int64) (int64, bool) {
+	n := int64(1)
+	for _, d := range dims {
+		if d < 0 || (d > 0 && n > limit/int64(d)) {
+			return 0, false
+		}
+		n *= int64(d)
+	}
+	return n, n <= limit
+}
+
+// verifyFile checks a file's size, then its sha256, against the manifest's
+// record.
 func verifyFile(path string, want FileSum) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -103,13 +147,16 @@ func verifyFile(path string, want FileSum) error {
 		return fmt.Errorf("opening %s: %w", path, err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
+	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
-	if n != want.Bytes {
+	if n := st.Size(); n != want.Bytes || !st.Mode().IsRegular() {
 		return fmt.Errorf("%s has %d bytes, %s records %d (the file was changed or truncated; re-export the bundle): %w", path, n, ManifestFile, want.Bytes, ErrMismatch)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, want.Bytes)); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want.SHA256 {
 		return fmt.Errorf("%s has sha256 %s, %s records %s (the file was changed; re-export the bundle): %w", path, got, ManifestFile, want.SHA256, ErrMismatch)
@@ -237,6 +284,7 @@ func (b *Bundle) resolved(file string) (*onnxpb.ModelProto, error) {
 		return nil, err
 	}
 	var weights *os.File
+	var weightsSize int64
 	defer func() {
 		if weights != nil {
 			weights.Close()
@@ -262,6 +310,14 @@ func (b *Bundle) resolved(file string) (*onnxpb.ModelProto, error) {
 			if weights, err = os.Open(filepath.Join(b.Dir, WeightsFile)); err != nil {
 				return nil, fmt.Errorf("opening %s: %w", filepath.Join(b.Dir, WeightsFile), err)
 			}
+			st, err := weights.Stat()
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", filepath.Join(b.Dir, WeightsFile), err)
+			}
+			weightsSize = st.Size()
+		}
+		if off > weightsSize || n > weightsSize-off {
+			return nil, fmt.Errorf("%s: initializer %s lies at %d+%d bytes of the %d-byte %s: %w", path, t.GetName(), off, n, weightsSize, WeightsFile, ErrMismatch)
 		}
 		data := make([]byte, n)
 		if _, err := weights.ReadAt(data, off); err != nil {
@@ -303,26 +359,28 @@ func (b *Bundle) Params() (map[string][]float32, error) {
 
 func decodeFloats(t *onnxpb.TensorProto, n int) ([]float32, error) {
 	raw := t.GetRawData()
-	out := make([]float32, n)
 	switch graph.DType(t.GetDataType()) {
 	case graph.Float32:
 		if len(raw) == 4*n {
+			out := make([]float32, n)
 			for i := range out {
 				out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 			}
 			return out, nil
 		}
 		if fd := t.GetFloatData(); len(fd) == n {
-			return append(out[:0], fd...), nil
+			return slices.Clone(fd), nil
 		}
 	case graph.Float64:
 		if len(raw) == 8*n {
+			out := make([]float32, n)
 			for i := range out {
 				out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
 			}
 			return out, nil
 		}
 		if dd := t.GetDoubleData(); len(dd) == n {
+			out := make([]float32, n)
 			for i, v := range dd {
 				out[i] = float32(v)
 			}

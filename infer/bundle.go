@@ -32,6 +32,9 @@ type Bundle struct {
 	// that it found invalid, while writing through NewPacketWriter (IPv4
 	// header checksums are always recomputed and not counted).
 	Checks PacketChecks
+	// FreshHosts, when set, maps every packet's addresses written through
+	// NewPacketWriter (before pcapout's check).
+	FreshHosts *FreshHosts
 }
 
 // TimingTables is how infer reads the bundle's "timing" member (model.json):
@@ -58,38 +61,49 @@ func OpenBundle(dir string, so ort.SessionOptions) (*Bundle, error) {
 // kernels (model.KernelsFused or model.KernelsStandard) instead of those the
 // bundle was exported with ("" keeps the bundle's).
 func OpenBundleKernels(dir string, so ort.SessionOptions, kernels string) (*Bundle, error) {
-	eb, err := export.Load(dir)
+	b, params, err := loadBundle(dir)
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Dir: dir, Manifest: eb.Manifest}
-	if len(eb.Manifest.Tokenizer) == 0 {
-		return nil, fmt.Errorf("bundle %s: model.json has no tokenizer spec (re-export the model from a run trained on a tokenized dataset)", dir)
-	}
-	if b.Spec, err = tokenizer.ParseSpec(eb.Manifest.Tokenizer); err != nil {
-		return nil, fmt.Errorf("bundle %s: model.json: %w", dir, err)
-	}
-	if b.Spec.VocabSize > eb.Manifest.Config.VocabSize {
-		return nil, fmt.Errorf("bundle %s: the tokenizer has %d ids but the model only %d logits", dir, b.Spec.VocabSize, eb.Manifest.Config.VocabSize)
-	}
-	if len(eb.Manifest.Timing) > 0 {
-		if err := json.Unmarshal(eb.Manifest.Timing, &b.Timings); err != nil {
-			return nil, fmt.Errorf("bundle %s: model.json timing tables: %w", dir, err)
-		}
-	}
-	params, err := eb.Params()
-	if err != nil {
-		return nil, err
-	}
-	cfg := eb.Manifest.Config
+	cfg := b.Manifest.Config
 	if kernels != "" {
 		cfg.Kernels = kernels
 	}
 	if b.Model, err = NewMamba2(cfg, params, so); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
-	b.Vocab = SpecVocabulary(&b.Spec)
 	return b, nil
+}
+
+// loadBundle reads and checks everything of the bundle in dir that does not
+// need ONNX Runtime: the manifest, the tokenizer spec, the timing tables and
+// the parameters.
+func loadBundle(dir string) (*Bundle, map[string][]float32, error) {
+	eb, err := export.Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &Bundle{Dir: dir, Manifest: eb.Manifest}
+	if len(eb.Manifest.Tokenizer) == 0 {
+		return nil, nil, fmt.Errorf("bundle %s: model.json has no tokenizer spec (re-export the model from a run trained on a tokenized dataset)", dir)
+	}
+	if b.Spec, err = tokenizer.ParseSpec(eb.Manifest.Tokenizer); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: model.json: %w", dir, err)
+	}
+	if b.Spec.VocabSize > eb.Manifest.Config.VocabSize {
+		return nil, nil, fmt.Errorf("bundle %s: the tokenizer has %d ids but the model only %d logits", dir, b.Spec.VocabSize, eb.Manifest.Config.VocabSize)
+	}
+	if len(eb.Manifest.Timing) > 0 {
+		if err := json.Unmarshal(eb.Manifest.Timing, &b.Timings); err != nil {
+			return nil, nil, fmt.Errorf("bundle %s: model.json timing tables: %w", dir, err)
+		}
+	}
+	params, err := eb.Params()
+	if err != nil {
+		return nil, nil, err
+	}
+	b.Vocab = SpecVocabulary(&b.Spec)
+	return b, params, nil
 }
 
 // SpecVocabulary names the ids of a tokenizer spec that generation must
@@ -99,6 +113,7 @@ func SpecVocabulary(s *tokenizer.Spec) Vocabulary {
 	if s.Timing {
 		v.DTBucket = s.DtBuckets
 	}
+	v.RowAfterLabel = s.Layout == tokenizer.LayoutNetSSM
 	for i := range s.Labels {
 		v.Labels = append(v.Labels, s.FirstLabelID+i)
 	}
@@ -147,7 +162,7 @@ func (b *Bundle) Prompt(label, capturePath string, packets int) ([]int, error) {
 		if p.IP == nil {
 			continue
 		}
-		if err := enc.Add(p.Timestamp, p.IPWireLen(), p.IP); err != nil {
+		if err := enc.AddFrame(p.Timestamp, p.IPWireLen(), capture.LinkName(p.LinkTypeID), p.LinkHdr, p.IP); err != nil {
 			return nil, fmt.Errorf("prompt capture %s, packet %d: %w", capturePath, p.Index, err)
 		}
 	}
@@ -178,6 +193,15 @@ func (b *Bundle) NewGrammar() Grammar {
 		return nil
 	}
 	return &specGrammar{g: g.WellFormed()}
+}
+
+// NewDecoder returns a packet decoder for the bundle's layout, or nil when
+// a packet is its byte tokens.
+func (b *Bundle) NewDecoder() PacketDecoder {
+	if d := b.Spec.NewStreamDecoder(); d != nil {
+		return d
+	}
+	return nil
 }
 
 // specGrammar adapts tokenizer.Grammar to Grammar.
@@ -244,9 +268,17 @@ func durations(ns []int64) []time.Duration {
 
 // NewPacketWriter writes a trace through pcapout's packet check: IPv4
 // header checksums recomputed, length fields shorter than the bytes raised,
-// invalid packets written as generated and counted in Checks.
+// invalid packets written as generated and counted in Checks; with
+// FreshHosts set, addresses are mapped first.
 func (b *Bundle) NewPacketWriter(w io.Writer) (PacketWriter, error) {
-	return NewPcapWriter(w, pcapoutCheck, &b.Checks)
+	if b.Spec.Layout == tokenizer.LayoutNetSSM {
+		return NewRowPcapWriter(w, &b.Spec, b.FreshHosts, &b.Checks)
+	}
+	check := PacketCheck(pcapoutCheck)
+	if b.FreshHosts != nil {
+		check = b.FreshHosts.Before(check)
+	}
+	return NewPcapWriter(w, check, &b.Checks)
 }
 
 func pcapoutCheck(ip []byte) (int, bool, error) {

@@ -56,6 +56,8 @@
 //
 // Errors are returned, wrapped with the trace and file they concern; nothing
 // panics across the package boundary. When a pcap cannot be written (a full
-// disk), the file is cut back to its last complete packet, closed, and the
-// error says how many packets it holds.
+// disk), no file is left under the trace's name: what it holds is cut back to
+// its last complete packet and kept as NAME.partial (or removed when no
+// packet made it), the other traces in progress are discarded, and the error
+// names the .partial file and says how many packets it holds.
 package infer

@@ -56,6 +56,10 @@ type Job struct {
 	// NewGrammar returns a fresh packet grammar positioned before the
 	// prompt; nil decodes unconstrained.
 	NewGrammar func() Grammar
+	// NewDecoder returns a fresh packet decoder for layouts whose packets
+	// are not their byte tokens (the flow layout); nil, or a nil result:
+	// a packet is the bytes between its `<pkt>` and the next.
+	NewDecoder func() PacketDecoder
 	// IgnoreEOS never samples `<eos>`, so every trace runs to its limit
 	// (Hugging Face's and vLLM's ignore_eos).
 	IgnoreEOS bool
@@ -118,6 +122,7 @@ type slot struct {
 	tpcg    *rand.PCG
 	hist    *sampling.History
 	gram    Grammar
+	dec     PacketDecoder // nil: a packet is its byte tokens
 	pkt     []byte
 	inPkt   bool
 	bucket  int
@@ -141,11 +146,13 @@ type generator struct {
 	mask    []bool
 	tokens  []int
 	stats   Stats
+	failed  *slot // the slot whose write failed; its sink handled its trace
 }
 
 // Generate runs job on m and writes every trace to sink. It returns the
 // totals and the first error; on failure the traces still open are
-// discarded, except one that a full disk cut short (see WriteError).
+// discarded (the error says how many), except one that a full disk cut
+// short, which the sink keeps under a name that says so (see WriteError).
 func Generate(ctx context.Context, m Model, sink Sink, job Job) (Stats, error) {
 	start := time.Now()
 	if err := job.validate(m); err != nil {
@@ -185,13 +192,24 @@ func Generate(ctx context.Context, m Model, sink Sink, job Job) (Stats, error) {
 	err = g.run(ctx)
 	g.stats.Elapsed = time.Since(start)
 	if err != nil {
-		for i := range g.slots {
-			if s := &g.slots[i]; s.trace >= 0 && s.out != nil {
-				s.out.Abort()
-			}
+		if n := g.discardOpen(); n > 0 && ctx.Err() == nil {
+			err = fmt.Errorf("%w; the %d other traces in progress were discarded", err, n)
 		}
 	}
 	return g.stats, err
+}
+
+// discardOpen aborts the traces still open, except the one whose write
+// failed, and returns how many it aborted.
+func (g *generator) discardOpen() int {
+	n := 0
+	for i := range g.slots {
+		if s := &g.slots[i]; s.trace >= 0 && s.out != nil && s != g.failed {
+			s.out.Abort()
+			n++
+		}
+	}
+	return n
 }
 
 func (g *generator) run(ctx context.Context) error {
@@ -267,7 +285,16 @@ func (g *generator) startTrace(i int) error {
 			}
 		}
 	}
-	s.pkt, s.inPkt, s.bucket = s.pkt[:0], false, -1
+	s.dec = nil
+	if g.job.NewDecoder != nil {
+		s.dec = g.job.NewDecoder()
+	}
+	if s.dec != nil {
+		for _, id := range g.job.Prompt {
+			s.dec.Token(id)
+		}
+	}
+	s.pkt, s.inPkt, s.bucket = s.pkt[:0], g.job.Vocab.RowAfterLabel && len(g.job.Prompt) == 1, -1
 	s.tokens, s.packets, s.clock = 0, 0, 0
 	out, err := g.sink.OpenTrace(t)
 	if err != nil {
@@ -339,6 +366,14 @@ func (g *generator) accept(s *slot, id int) (bool, error) {
 			return false, fmt.Errorf("trace %d: the grammar rejects the token it allowed (id %d): %w", s.trace, id, err)
 		}
 	}
+	decoded := true
+	if s.dec != nil {
+		var pkt []byte
+		var ended bool
+		if pkt, ended, decoded = s.dec.Token(id); ended {
+			s.pkt = append(s.pkt[:0], pkt...)
+		}
+	}
 	switch {
 	case id == v.Packet || id == v.EOS:
 		if s.inPkt {
@@ -353,6 +388,10 @@ func (g *generator) accept(s *slot, id int) (bool, error) {
 		s.inPkt, s.pkt, s.bucket = true, s.pkt[:0], -1
 	case v.DT(id) >= 0 && s.inPkt && s.bucket < 0 && len(s.pkt) == 0:
 		s.bucket = v.DT(id)
+	case s.dec != nil:
+		if !decoded || !s.inPkt {
+			g.stats.OffGrammar++
+		}
 	case v.IsByte(id) && s.inPkt && len(s.pkt) < cap(s.pkt):
 		s.pkt = append(s.pkt, byte(id))
 	case v.IsPad(id) && s.inPkt:
@@ -361,6 +400,9 @@ func (g *generator) accept(s *slot, id int) (bool, error) {
 		g.stats.OffGrammar++
 	}
 	if lim.Tokens > 0 && s.tokens >= lim.Tokens {
+		if s.dec != nil && s.inPkt {
+			s.pkt = append(s.pkt[:0], s.dec.Packet()...)
+		}
 		if s.inPkt && len(s.pkt) > 0 {
 			if g.mayEndHere(s) {
 				_, err := g.finishPacket(s)
@@ -399,6 +441,7 @@ func (g *generator) finishPacket(s *slot) (bool, error) {
 		return false, nil
 	}
 	if err := s.out.WritePacket(g.job.Start.Add(s.clock), s.pkt); err != nil {
+		g.failed = s
 		return true, fmt.Errorf("trace %d: %w", s.trace, err)
 	}
 	s.packets++

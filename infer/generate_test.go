@@ -285,9 +285,9 @@ func TestEOSEndsTraceAndSlotStartsNext(t *testing.T) {
 
 // failingStore is a disk that fills up after limit bytes.
 type failingStore struct {
-	data      []byte
-	limit     int
-	committed bool
+	data    []byte
+	limit   int
+	partial bool
 }
 
 var errDiskFull = errors.New("no space left on device")
@@ -302,8 +302,12 @@ func (f *failingStore) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 func (f *failingStore) Truncate(n int64) error { f.data = f.data[:n]; return nil }
-func (f *failingStore) Commit() error          { f.committed = true; return nil }
-func (f *failingStore) Abort()                 {}
+func (f *failingStore) Commit() error          { return errors.New("a cut trace was committed as complete") }
+func (f *failingStore) CommitPartial() (string, error) {
+	f.partial = true
+	return "out.pcap.partial", nil
+}
+func (f *failingStore) Abort() {}
 
 // readRawPcap parses a classic pcap and returns its records' data, failing
 // on any truncated record.
@@ -337,8 +341,8 @@ func TestDiskFullLeavesValidPcapAndCountsPackets(t *testing.T) {
 	if !errors.As(err, &we) || !errors.Is(err, errDiskFull) {
 		t.Fatalf("got %v, want a WriteError wrapping the disk error", err)
 	}
-	if !store.committed {
-		t.Error("the partial pcap was not closed and published")
+	if !store.partial || we.Kept != "out.pcap.partial" {
+		t.Errorf("the cut pcap was not published as partial (kept %q)", we.Kept)
 	}
 	recs, perr := readRawPcap(store.data)
 	if perr != nil {
@@ -347,7 +351,7 @@ func TestDiskFullLeavesValidPcapAndCountsPackets(t *testing.T) {
 	if len(recs) != we.Packets || we.Packets == 0 {
 		t.Errorf("file holds %d packets, error says %d", len(recs), we.Packets)
 	}
-	if want := fmt.Sprintf("holds %d packets", we.Packets); !bytes.Contains([]byte(err.Error()), []byte(want)) {
+	if want := fmt.Sprintf("first %d packets are kept in out.pcap.partial", we.Packets); !bytes.Contains([]byte(err.Error()), []byte(want)) {
 		t.Errorf("error %q does not say %q", err, want)
 	}
 }

@@ -61,6 +61,9 @@ type Vocabulary struct {
 	DTBucket int   // number of `<dt:k>` ids (0: the model was trained without timing)
 	Pad      int   // `<pad>` (paper layout), skipped inside a packet; < 256: none
 	Labels   []int // label ids, not expected inside a trace
+	// RowAfterLabel: the first packet follows the label without `<pkt>`
+	// (the netssm layout, whose `<pkt>` stands between packets).
+	RowAfterLabel bool
 }
 
 // IsByte reports whether id is a packet byte.
@@ -90,6 +93,17 @@ func (v Vocabulary) validate(modelVocab int) error {
 		return fmt.Errorf("timing ids %d…%d outside the vocabulary of %d", v.DT0, v.DT0+v.DTBucket-1, v.Size)
 	}
 	return nil
+}
+
+// PacketDecoder rebuilds packets from a trace's tokens where a packet is
+// not simply its byte tokens (tokenizer.StreamDecoder for the flow layout).
+type PacketDecoder interface {
+	// Token takes the next token (the prompt's too); when it ends a packet
+	// it returns the packet's bytes with ended set; ok is false for a token
+	// that fits no packet structure.
+	Token(id int) (pkt []byte, ended, ok bool)
+	// Packet returns the packet in progress as it stands.
+	Packet() []byte
 }
 
 // PacketWriter writes one trace's packets (IP bytes from the IP header on) as

@@ -33,9 +33,10 @@ type NewPacketWriter func(w io.Writer) (PacketWriter, error)
 // PcapSink writes each trace to a pcap file: Path itself when Dir is false
 // (a job of one trace), else Dir/trace-NNNNNN.pcap (the trace index, so the
 // files of separate shards never collide and merge by copying). A file
-// appears under its name only when its trace is closed; if the disk fills up,
-// it is cut back to its last complete packet, published, and the error says
-// how many packets it holds.
+// appears under its name only when its trace is closed. If a write fails (a
+// full disk), the trace is cut back to its last complete packet and kept as
+// its name plus atomicfile.PartialSuffix (or removed when no packet made it),
+// and the error names that file and says how many packets it holds.
 type PcapSink struct {
 	Path      string
 	Dir       bool
@@ -46,12 +47,13 @@ type PcapSink struct {
 	create func(dest string) (traceStore, error)
 }
 
-// traceStore is the file under a trace: written in whole records, cut back
-// on failure, then published.
+// traceStore is the file under a trace: written in whole records, then
+// published; on failure cut back, then published as incomplete or removed.
 type traceStore interface {
 	io.Writer
 	Truncate(size int64) error
 	Commit() error
+	CommitPartial() (string, error)
 	Abort()
 }
 
@@ -86,8 +88,7 @@ func (s *PcapSink) OpenTrace(trace int) (TraceFile, error) {
 	}
 	f.pw = w
 	if err := f.flush(); err != nil { // the header alone is a valid, empty pcap
-		st.Abort()
-		return nil, fmt.Errorf("writing pcap %s: %w", dest, err)
+		return nil, err // a *WriteError: flush removed the file
 	}
 	return f, nil
 }
@@ -132,8 +133,8 @@ func (f *pcapTraceFile) WritePacket(ts time.Time, ip []byte) error {
 	return nil
 }
 
-// flush writes the buffered records; on failure it cuts the file back to
-// the last complete record, publishes it and reports what it holds.
+// flush writes the buffered records; on failure it keeps what is complete
+// of the trace (keepPartial).
 func (f *pcapTraceFile) flush() error {
 	if len(f.buf) == 0 {
 		return nil
@@ -144,21 +145,33 @@ func (f *pcapTraceFile) flush() error {
 	}
 	if err != nil {
 		f.done = true
-		cause := err
-		if terr := f.store.Truncate(f.durable); terr != nil {
-			f.store.Abort()
-			return fmt.Errorf("writing %s: %w (and cutting it back to its last complete packet failed: %v; the file was removed)", f.path, cause, terr)
-		}
-		if cerr := f.store.Commit(); cerr != nil {
-			return fmt.Errorf("writing %s: %w (and closing it failed: %v)", f.path, cause, cerr)
-		}
-		return &WriteError{Path: f.path, Packets: f.onDisk, Err: cause}
+		return f.keepPartial(err)
 	}
 	f.durable += int64(n)
 	f.onDisk += f.pending
 	f.pending = 0
 	f.buf = f.buf[:0]
 	return nil
+}
+
+// keepPartial handles a failed write: the file is cut back to its last
+// complete packet and published under a name that says it is incomplete, or
+// removed when it holds no packet or cannot be cut back. The error names
+// what is left.
+func (f *pcapTraceFile) keepPartial(cause error) error {
+	if f.onDisk == 0 {
+		f.store.Abort()
+		return &WriteError{Path: f.path, Err: cause}
+	}
+	if err := f.store.Truncate(f.durable); err != nil {
+		f.store.Abort()
+		return &WriteError{Path: f.path, Err: fmt.Errorf("%w (and cutting it back to its last complete packet failed: %v)", cause, err)}
+	}
+	kept, err := f.store.CommitPartial()
+	if err != nil {
+		return &WriteError{Path: f.path, Err: fmt.Errorf("%w (and keeping its first %d packets failed: %v)", cause, f.onDisk, err)}
+	}
+	return &WriteError{Path: f.path, Kept: kept, Packets: f.onDisk, Err: cause}
 }
 
 func (f *pcapTraceFile) Close() error {
@@ -170,7 +183,7 @@ func (f *pcapTraceFile) Close() error {
 	}
 	f.done = true
 	if err := f.store.Commit(); err != nil {
-		return fmt.Errorf("closing pcap %s: %w", f.path, err)
+		return fmt.Errorf("closing pcap %s: %w (the trace was removed)", f.path, err)
 	}
 	slog.Debug("trace written", "file", f.path, "packets", f.onDisk)
 	return nil
@@ -183,16 +196,22 @@ func (f *pcapTraceFile) Abort() {
 	}
 }
 
-// WriteError is a pcap that could not be written to the end (a full disk):
-// the file holds its first Packets packets and is a valid pcap.
+// WriteError is a trace that could not be written to the end (a full
+// disk). Nothing is left under Path: the trace's first Packets packets are
+// kept in Kept (Path plus atomicfile.PartialSuffix, a valid pcap), or, when
+// Kept is empty, no file is left at all.
 type WriteError struct {
 	Path    string
+	Kept    string
 	Packets int
 	Err     error
 }
 
 func (e *WriteError) Error() string {
-	return fmt.Sprintf("writing %s: %v; the file was cut back to its last complete packet and holds %d packets (free some space and run again)", e.Path, e.Err, e.Packets)
+	if e.Kept == "" {
+		return fmt.Sprintf("writing %s: %v; the trace is not complete and no file of it was left (free some space and run again)", e.Path, e.Err)
+	}
+	return fmt.Sprintf("writing %s: %v; the trace is not complete: its first %d packets are kept in %s (free some space and run again)", e.Path, e.Err, e.Packets, e.Kept)
 }
 
 func (e *WriteError) Unwrap() error { return e.Err }

@@ -28,8 +28,9 @@ type Link string
 
 // Link types pcapout writes.
 const (
-	LinkRaw      Link = "raw"      // LINKTYPE_RAW (101): records start at the IP header
-	LinkEthernet Link = "ethernet" // LINKTYPE_ETHERNET: a synthetic 14-byte header per packet
+	LinkRaw      Link = "raw"       // LINKTYPE_RAW (101): records start at the IP header
+	LinkEthernet Link = "ethernet"  // LINKTYPE_ETHERNET: a synthetic 14-byte header per packet (or the packet's own, WriteFrame)
+	LinkLinuxSLL Link = "linux-sll" // LINKTYPE_LINUX_SLL: each packet's own 16-byte header (WriteFrame)
 )
 
 // SnapLen is the snap length written in the file header.
@@ -136,8 +137,10 @@ var ethHeader = [12]byte{0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01}
 // Create starts writing path (nanosecond timestamps). Nothing appears at path
 // until Commit.
 func Create(path string, opt Options) (*Writer, error) {
-	if opt.Link != "" && opt.Link != LinkRaw && opt.Link != LinkEthernet {
-		return nil, fmt.Errorf("pcap link type %q: want raw or ethernet", opt.Link)
+	switch opt.Link {
+	case "", LinkRaw, LinkEthernet, LinkLinuxSLL:
+	default:
+		return nil, fmt.Errorf("pcap link type %q: want raw, ethernet or linux-sll", opt.Link)
 	}
 	f, err := atomicfile.Create(path)
 	if err != nil {
@@ -163,8 +166,10 @@ func NewWriter(dst io.Writer, name string, opt Options) (*Writer, error) {
 	case LinkRaw:
 	case LinkEthernet:
 		lt = layers.LinkTypeEthernet
+	case LinkLinuxSLL:
+		lt = layers.LinkTypeLinuxSLL
 	default:
-		return nil, fmt.Errorf("pcap link type %q: want raw or ethernet", opt.Link)
+		return nil, fmt.Errorf("pcap link type %q: want raw, ethernet or linux-sll", opt.Link)
 	}
 	w := pcapgo.NewWriterNanos(dst)
 	if err := w.WriteFileHeader(SnapLen, lt); err != nil {
@@ -177,6 +182,26 @@ func NewWriter(dst io.Writer, name string, opt Options) (*Writer, error) {
 // ts. An invalid packet is counted and returned as an error wrapping
 // ErrInvalid (and written only with KeepInvalid); other errors are I/O.
 func (w *Writer) WritePacket(ts time.Time, ip []byte) (Repairs, error) {
+	return w.write(ts, nil, ip)
+}
+
+// WriteFrame is WritePacket for a packet that comes with its own link-layer
+// header (a netssm-layout row's): the header is written as given, in a file
+// of its link type, and the IP part is checked and repaired. An empty link
+// is WritePacket.
+func (w *Writer) WriteFrame(ts time.Time, link, ip []byte) (Repairs, error) {
+	if len(link) > 0 && w.opt.Link == LinkRaw {
+		return Repairs{}, fmt.Errorf("%s: a packet with a %d-byte link header cannot go in a raw-IP pcap", w.path, len(link))
+	}
+	if len(link) == 0 && w.opt.Link == LinkLinuxSLL {
+		return Repairs{}, fmt.Errorf("%s: a packet without its Linux cooked header", w.path)
+	}
+	return w.write(ts, link, ip)
+}
+
+// write checks ip and writes it behind link (nil: none, or the synthetic
+// Ethernet header).
+func (w *Writer) write(ts time.Time, link, ip []byte) (Repairs, error) {
 	orig, rep, cerr := Check(ip)
 	if rep.Checksum {
 		w.stats.ChecksumFixed++
@@ -195,7 +220,12 @@ func (w *Writer) WritePacket(ts time.Time, ip []byte) (Repairs, error) {
 		return rep, fmt.Errorf("%w: %d bytes exceed the snap length %d", ErrInvalid, len(ip), SnapLen)
 	}
 	data := ip
-	if w.opt.Link == LinkEthernet {
+	switch {
+	case len(link) > 0:
+		w.buf = append(append(w.buf[:0], link...), ip...)
+		data = w.buf
+		orig += len(link)
+	case w.opt.Link == LinkEthernet:
 		w.buf = append(w.buf[:0], ethHeader[:]...)
 		et := uint16(0x0800)
 		if len(ip) > 0 && ip[0]>>4 == 6 {

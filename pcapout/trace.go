@@ -33,6 +33,8 @@ type TraceReport struct {
 
 // WriteTrace decodes a trace's tokens and writes its packets to a pcap at
 // path: the code path shared by `netssm-cli detokenize` and generation.
+// Packets decoded with their link header (the netssm layout) keep it: the
+// file's link type must then be the spec's Link.
 // Invalid packets are counted in the report and logged (with the packet
 // index), not written; the file is still written. An error means no file.
 func WriteTrace(path string, spec *tokenizer.Spec, tokens []uint16, opt TraceOptions) (TraceReport, error) {
@@ -74,7 +76,7 @@ func WriteTraceTo(w *Writer, spec *tokenizer.Spec, tokens []uint16, opt TraceOpt
 		case !spec.Timing:
 			off = int64(i) * int64(time.Millisecond)
 		}
-		if _, err := w.WritePacket(start.Add(time.Duration(off)), p.Bytes); err != nil {
+		if _, err := w.WriteFrame(start.Add(time.Duration(off)), p.Link, p.Bytes); err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				return rep, err
 			}

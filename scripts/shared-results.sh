@@ -8,6 +8,11 @@
 #
 #   scripts/shared-results.sh [WORK_DIR] [BUDGET]     (defaults: results-shared, 30m)
 #
+# LAYOUT=flow|v1 (default flow) picks the token layout; everything else is
+# the same for both, so two work directories compare the layouts. THREADS
+# (default: ONNX Runtime's choice) sets --threads of train and sample, so
+# two runs side by side can each have a core.
+#
 # BUDGET is a duration (30m: --time, what the README's table used) or a step
 # count (1300: --steps, to rebuild the same model on a faster or slower
 # machine: the table gives the step count the 30 minutes reached).
@@ -19,12 +24,15 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 data="$repo/../shared/data/pcaps"
 work="${1:-results-shared}"
 budget="${2:-30m}"
+layout="${LAYOUT:-flow}"
 if [[ "$budget" =~ ^[0-9]+$ ]]; then budget_flag=(--steps "$budget"); else budget_flag=(--time "$budget"); fi
 [ -d "$data" ] || { echo "no shared captures at $data" >&2; exit 1; }
 mkdir -p "$work"
 cd "$work"
 if [ ! -x ./netssm-cli ]; then (cd "$repo" && go build -o "$OLDPWD/netssm-cli" ./cmd/netssm-cli); fi
 cli=(./netssm-cli --quiet)
+threads=()
+[ -n "${THREADS:-}" ] && threads=(--threads "$THREADS")
 
 if [ ! -f split.done ]; then
   rm -rf real-train real-heldout
@@ -47,25 +55,26 @@ if [ ! -f split.done ]; then
   done
   touch split.done
 fi
-[ -f train.parquet ] || "${cli[@]}" tokenize -o train.parquet real-train
-[ -f heldout.parquet ] || "${cli[@]}" tokenize -o heldout.parquet real-heldout
+[ -f train.parquet ] || "${cli[@]}" tokenize --layout "$layout" -o train.parquet real-train
+[ -f heldout.parquet ] || "${cli[@]}" tokenize --layout "$layout" -o heldout.parquet real-heldout
 "${cli[@]}" dataset info train.parquet > dataset-train.txt
 "${cli[@]}" dataset info heldout.parquet > dataset-heldout.txt
 
 if [ ! -f run/config.json ]; then
-  "${cli[@]}" train --data train.parquet --val heldout.parquet --preset small --ctx 512 --chunk 64 --batch 8 --segment 2048 --packet-positions 128 --prev-packets 4 \
+  "${cli[@]}" train --data train.parquet --val heldout.parquet --preset small --ctx 512 --chunk 64 --batch 8 --segment 2048 --packet-positions 128 \
     "${budget_flag[@]}" --lr 2e-3 --warmup 30 --eval-every 150 --eval-tokens 20000 --checkpoint-every 75 \
-    --seed 1 --out run | tee train.txt
+    --seed 1 "${threads[@]}" --out run | tee train.txt
 elif [ ! -f run/loss.png ]; then
   "${cli[@]}" train --out run --resume | tee train.txt
 fi
 [ -d model ] || "${cli[@]}" export run -o model
+[ "${STOP_AFTER:-}" = export ] && { echo "stopped after export (STOP_AFTER=export)"; exit 0; }
 for dir in real-heldout/*/; do
   label=$(basename "$dir")
-  [ -d "synthetic/$label" ] || "${cli[@]}" sample --model model --label "$label" --traces 4 --batch 4 \
+  [ -d "synthetic/$label" ] || "${cli[@]}" sample --model model --label "$label" --traces 16 --batch 16 "${threads[@]}" \
     --packets 500 --seed 1 -o "synthetic/$label/"
 done
-[ -d synthetic-unconstrained ] || "${cli[@]}" sample --model model --label video_call --traces 4 --batch 4 \
+[ -d synthetic-unconstrained ] || "${cli[@]}" sample --model model --label video_call --traces 16 --batch 16 "${threads[@]}" \
   --packets 500 --seed 1 --no-constrain -o synthetic-unconstrained/video_call/
 [ -f report/metrics.json ] || "${cli[@]}" eval --real real-heldout --synth synthetic --train real-train --out report
 [ -f report-unconstrained/metrics.json ] || "${cli[@]}" eval --real real-heldout/video_call --synth synthetic-unconstrained --out report-unconstrained || true

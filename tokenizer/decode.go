@@ -5,6 +5,7 @@ import "fmt"
 // DecodedPacket is one packet read back from tokens.
 type DecodedPacket struct {
 	Bytes    []byte // from the IP header on, as kept (pads removed)
+	Link     []byte // netssm layout: the link-layer header the row opens with
 	DtBucket int    // the <dt:k> bucket, -1 when the trace has no timing tokens
 	TsNs     int64  // time from the trace start (from the buckets, or 0 without timing)
 }
@@ -15,8 +16,10 @@ type DecodeStats struct {
 	Stray        int  // tokens where none can stand (bytes before the first <pkt>, a second label, unknown ids)
 	MissingDt    int  // packets without their <dt:k> although timing is on
 	EmptyPackets int  // <pkt> followed by no byte
+	Incomplete   int  // flow layout: packets that ended before their fields or tail did (completed as predicted)
 	NoEOS        bool // the tokens end without <eos>
 	NoLabel      bool // the trace does not open with a label
+	BadLength    int  // netssm layout: rows of other than PaperPacketLen bytes
 }
 
 // Decoded is a trace read back from tokens.
@@ -43,9 +46,15 @@ func (s *Spec) Decode(tokens []uint16, opt DecodeOptions) (Decoded, error) {
 			return Decoded{}, err
 		}
 	}
+	if s.Layout == LayoutNetSSM {
+		return s.decodeNetSSM(tokens), nil
+	}
 	sample := opt.DtSample
 	if sample == nil {
 		sample = s.DtMid
+	}
+	if s.Layout == LayoutFlow {
+		return s.decodeFlow(tokens, sample), nil
 	}
 	var d Decoded
 	var cur *DecodedPacket
@@ -123,6 +132,6 @@ func (st DecodeStats) String() string {
 	if st == (DecodeStats{}) {
 		return ""
 	}
-	return fmt.Sprintf("stray tokens %d, packets missing <dt> %d, empty packets %d, no <eos> %v, no label %v",
-		st.Stray, st.MissingDt, st.EmptyPackets, st.NoEOS, st.NoLabel)
+	return fmt.Sprintf("stray tokens %d, packets missing <dt> %d, empty packets %d, incomplete packets %d, rows of a wrong length %d, no <eos> %v, no label %v",
+		st.Stray, st.MissingDt, st.EmptyPackets, st.Incomplete, st.BadLength, st.NoEOS, st.NoLabel)
 }

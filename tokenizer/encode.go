@@ -11,8 +11,9 @@ type EncodeStats struct {
 	Packets   int // packets encoded
 	Truncated int // captured shorter than their headers or kept payload: kept as captured
 	Malformed int // impossible header fields (IHL < 5, TCP data offset < 5)
-	Cut       int // paper layout: kept bytes longer than PaperPacketLen, cut
+	Cut       int // paper and netssm layouts: kept bytes longer than PaperPacketLen, cut
 	NegDt     int // timestamps going backwards: <dt:k> clamped to 0 (ts_ns stays exact)
+	Skipped   int // netssm layout: packets NetSSM leaves out (not TCP/UDP, fragments)
 }
 
 // Trace is one encoded trace: its tokens and, per packet, where the packet
@@ -34,6 +35,7 @@ type Encoder struct {
 	startNs int64
 	prevNs  int64
 	done    bool
+	flows   flowTable // flow layout
 }
 
 // NewEncoder starts a trace with the given label, which must be in the spec.
@@ -47,7 +49,7 @@ func (s *Spec) NewEncoder(label string) (*Encoder, error) {
 	if !ok {
 		return nil, fmt.Errorf("label %q is not in the tokenizer spec (labels: %v)", label, s.Labels)
 	}
-	return &Encoder{spec: s, tr: Trace{Label: label, Tokens: []uint16{uint16(id)}}}, nil
+	return &Encoder{spec: s, tr: Trace{Label: label, Tokens: []uint16{uint16(id)}}, flows: flowTable{size: s.FlowTable}}, nil
 }
 
 // Add encodes one IP packet (bytes from the IP header on, as captured),
@@ -63,6 +65,9 @@ func (e *Encoder) Add(ts time.Time, wireLen int, ip []byte) error {
 		return fmt.Errorf("encoder: IP version %d, want 4 or 6", v)
 	}
 	s := e.spec
+	if s.Layout == LayoutNetSSM {
+		return e.addNetSSM(ts, wireLen, nil, ip)
+	}
 	ns := ts.UnixNano()
 	if len(e.tr.PktOffsets) == 0 {
 		e.startNs, e.prevNs = ns, ns
@@ -96,6 +101,15 @@ func (e *Encoder) Add(ts time.Time, wireLen int, ip []byte) error {
 	}
 	if keep > len(ip) {
 		keep = len(ip)
+	}
+	if s.Layout == LayoutFlow {
+		kept := append([]byte(nil), ip[:keep]...)
+		if s.ZeroChecksums() {
+			zeroPairs(kept, l, func(i int) { kept[i] = 0 })
+		}
+		e.tr.Tokens = s.encodeFlowPacket(&e.flows, kept, e.tr.Tokens)
+		e.tr.Stats.Packets++
+		return nil
 	}
 	if s.Layout == LayoutPaper && keep > s.PaperPacketLen {
 		keep = s.PaperPacketLen

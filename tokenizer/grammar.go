@@ -17,10 +17,11 @@ import "fmt"
 type Grammar struct {
 	spec   *Spec
 	state  grammarState
-	pkt    []byte // bytes of the current packet so far
-	pads   int    // paper layout: pads after the bytes
-	final  int    // kept length of the current packet, -1 until the headers tell
-	strict bool   // WellFormed rules on
+	pkt    []byte       // bytes of the current packet so far
+	pads   int          // paper layout: pads after the bytes
+	final  int          // kept length of the current packet, -1 until the headers tell
+	strict bool         // WellFormed rules on
+	flow   *flowMachine // flow layout: the packet after its <dt:k>, and the flow table
 }
 
 type grammarState uint8
@@ -40,7 +41,11 @@ func (s *Spec) NewGrammar() (*Grammar, error) {
 			return nil, err
 		}
 	}
-	return &Grammar{spec: s, final: -1}, nil
+	g := &Grammar{spec: s, final: -1}
+	if s.Layout == LayoutFlow {
+		g.flow = s.newFlowMachine()
+	}
+	return g, nil
 }
 
 // WellFormed switches on the well-formedness rules for the bytes that follow
@@ -65,6 +70,9 @@ func (g *Grammar) AdvanceLenient(tok uint16) error {
 func (g *Grammar) Clone() *Grammar {
 	c := *g
 	c.pkt = append([]byte(nil), g.pkt...)
+	if g.flow != nil {
+		c.flow = g.flow.clone()
+	}
 	return &c
 }
 
@@ -75,10 +83,18 @@ func (g *Grammar) Done() bool { return g.state == gDone }
 func (g *Grammar) InPacket() bool { return g.state == gBytes }
 
 // PacketBytes returns the current packet's bytes so far (read-only).
-func (g *Grammar) PacketBytes() []byte { return g.pkt }
+func (g *Grammar) PacketBytes() []byte {
+	if g.flow != nil {
+		return g.flow.packet()
+	}
+	return g.pkt
+}
 
 // canEnd: the current packet may end here.
 func (g *Grammar) canEnd() bool {
+	if g.flow != nil {
+		return g.flow.canEnd(g.strict)
+	}
 	if g.spec.Layout == LayoutPaper {
 		return len(g.pkt)+g.pads == g.spec.PaperPacketLen
 	}
@@ -122,6 +138,10 @@ func (g *Grammar) Allowed(mask []bool) []bool {
 	}
 	mask = mask[:s.VocabSize]
 	clear(mask)
+	if s.Layout == LayoutNetSSM {
+		g.netssmAllowed(mask)
+		return mask
+	}
 	switch g.state {
 	case gLabel:
 		for t := s.FirstLabelID; t < s.VocabSize; t++ {
@@ -135,7 +155,11 @@ func (g *Grammar) Allowed(mask []bool) []bool {
 			mask[TokDt0+k] = true
 		}
 	case gBytes:
-		g.byteRule().fill(mask)
+		if g.flow != nil {
+			g.flow.allowed(mask, g.strict)
+		} else {
+			g.byteRule().fill(mask)
+		}
 		if s.Layout == LayoutPaper && g.final >= 0 && len(g.pkt) >= g.final && len(g.pkt)+g.pads < s.PaperPacketLen {
 			mask[TokPad] = true
 		}
@@ -154,6 +178,9 @@ func (g *Grammar) Advance(tok uint16) error {
 	s := g.spec
 	if t >= s.VocabSize {
 		return fmt.Errorf("grammar: token %d outside the vocabulary (%d)", t, s.VocabSize)
+	}
+	if s.Layout == LayoutNetSSM {
+		return g.netssmAdvance(t)
 	}
 	refuse := func() error {
 		return fmt.Errorf("grammar: %s not allowed here (packet byte %d)", s.TokenString(t), len(g.pkt))
@@ -184,11 +211,16 @@ func (g *Grammar) Advance(tok uint16) error {
 			if !g.canEnd() {
 				return refuse()
 			}
+			if g.flow != nil {
+				g.flow.finish()
+			}
 			if t == TokEOS {
 				g.state = gDone
 			} else {
 				g.startPacket()
 			}
+		case g.flow != nil:
+			return g.flow.advance(t, g.strict)
 		case t == TokPad:
 			if s.Layout != LayoutPaper || g.final < 0 || len(g.pkt) < g.final || len(g.pkt)+g.pads >= s.PaperPacketLen {
 				return refuse()
@@ -220,6 +252,9 @@ func (g *Grammar) startPacket() {
 	g.pkt = g.pkt[:0]
 	g.pads = 0
 	g.final = -1
+	if g.flow != nil {
+		g.flow.startPacket()
+	}
 	if g.spec.Timing {
 		g.state = gDt
 	} else {

@@ -13,6 +13,8 @@
 //
 // with <dt:k> present when timing is on, and <pad> only in the paper layout,
 // which pads (or cuts) each packet's bytes to exactly PaperPacketLen tokens.
+// The netssm layout is NetSSM's own (netssm.go): 128-byte rows from the link
+// header on, zero-padded, with <pkt> between packets.
 //
 // Vocabulary: ids 0–255 are byte values, 256 <pad>, 257 <pkt>, 258 <eos>,
 // 259… the DtBuckets inter-arrival buckets, then one id per label in
@@ -70,7 +72,10 @@ type Layout string
 // Layouts.
 const (
 	LayoutV1    Layout = "v1"    // kept bytes only, <pkt> marks the boundary
-	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen (NetSSM)
+	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen with <pad>; read, no longer made by the CLI
+	LayoutFlow  Layout = "flow"  // per-flow header compression (spec version 2, flow.go)
+	// LayoutNetSSM is NetSSM's layout exactly (see netssm.go).
+	LayoutNetSSM Layout = "netssm"
 )
 
 // Payload is how many payload bytes are kept after the L4 header, per protocol.
@@ -98,8 +103,10 @@ type Spec struct {
 	DtBuckets      int      `json:"dt_buckets"`
 	DtMinNs        int64    `json:"dt_min_ns"`
 	DtMaxNs        int64    `json:"dt_max_ns"`
-	PaperPacketLen int      `json:"paper_packet_len,omitempty"`
-	Checksums      string   `json:"checksums,omitempty"` // ChecksumsZero or ChecksumsKeep ("" = keep)
+	PaperPacketLen int      `json:"paper_packet_len,omitempty"` // paper and netssm layouts: tokens per packet
+	Link           string   `json:"link,omitempty"`             // netssm layout: the link header rows open with (LinkEthernet, …)
+	Checksums      string   `json:"checksums,omitempty"`        // ChecksumsZero or ChecksumsKeep ("" = keep)
+	FlowTable      int      `json:"flow_table,omitempty"`       // flow layout: flows a trace's table holds
 	// Derived, written for readers of the JSON; recomputed by Validate.
 	VocabSize    int            `json:"vocab_size"`
 	SpecialToken map[string]int `json:"special_tokens"`
@@ -107,6 +114,9 @@ type Spec struct {
 
 	labelID map[string]int
 	edges   []int64 // upper edge of buckets 0..DtBuckets-2, in ns
+	// flow layout: first id of the flow tokens (<flow:new>, <flow:raw>,
+	// <flow:R:D>, <tail:mask>, <tail:raw>, the field ops); 0 otherwise
+	flowBase int
 }
 
 // DefaultSpec is spec v1 with its defaults: timing on, TCP payload 0, UDP 12.
@@ -123,8 +133,18 @@ func DefaultSpec() Spec {
 	}
 }
 
-// PaperSpec reproduces NetSSM's layout: 128 tokens per packet, TCP payload
-// dropped, 12 UDP payload bytes, no timing tokens.
+// FlowSpec is spec version 2 with the flow layout and v1's other defaults.
+func FlowSpec() Spec {
+	s := DefaultSpec()
+	s.Version = 2
+	s.Layout = LayoutFlow
+	s.FlowTable = FlowTableDefault
+	return s
+}
+
+// PaperSpec is the paper layout: v1's kept bytes padded with <pad> to 128
+// tokens per packet, TCP payload dropped, 12 UDP payload bytes, no timing
+// tokens. NetSSM's own layout is NetSSMSpec.
 func PaperSpec() Spec {
 	s := DefaultSpec()
 	s.Layout = LayoutPaper
@@ -137,8 +157,8 @@ func PaperSpec() Spec {
 // Validate checks the spec and computes its derived fields; call it after
 // changing fields by hand. Encode and Decode call it too.
 func (s *Spec) Validate() error {
-	if s.Version != 1 {
-		return fmt.Errorf("tokenizer spec version %d: only version 1 is known", s.Version)
+	if s.Version != 1 && s.Version != 2 {
+		return fmt.Errorf("tokenizer spec version %d: versions 1 and 2 are known", s.Version)
 	}
 	switch s.Layout {
 	case LayoutV1:
@@ -146,8 +166,22 @@ func (s *Spec) Validate() error {
 		if s.PaperPacketLen <= 0 {
 			s.PaperPacketLen = 128
 		}
+	case LayoutFlow:
+		if s.Version != 2 {
+			return fmt.Errorf("tokenizer layout flow needs spec version 2, not %d", s.Version)
+		}
+		if s.FlowTable < 1 || s.FlowTable > 1024 {
+			return fmt.Errorf("tokenizer flow table of %d flows: want 1..1024", s.FlowTable)
+		}
+	case LayoutNetSSM:
+		if err := s.validateNetSSM(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("tokenizer layout %q: want v1 or paper", s.Layout)
+		return fmt.Errorf("tokenizer layout %q: want v1, flow, netssm or paper", s.Layout)
+	}
+	if s.Layout != LayoutFlow && s.Version != 1 {
+		return fmt.Errorf("tokenizer layout %s is spec version 1, not %d", s.Layout, s.Version)
 	}
 	for name, n := range map[string]int{"tcp": s.Payload.TCP, "udp": s.Payload.UDP, "icmp": s.Payload.ICMP, "other": s.Payload.Other} {
 		if n < 0 || n > 65535 {
@@ -164,6 +198,11 @@ func (s *Spec) Validate() error {
 	}
 	s.labelID = make(map[string]int, len(s.Labels))
 	s.FirstLabelID = TokDt0 + s.DtBuckets
+	s.flowBase = 0
+	if s.Layout == LayoutFlow {
+		s.flowBase = s.FirstLabelID
+		s.FirstLabelID += s.flowTokens()
+	}
 	for i, l := range s.Labels {
 		if l == "" || strings.ContainsAny(l, "<>\n") {
 			return fmt.Errorf("tokenizer label %q: empty or contains <, > or a newline", l)
@@ -179,6 +218,11 @@ func (s *Spec) Validate() error {
 		s.edges[k] = s.edgeFormula(k)
 	}
 	s.SpecialToken = map[string]int{"<pad>": TokPad, "<pkt>": TokPkt, "<eos>": TokEOS, "<dt:0>": TokDt0}
+	if s.flowBase > 0 {
+		for t := s.flowBase; t < s.FirstLabelID; t++ {
+			s.SpecialToken[s.flowTokenString(t)] = t
+		}
+	}
 	return nil
 }
 
@@ -228,6 +272,8 @@ func (s *Spec) TokenString(tok int) string {
 		return fmt.Sprintf("<dt:%d>", tok-TokDt0)
 	case s.IsLabel(tok):
 		return "<label:" + s.Labels[tok-s.FirstLabelID] + ">"
+	case s.isFlowToken(tok):
+		return s.flowTokenString(tok)
 	}
 	return fmt.Sprintf("<unknown:%d>", tok)
 }

@@ -12,7 +12,7 @@ const (
 
 // TCPFlagsValid reports whether a TCP flag byte is one a real stack sends:
 // not empty, SYN never with FIN or RST, FIN never with RST, and ACK on every
-// segment but a SYN or a RST (so FIN, PSH and URG always come with ACK). The
+// segment but a SYN or a RST, and FIN, PSH and URG only with ACK. The
 // ECN bits (CWR, ECE) may accompany any valid set. It is the one rule that
 // the grammars (structure-aware decoding) and eval's compliance share.
 func TCPFlagsValid(f uint8) bool {
@@ -23,6 +23,8 @@ func TCPFlagsValid(f uint8) bool {
 	case syn && (fin || rst), fin && rst:
 		return false
 	case !syn && !rst && !ack:
+		return false
+	case f&(TCPFlagFIN|TCPFlagPSH|TCPFlagURG) != 0 && !ack:
 		return false
 	}
 	return true

@@ -415,31 +415,5 @@ func TestGrammarMaskAgreesWithAdvance(t *testing.T) {
 // tokens, each drawn among the allowed ones) and checks at every step that
 // Allowed and Advance agree on every token of the vocabulary.
 func checkMaskAgreesWithAdvance(t *testing.T, wellFormed bool, runs, steps int, seed uint64) {
-	sp := specWith(t, tokenizer.DefaultSpec(), "a", "b")
-	rng := rand.New(rand.NewPCG(seed, seed+1))
-	for run := 0; run < runs; run++ {
-		g, _ := sp.NewGrammar()
-		if wellFormed {
-			g.WellFormed()
-		}
-		for step := 0; step < steps && !g.Done(); step++ {
-			mask := g.Allowed(nil)
-			var allowed []uint16
-			for tok, ok := range mask {
-				err := g.Clone().Advance(uint16(tok))
-				if ok != (err == nil) {
-					t.Fatalf("token %s after %x: mask says %v, Advance says %v", sp.TokenString(tok), g.PacketBytes(), ok, err)
-				}
-				if ok {
-					allowed = append(allowed, uint16(tok))
-				}
-			}
-			if len(allowed) == 0 {
-				t.Fatal("dead end: no token allowed")
-			}
-			if err := g.Advance(allowed[rng.IntN(len(allowed))]); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	checkMaskAgreesWithAdvanceSpec(t, specWith(t, tokenizer.DefaultSpec(), "a", "b"), wellFormed, runs, steps, seed)
 }

@@ -13,9 +13,11 @@ import "encoding/binary"
 //     list of NOP, end-of-list (then zero padding) and router alert.
 //   - IPv6: payload length ≥ 8; next header TCP, UDP or ICMPv6 (no
 //     extension headers), TCP only when the payload length leaves room.
-//   - TCP: data offset between 5 and what the IP length leaves; options a
-//     well-formed list of the kinds TCP stacks send (EOL, NOP, MSS, window
-//     scale, SACK-permitted, SACK, timestamps) with their lengths.
+//   - TCP: data offset between 5 and what the IP length leaves, reserved
+//     bits (and the ECN nonce bit) clear; a flag set a real stack sends
+//     (TCPFlagsValid); options a well-formed list of the kinds TCP stacks
+//     send (EOL, NOP, MSS, window scale, SACK-permitted, SACK, timestamps)
+//     with their lengths.
 //   - UDP: the length field equals the IP payload length.
 //
 // Protocols outside this set (IGMP, IPv6 extension headers, fragments) occur
@@ -33,12 +35,37 @@ var (
 	noByte        = byteRule{}
 	anyByte       = byteRange(0, 255)
 	firstByteRule = byteRange(0x45, 0x4f).or(byteRange(0x60, 0x6f))
+	tcpFlagsRule  = byteWhere(TCPFlagsValid).because("TCP flag set is not one a real stack sends (empty, SYN with FIN or RST, FIN with RST, no ACK on a segment but a SYN or RST, or FIN, PSH or URG without ACK)")
 )
+
+// ValidTCPFlags lists, in increasing order, the TCP flag bytes that
+// TCPFlagsValid accepts: the values structure-aware decoding allows at a TCP
+// header's flags byte, in any layout that writes that byte as a byte token.
+func ValidTCPFlags() []uint8 {
+	var fs []uint8
+	for b := range 256 {
+		if tcpFlagsRule.allows(b) {
+			fs = append(fs, uint8(b))
+		}
+	}
+	return fs
+}
 
 func byteRange(lo, hi int) byteRule {
 	var r byteRule
 	for b := max(lo, 0); b <= min(hi, 255); b++ {
 		r.set[b>>6] |= 1 << (b & 63)
+	}
+	return r
+}
+
+// byteWhere is the set of byte values for which ok holds.
+func byteWhere(ok func(uint8) bool) byteRule {
+	var r byteRule
+	for b := range 256 {
+		if ok(uint8(b)) {
+			r.set[b>>6] |= 1 << (b & 63)
+		}
 	}
 	return r
 }
@@ -158,7 +185,13 @@ func l4Rule(p []byte, hdr, proto, payload int) byteRule {
 	case ProtoTCP:
 		switch {
 		case o == 12:
-			return byteRange(0x50, min(15, payload/4)<<4|0x0f).because("TCP data offset outside 5 … IP payload/4")
+			var r byteRule
+			for d := 5; d <= min(15, payload/4); d++ {
+				r = r.or(byteSet(d << 4))
+			}
+			return r.because("TCP data offset outside 5 … IP payload/4, or reserved bits set")
+		case o == 13:
+			return tcpFlagsRule
 		case o >= 20:
 			if doff := int(p[hdr+12]>>4) * 4; o < doff {
 				return optionRule(p[hdr+20:], doff-20, tcpOptionKinds).because("TCP options must form a well-formed list")

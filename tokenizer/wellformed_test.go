@@ -74,7 +74,7 @@ func TestWellFormedMaskAgreesWithAdvance(t *testing.T) {
 // TestWellFormedPacketsDecode: every packet of a uniform random walk under
 // the well-formed grammar decodes in gopacket as IPv4/IPv6 + TCP/UDP/ICMP,
 // layer by layer, with the UDP length and the TCP data offset agreeing with
-// the IP length. (What the kept payload bytes say is the model's business:
+// the IP length, and every TCP flag set valid (tokenizer.TCPFlagsValid). (What the kept payload bytes say is the model's business:
 // the grammar does not judge application protocols.)
 func TestWellFormedPacketsDecode(t *testing.T) {
 	sp := timingOff(t)
@@ -112,6 +112,9 @@ func TestWellFormedPacketsDecode(t *testing.T) {
 			}
 			if int(tcp.DataOffset)*4 > ipPayload {
 				fail("TCP", fmt.Errorf("data offset %d past the IP payload %d", tcp.DataOffset*4, ipPayload))
+			}
+			if f := l4[13]; !tokenizer.TCPFlagsValid(f) {
+				fail("TCP", fmt.Errorf("flag set %#02x is not one a real stack sends", f))
 			}
 			kinds["TCP"]++
 		case layers.IPProtocolUDP:

@@ -2,7 +2,6 @@ package train
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -113,47 +112,78 @@ func ReadCheckpoint(path string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
+	return parseCheckpoint(path, raw)
+}
+
+// parseCheckpoint verifies and decodes the bytes of the checkpoint file
+// path. Every length and count the file states (header length, tensor
+// shapes) is checked against the bytes it has before anything is allocated.
+func parseCheckpoint(path string, raw []byte) (*Checkpoint, error) {
 	bad := func(why string, args ...any) error {
 		return fmt.Errorf("%w %s: %s", ErrCorruptCheckpoint, path, fmt.Sprintf(why, args...))
 	}
-	if len(raw) < len(checkpointMagic)+8+4 || string(raw[:len(checkpointMagic)]) != checkpointMagic {
+	const fixed = len(checkpointMagic) + 8
+	if len(raw) < fixed+4 || string(raw[:len(checkpointMagic)]) != checkpointMagic {
 		return nil, bad("not a netssm checkpoint (bad magic or too short)")
 	}
 	body, trailer := raw[:len(raw)-4], raw[len(raw)-4:]
 	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(trailer) {
 		return nil, bad("checksum mismatch (truncated or damaged)")
 	}
-	r := bytes.NewReader(body[len(checkpointMagic):])
-	var n uint64
-	binary.Read(r, binary.LittleEndian, &n)
-	if n > uint64(r.Len()) {
-		return nil, bad("header length %d exceeds file", n)
+	n := binary.LittleEndian.Uint64(body[len(checkpointMagic):])
+	if n > uint64(len(body)-fixed) {
+		return nil, bad("header length %d exceeds the %d bytes after it", n, len(body)-fixed)
 	}
-	hdr := make([]byte, n)
-	io.ReadFull(r, hdr)
 	c := &Checkpoint{}
-	if err := json.Unmarshal(hdr, &c.Header); err != nil {
+	if err := json.Unmarshal(body[fixed:fixed+int(n)], &c.Header); err != nil {
 		return nil, bad("header: %v", err)
 	}
-	rest := body[len(checkpointMagic)+8+int(n):]
+	rest := body[fixed+int(n):]
+	sizes, err := tensorSizes(c.Header.Tensors, int64(len(rest))/4)
+	if err != nil {
+		return nil, bad("%v", err)
+	}
 	var total int64
-	for _, e := range c.Header.Tensors {
-		total += numel(e.Shape)
+	for _, s := range sizes {
+		total += s
 	}
 	if int64(len(rest)) != 4*total {
 		return nil, bad("holds %d bytes of tensor data, header describes %d", len(rest), 4*total)
 	}
-	c.Data = make([][]float32, len(c.Header.Tensors))
-	off := 0
-	for i, e := range c.Header.Tensors {
-		d := make([]float32, numel(e.Shape))
+	c.Data = make([][]float32, len(sizes))
+	for i, s := range sizes {
+		d := make([]float32, s)
 		for j := range d {
-			d[j] = math.Float32frombits(binary.LittleEndian.Uint32(rest[off:]))
-			off += 4
+			d[j] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*j:]))
 		}
+		rest = rest[4*s:]
 		c.Data[i] = d
 	}
 	return c, nil
+}
+
+// tensorSizes returns the element count of each tensor; a negative
+// dimension, or tensors holding more than limit values together, is an error.
+func tensorSizes(ts []TensorEntry, limit int64) ([]int64, error) {
+	sizes := make([]int64, len(ts))
+	left := limit
+	for i, e := range ts {
+		n := int64(1)
+		for _, d := range e.Shape {
+			if d < 0 {
+				return nil, fmt.Errorf("tensor %q has a negative dimension in shape %v", e.Name, e.Shape)
+			}
+			if d > 0 && n > left/d {
+				return nil, fmt.Errorf("tensor %q of shape %v holds more values than the file has bytes for", e.Name, e.Shape)
+			}
+			n *= d
+		}
+		if n > left {
+			return nil, fmt.Errorf("tensor %q of shape %v holds more values than the file has bytes for", e.Name, e.Shape)
+		}
+		sizes[i], left = n, left-n
+	}
+	return sizes, nil
 }
 
 func numel(shape []int64) int64 {

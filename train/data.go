@@ -91,6 +91,17 @@ type Loader struct {
 	remap    func(toks []uint16, key uint64)
 	// remapped holds each row's re-mapped copy of its unit.
 	remapped map[int]remappedSpan
+	// restart gives a segment behind its label as if it began the trace
+	// (SetRestart); nil: the label followed by the segment's tokens.
+	restart func(trace int, toks []uint16, start, stop int) []uint16
+}
+
+// SetRestart makes segments that start inside a trace read as restart gives
+// them: the trace's label, then the packets whose <pkt> lies in [start,
+// stop), for token layouts that code a packet against earlier ones
+// (tokenizer.Restarter). Set it before the first Next.
+func (l *Loader) SetRestart(restart func(trace int, toks []uint16, start, stop int) []uint16) {
+	l.restart = restart
 }
 
 type remappedSpan struct {
@@ -233,8 +244,17 @@ func (l *Loader) span(u int) ([]uint16, error) {
 		if c, ok := l.labelled[u]; ok {
 			return c, nil
 		}
-		c := make([]uint16, 0, end-un.Start+1)
-		c = append(append(c, toks[0]), toks[un.Start:end]...)
+		var c []uint16
+		if l.restart != nil {
+			stop := len(toks)
+			if un.End >= 0 {
+				stop = min(un.End, len(toks))
+			}
+			c = append(l.restart(un.Trace, toks, un.Start, stop), toks[stop:end]...)
+		} else {
+			c = make([]uint16, 0, end-un.Start+1)
+			c = append(append(c, toks[0]), toks[un.Start:end]...)
+		}
 		l.labelled[u] = c
 		return c, nil
 	}

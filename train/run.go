@@ -79,6 +79,9 @@ type Model struct {
 	// Remap re-writes the addresses of a stretch of tokens in place under
 	// the given key (for RunConfig.RemapAddresses).
 	Remap func(toks []uint16, key uint64)
+	// Restart gives a segment that starts inside a trace as if it began the
+	// trace (Loader.SetRestart); nil when the layout needs no re-encoding.
+	Restart func(trace int, toks []uint16, start, stop int) []uint16
 }
 
 // Data is the split dataset.
@@ -171,6 +174,9 @@ func Train(ctx context.Context, runDir string, cfg RunConfig, m Model, data Data
 		if err := loader.SetRemap(m.Remap); err != nil {
 			return res, fmt.Errorf("training data: %w", err)
 		}
+	}
+	if m.Restart != nil {
+		loader.SetRestart(m.Restart)
 	}
 	var val *Validator
 	var uni []float64

@@ -10,11 +10,12 @@ import (
 	"github.com/netssm/netssm/arrowdata"
 	"github.com/netssm/netssm/internal/progress"
 	"github.com/netssm/netssm/pcapout"
+	"github.com/netssm/netssm/tokenizer"
 )
 
 // DetokenizeOptions configure Detokenize.
 type DetokenizeOptions struct {
-	Link pcapout.Link // raw (default) or ethernet
+	Link pcapout.Link // raw (default) or ethernet; a netssm-layout dataset's own link type always
 	// ExactTimes takes packet times from the dataset's ts_ns even when the
 	// spec has timing tokens; by default times come from the tokens then
 	// (the path generation takes), and from ts_ns only without timing.
@@ -70,6 +71,9 @@ func Detokenize(dataset, outDir string, opt DetokenizeOptions) (DetokenizeReport
 	}
 	defer ds.Close()
 	spec := ds.Spec()
+	if spec.Layout == tokenizer.LayoutNetSSM {
+		opt.Link = pcapout.Link(spec.Link) // rows keep their link header
+	}
 	n := ds.NumTraces()
 	if opt.Limit > 0 && opt.Limit < n {
 		n = opt.Limit

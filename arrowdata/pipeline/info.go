@@ -64,6 +64,16 @@ func Info(path string) (DatasetInfo, error) {
 				info.TokenCount[tok]++
 			}
 		}
+		if spec.Layout == tokenizer.LayoutFlow { // packets are coded against their flows: decode them
+			d, err := spec.Decode(t.Tokens, tokenizer.DecodeOptions{})
+			if err != nil {
+				return info, fmt.Errorf("%s: trace %s: %w", path, t.TraceID, err)
+			}
+			for _, p := range d.Packets {
+				info.Protocols[protocolOfBytes(&spec, p.Bytes)]++
+			}
+			continue
+		}
 		for k, off := range t.PktOffsets {
 			end := len(t.Tokens)
 			if k+1 < len(t.PktOffsets) {
@@ -79,17 +89,23 @@ func Info(path string) (DatasetInfo, error) {
 	return info, nil
 }
 
-// protocolOf names a packet's protocols from its tokens (<pkt> [<dt>] bytes…).
+// protocolOf names a packet's protocols from its tokens (<pkt> [<dt>] bytes…,
+// the netssm layout's rows opening with their link header).
 func protocolOf(spec *tokenizer.Spec, toks []uint16) string {
 	var b []byte
 	for _, t := range toks {
 		if t < tokenizer.NumByteTokens {
 			b = append(b, byte(t))
-			if len(b) >= 120 {
+			if len(b) >= 140 {
 				break
 			}
 		}
 	}
+	return protocolOfBytes(spec, spec.PacketIP(b))
+}
+
+// protocolOfBytes names a packet's protocols from its kept bytes.
+func protocolOfBytes(spec *tokenizer.Spec, b []byte) string {
 	l := spec.Keep(b)
 	ip := map[int]string{4: "IPv4", 6: "IPv6"}[l.Version]
 	if ip == "" {
@@ -119,6 +135,7 @@ func (info DatasetInfo) Write(w io.Writer, topTokens int) error {
 	}
 	fmt.Fprintf(w, "tokenizer: spec v%d, layout %s, timing %v, payload tcp=%d udp=%d icmp=%d other=%d, checksums %s, vocabulary %d\n\n",
 		s.Version, s.Layout, s.Timing, s.Payload.TCP, s.Payload.UDP, s.Payload.ICMP, s.Payload.Other, checksums, s.VocabSize)
+	fmt.Fprintf(w, "tokens per packet: %.1f\n\n", float64(info.Tokens)/float64(max(info.Packets, 1)))
 	fmt.Fprintln(tw, "label\ttraces\tpackets\ttokens\ttokens/packet\t")
 	for _, l := range info.PerLabel {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t\n", l.Label, l.Traces, l.Packets, l.Tokens, float64(l.Tokens)/float64(max(l.Packets, 1)))

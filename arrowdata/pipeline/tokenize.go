@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/netssm/netssm/arrowdata"
 	"github.com/netssm/netssm/capture"
@@ -69,6 +70,13 @@ func Tokenize(out string, files []string, opt TokenizeOptions) (TokenizeReport, 
 		labeler = DirLabel
 	}
 	spec := opt.Spec
+	if spec.Layout == tokenizer.LayoutNetSSM && spec.Link == "" {
+		link, err := firstLinkType(files)
+		if err != nil {
+			return rep, err
+		}
+		spec.Link = link
+	}
 	labels := make([]string, len(files))
 	var uniq []string
 	seen := map[string]bool{}
@@ -243,9 +251,13 @@ func tokenizeFile(w *arrowdata.Writer, spec *tokenizer.Spec, path, label string,
 				fr.Anonymized++
 			}
 		}
-		if err := enc.Add(p.Timestamp, p.IPWireLen(), ip); err != nil {
+		before := enc.Packets()
+		if err := enc.AddFrame(p.Timestamp, p.IPWireLen(), LinkTypeName(p.LinkTypeID), p.LinkHdr, ip); err != nil {
 			fr.Err = fmt.Errorf("%s: packet %d: %w", path, p.Index, err)
 			break
+		}
+		if enc.Packets() == before {
+			continue // left out by the layout (netssm: not TCP or UDP)
 		}
 		fr.Packets++
 		if opt.MaxPackets > 0 && enc.Packets() >= opt.MaxPackets {
@@ -265,24 +277,51 @@ func addEncodeStats(a, b tokenizer.EncodeStats) tokenizer.EncodeStats {
 	a.Malformed += b.Malformed
 	a.Cut += b.Cut
 	a.NegDt += b.NegDt
+	a.Skipped += b.Skipped
 	return a
 }
 
-// LinkTypeName names a LINKTYPE_ number the way the dataset stores it.
-func LinkTypeName(lt uint16) string {
-	switch lt {
-	case capture.LinkTypeEthernet:
-		return "ethernet"
-	case capture.LinkTypeLinuxSLL:
-		return "linux-sll"
-	case capture.LinkTypeLinuxSLL2:
-		return "linux-sll2"
-	case capture.LinkTypeRaw, capture.LinkTypeRawOld, capture.LinkTypeRawOld2, capture.LinkTypeIPv4, capture.LinkTypeIPv6:
-		return "raw"
-	case capture.LinkTypeNull:
-		return "null"
-	case capture.LinkTypeLoop:
-		return "loop"
+// LinkTypeName names a LINKTYPE_ number the way the dataset stores it
+// (capture.LinkName).
+func LinkTypeName(lt uint16) string { return capture.LinkName(lt) }
+
+// firstLinkType names the link type of the first capture in files whose
+// first IP packet has a link header NetSSM's rows can hold: a netssm-layout
+// dataset holds rows of one link type, and captures of others are reported
+// as bad inputs.
+func firstLinkType(files []string) (string, error) {
+	var seen []string
+	for _, f := range files {
+		link, ok := captureLink(f)
+		if !ok {
+			continue // no IP packet, or a bad file (reported when it is tokenized)
+		}
+		switch link {
+		case tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw:
+			return link, nil
+		}
+		seen = append(seen, filepath.Base(f)+": "+link)
 	}
-	return fmt.Sprintf("linktype-%d", lt)
+	if len(seen) > 0 {
+		return "", fmt.Errorf("no capture has a link type NetSSM's rows can hold (%s, %s or %s): %s", tokenizer.LinkEthernet, tokenizer.LinkLinuxSLL, tokenizer.LinkRaw, strings.Join(seen, ", "))
+	}
+	return "", fmt.Errorf("no IP packets in any input; nothing to write")
+}
+
+// captureLink names the link type of a capture's first IP packet.
+func captureLink(path string) (string, bool) {
+	r, err := capture.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer r.Close()
+	for {
+		p, err := r.Next()
+		if err != nil {
+			return "", false
+		}
+		if p.IP != nil {
+			return LinkTypeName(p.LinkTypeID), true
+		}
+	}
 }

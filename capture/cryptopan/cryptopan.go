@@ -100,47 +100,63 @@ func (a *Anonymizer) anon(addr []byte) {
 	}
 }
 
+// Addresses rewrites the source and destination addresses of an IP packet
+// in place (bytes from the IP header on) and nothing else: checksums are
+// left as they are, for a caller that recomputes them or whose packets carry
+// none (generated traffic). It returns false when the packet is no IPv4 or
+// IPv6 header long enough to hold its addresses (then it is unchanged).
+func (a *Anonymizer) Addresses(ip []byte) bool {
+	off, n := addressFields(ip)
+	if n == 0 {
+		return false
+	}
+	for f := off; f < off+2*n; f += n {
+		if n == 4 {
+			out := a.Addr(netip.AddrFrom4([4]byte(ip[f : f+4]))).As4()
+			copy(ip[f:f+4], out[:])
+		} else {
+			out := a.Addr(netip.AddrFrom16([16]byte(ip[f : f+16]))).As16()
+			copy(ip[f:f+16], out[:])
+		}
+	}
+	return true
+}
+
+// addressFields gives where an IP packet's source address starts and the
+// address length (the destination follows it); n is 0 when ip is no IPv4
+// (IHL ≥ 5) or IPv6 header that holds both addresses.
+func addressFields(ip []byte) (off, n int) {
+	switch {
+	case len(ip) >= 20 && ip[0]>>4 == 4 && ip[0]&0x0f >= 5:
+		return 12, 4
+	case len(ip) >= 40 && ip[0]>>4 == 6:
+		return 8, 16
+	}
+	return 0, 0
+}
+
 // Packet rewrites the source and destination addresses of an IP packet in
 // place (bytes from the IP header on) and patches the IPv4 header checksum
 // and, where the bytes are present, the TCP, UDP and ICMPv6 checksums
 // (incrementally, RFC 1624), so valid checksums stay valid. It returns false
 // when the packet is too short to hold its addresses (then it is unchanged).
 func (a *Anonymizer) Packet(ip []byte) bool {
-	if len(ip) < 1 {
+	off, n := addressFields(ip)
+	if n == 0 {
 		return false
 	}
+	old := append([]byte(nil), ip[off:off+2*n]...)
+	a.Addresses(ip)
+	neu := ip[off : off+2*n]
 	var l4off, proto int
-	var old, neu []byte
-	switch ip[0] >> 4 {
-	case 4:
-		ihl := int(ip[0]&0x0f) * 4
-		if len(ip) < 20 || ihl < 20 {
-			return false
-		}
-		old = append([]byte(nil), ip[12:20]...)
-		s := a.Addr(netip.AddrFrom4([4]byte(ip[12:16]))).As4()
-		d := a.Addr(netip.AddrFrom4([4]byte(ip[16:20]))).As4()
-		copy(ip[12:16], s[:])
-		copy(ip[16:20], d[:])
-		neu = ip[12:20]
+	if n == 4 {
 		patch(ip[10:12], old, neu)
-		l4off, proto = ihl, int(ip[9])
+		l4off, proto = int(ip[0]&0x0f)*4, int(ip[9])
 		if binary.BigEndian.Uint16(ip[6:8])&0x1fff != 0 {
 			return true // non-first fragment: no L4 header here
 		}
-	case 6:
-		if len(ip) < 40 {
-			return false
-		}
-		old = append([]byte(nil), ip[8:40]...)
-		s := a.Addr(netip.AddrFrom16([16]byte(ip[8:24]))).As16()
-		d := a.Addr(netip.AddrFrom16([16]byte(ip[24:40]))).As16()
-		copy(ip[8:24], s[:])
-		copy(ip[24:40], d[:])
-		neu = ip[8:40]
+	} else {
 		l4off, proto = 40, int(ip[6]) // extension headers: L4 checksums left as they are
-	default:
-		return false
 	}
 	var ck int
 	switch proto {
@@ -154,7 +170,7 @@ func (a *Anonymizer) Packet(ip []byte) bool {
 		return true
 	}
 	if len(ip) >= ck+2 {
-		if proto == 17 && ip[0]>>4 == 4 && ip[ck] == 0 && ip[ck+1] == 0 {
+		if proto == 17 && n == 4 && ip[ck] == 0 && ip[ck+1] == 0 {
 			return true // IPv4 UDP without checksum
 		}
 		patch(ip[ck:ck+2], old, neu)

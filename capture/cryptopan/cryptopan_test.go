@@ -146,3 +146,44 @@ func TestPacketChecksumsStayValid(t *testing.T) {
 		t.Fatal("payload changed")
 	}
 }
+
+// TestAddressesChangesOnlyTheAddresses: Addresses writes the Crypto-PAn
+// images of both addresses, IPv4 and IPv6, and leaves every other byte
+// (checksums included) as it was; a packet too short for its addresses is
+// left alone.
+func TestAddressesChangesOnlyTheAddresses(t *testing.T) {
+	a, _ := FromPassphrase("k")
+	v6 := make([]byte, 48)
+	v6[0], v6[6] = 0x60, 17
+	copy(v6[8:], netip.MustParseAddr("2001:db8::1").AsSlice())
+	copy(v6[24:], netip.MustParseAddr("2001:db8:1::53").AsSlice())
+	for name, c := range map[string]struct {
+		ip      []byte
+		off, n  int
+		changes bool
+	}{
+		"ipv4":       {udp4([]byte("hello")), 12, 4, true},
+		"ipv6":       {v6, 8, 16, true},
+		"ipv4 short": {udp4(nil)[:19], 0, 0, false},
+		"ipv6 short": {v6[:39], 0, 0, false},
+		"ihl 4":      {append([]byte{0x44}, udp4(nil)[1:]...), 0, 0, false},
+	} {
+		ip := append([]byte(nil), c.ip...)
+		if got := a.Addresses(ip); got != c.changes {
+			t.Errorf("%s: Addresses = %v, want %v", name, got, c.changes)
+		}
+		for i := range ip {
+			inAddr := i >= c.off && i < c.off+2*c.n
+			if !inAddr && ip[i] != c.ip[i] {
+				t.Errorf("%s: byte %d changed", name, i)
+			}
+		}
+		for f := c.off; c.n > 0 && f < c.off+2*c.n; f += c.n {
+			in, _ := netip.AddrFromSlice(c.ip[f : f+c.n])
+			out, _ := netip.AddrFromSlice(ip[f : f+c.n])
+			if out != a.Addr(in) || out == in {
+				t.Errorf("%s: %v written as %v, want its image %v", name, in, out, a.Addr(in))
+			}
+		}
+	}
+}

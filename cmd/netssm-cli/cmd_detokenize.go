@@ -20,6 +20,8 @@ func init() {
 			"length field; IPv4 header checksums are recomputed; packets that cannot be written\n" +
 			"as IP are counted and reported. Packet times come from the <dt:k> tokens when the\n" +
 			"dataset has them (--exact-times uses the recorded ones), else from the dataset.\n" +
+			"A netssm-layout dataset's rows keep their link header: its pcaps take the\n" +
+			"dataset's link type, whatever --link says.\n" +
 			"This is the code path generation uses.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "output `DIR`"},

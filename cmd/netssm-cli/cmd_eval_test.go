@@ -69,11 +69,12 @@ func evalInputs(t *testing.T) (real, synth string) {
 func TestEvalWritesReportAndPlotRedrawsFromIt(t *testing.T) {
 	real, synth := evalInputs(t)
 	out := filepath.Join(t.TempDir(), "report")
-	stdout, code := runCLI(t, nil, "eval", "--real", real, "--synth", synth, "--train", real, "--window", "50", "--out", out)
+	stdout, code := runCLI(t, nil, "eval", "--real", real, "--synth", synth, "--train", real, "--window", "50", "--flow-window", "100", "--out", out)
 	if code != 0 {
 		t.Fatalf("eval exit %d:\n%s", code, stdout)
 	}
-	for _, want := range []string{"report:", "fidelity (pooled)", "compliance synthetic: pass", "utility: TRTR", "privacy:"} {
+	for _, want := range []string{"report:", "fidelity (pooled)", "compliance synthetic: pass", "flow structure (first 100 packets of each trace",
+		"label confusion: 2 of 2", "utility: TRTR", "privacy:"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("eval output lacks %q:\n%s", want, stdout)
 		}
@@ -109,6 +110,7 @@ func TestEvalAndPlotUsageErrorsExitTwo(t *testing.T) {
 		{"eval", "--real", real, "--out", out},                               // no --synth
 		{"eval", "--real", real, "--synth", real, "--out", out, "stray-arg"}, // positional argument
 		{"eval", "--real", real, "--synth", real, "--out", out, "--window", "2"},
+		{"eval", "--real", real, "--synth", real, "--out", out, "--flow-window", "0"},
 		{"plot", "figure", out},                         // missing NAME
 		{"plot", "figure", "--format", "gif", out, "x"}, // bad format
 		{"plot", "divergence", "--measure", "kl", out},  // bad measure
@@ -147,7 +149,7 @@ func TestEvalStrictFailsOnNonCompliantSynthetic(t *testing.T) {
 		w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1, 0), CaptureLength: 60, Length: 60}, b)
 	}
 	f.Close()
-	msg, code := runCLI(t, nil, "eval", "--strict", "--no-utility", "--real", real, "--synth", bad, "--out", t.TempDir())
+	msg, code := runCLI(t, nil, "eval", "--strict", "--no-utility", "--no-tshark", "--real", real, "--synth", bad, "--out", t.TempDir())
 	if code != 1 || !strings.Contains(msg, "FAIL protocol compliance") {
 		t.Errorf("exit %d, want 1 and a compliance warning:\n%s", code, msg)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/netssm/netssm/capture/cryptopan"
 	"github.com/netssm/netssm/infer"
 	"github.com/netssm/netssm/infer/sampling"
 	"github.com/netssm/netssm/internal/progress"
@@ -28,7 +30,8 @@ func init() {
 		Description: "Example:\n" +
 			"   netssm-cli sample --model BUNDLE --label web_browsing --packets 10000 -o web.pcap\n" +
 			"   netssm-cli sample --model BUNDLE --label voice_call --traces 100 --batch 32 --preset paper -o out/\n" +
-			"   netssm-cli sample --model BUNDLE --label video_call --traces 1000 --shard 3/8 -o out/\n\n" +
+			"   netssm-cli sample --model BUNDLE --label video_call --traces 1000 --shard 3/8 -o out/\n" +
+			"   netssm-cli sample --model BUNDLE --label web_browsing --fresh-hosts 'my secret phrase' -o web.pcap\n\n" +
 			"Runs the prompt (the label token, or the label and the first --prompt-packets packets of\n" +
 			"--prompt) through the prefill graph once, forks that state into --batch sequences and\n" +
 			"decodes them one token at a time with the step graph; memory does not grow with the\n" +
@@ -42,7 +45,13 @@ func init() {
 			"--shard i/n runs the traces t with t mod n = i; the n shards' files together are the\n" +
 			"unsharded job's files. Timestamps start at --start and follow the generated <dt:k>\n" +
 			"tokens (jittered inside their bucket), or the label's empirical inter-arrival times\n" +
-			"when the model was trained without timing.",
+			"when the model was trained without timing.\n" +
+			"--fresh-hosts KEY writes every packet's source and destination address as its Crypto-PAn\n" +
+			"image under KEY (prefix-preserving: subnets stay subnets, a flow keeps one address pair),\n" +
+			"so no training host appears in the output; all other bytes are as generated and the\n" +
+			"IPv4 header checksum is recomputed. KEY is 64 hex digits (the 32-byte key itself) or a\n" +
+			"passphrase (its SHA-256 is the key); a hex string of 32 to 63 or over 64 digits is refused\n" +
+			"as a mistyped key. The same KEY gives the same mapping in every run.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Required: true, Usage: "model bundle directory (made by netssm-cli export)"},
 			&cli.StringFlag{Name: "label", Aliases: []string{"l"}, Required: true, Usage: "workload label the traffic should look like"},
@@ -66,6 +75,7 @@ func init() {
 			&cli.BoolFlag{Name: "ignore-eos", Usage: "never end a trace by <eos>: every trace runs to its limit"},
 			&cli.StringFlag{Name: "prompt", Usage: "capture whose first packets prompt every trace"},
 			&cli.IntFlag{Name: "prompt-packets", Value: 16, Usage: "packets of --prompt to use"},
+			&cli.StringFlag{Name: "fresh-hosts", Usage: "map every address through Crypto-PAn under `KEY` (64 hex digits, or a passphrase), so no training host appears"},
 			&cli.TimestampFlag{Name: "start", Layout: time.RFC3339, Usage: "time of each trace's start (RFC 3339; default 2024-01-01T00:00:00Z, so files are reproducible)"},
 			epFlag(),
 			ioBindingFlag(),
@@ -176,6 +186,14 @@ func runSample(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var fresh *infer.FreshHosts
+	if c.IsSet("fresh-hosts") {
+		an, err := freshHostsKey(c.String("fresh-hosts"))
+		if err != nil {
+			return usagef("--fresh-hosts: %v", err)
+		}
+		fresh = infer.NewFreshHosts(an)
+	}
 	if sink.Dir {
 		if err := os.MkdirAll(sink.Path, 0o755); err != nil {
 			return fmt.Errorf("creating output directory: %w", err)
@@ -209,10 +227,15 @@ func runSample(c *cli.Context) error {
 	}
 	job.Vocab = b.Vocab
 	job.Timing = b.Timing(label)
+	job.NewDecoder = b.NewDecoder
 	if !c.Bool("no-constrain") {
 		job.NewGrammar = b.NewGrammar
 	}
+	b.FreshHosts = fresh
 	sink.NewWriter = b.NewPacketWriter
+	if fresh != nil {
+		slog.Info("fresh hosts: every address is written as its Crypto-PAn image under the --fresh-hosts key", "output", sink.Path)
+	}
 
 	traces := len(job.Shard.Traces(job.Traces))
 	total := int64(-1)
@@ -257,8 +280,24 @@ func runSample(c *cli.Context) error {
 	if n := b.Checks.Invalid.Load(); n > 0 {
 		fmt.Printf(", %d packets are not valid IP (written as generated)", n)
 	}
+	if fresh != nil {
+		fmt.Printf(", addresses mapped by Crypto-PAn (--fresh-hosts)")
+	}
 	fmt.Println(")")
 	return nil
+}
+
+// freshHostsKey reads a --fresh-hosts KEY: 64 hex digits are the 32-byte
+// Crypto-PAn key, anything else a passphrase whose SHA-256 is the key
+// (cryptopan.FromPassphrase). An empty KEY, or one of only hex digits whose
+// length is 32 or more but not 64 (a key with a digit too many or too few,
+// which would silently become a passphrase), is refused.
+func freshHostsKey(key string) (*cryptopan.Anonymizer, error) {
+	isHex := key != "" && strings.Trim(key, "0123456789abcdefABCDEF") == ""
+	if isHex && len(key) >= 32 && len(key) != 64 {
+		return nil, fmt.Errorf("%d hex digits: a key is 64 hex digits (32 bytes); a passphrase must not look like a hex key", len(key))
+	}
+	return cryptopan.FromPassphrase(key)
 }
 
 // pinGenerationMemory makes generation's resident memory independent of

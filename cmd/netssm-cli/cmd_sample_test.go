@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/netssm/netssm/export"
@@ -17,21 +18,23 @@ func TestSampleUsageErrorsExitTwo(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"netssm-cli", "-q", "sample", "--model", filepath.Join(dir, "nobundle"), "--label", "x"}
 	cases := map[string][]string{
-		"no output":              {},
-		"traces into one file":   {"--traces", "3", "-o", filepath.Join(dir, "a.pcap")},
-		"shard into one file":    {"--shard", "0/2", "-o", filepath.Join(dir, "a.pcap")},
-		"bad shard":              {"--shard", "2/2", "-o", dir},
-		"bad top-p":              {"--top-p", "1.5", "-o", filepath.Join(dir, "a.pcap")},
-		"bad temperature":        {"--temperature", "-1", "-o", filepath.Join(dir, "a.pcap")},
-		"unknown preset":         {"--preset", "fast", "-o", filepath.Join(dir, "a.pcap")},
-		"zero batch":             {"--batch", "0", "-o", filepath.Join(dir, "a.pcap")},
-		"negative packets":       {"--packets", "-5", "-o", filepath.Join(dir, "a.pcap")},
-		"prompt packets alone":   {"--prompt-packets", "4", "-o", filepath.Join(dir, "a.pcap")},
-		"not a pcap name":        {"-o", filepath.Join(dir, "a.txt")},
-		"bad execution provider": {"--ep", "tpu", "-o", filepath.Join(dir, "a.pcap")},
-		"bad io binding":         {"--io-binding", "maybe", "-o", filepath.Join(dir, "a.pcap")},
-		"stray argument":         {"-o", filepath.Join(dir, "a.pcap"), "extra"},
-		"empty shard":            {"--traces", "1", "--shard", "1/2", "-o", dir},
+		"no output":               {},
+		"traces into one file":    {"--traces", "3", "-o", filepath.Join(dir, "a.pcap")},
+		"shard into one file":     {"--shard", "0/2", "-o", filepath.Join(dir, "a.pcap")},
+		"bad shard":               {"--shard", "2/2", "-o", dir},
+		"bad top-p":               {"--top-p", "1.5", "-o", filepath.Join(dir, "a.pcap")},
+		"bad temperature":         {"--temperature", "-1", "-o", filepath.Join(dir, "a.pcap")},
+		"unknown preset":          {"--preset", "fast", "-o", filepath.Join(dir, "a.pcap")},
+		"zero batch":              {"--batch", "0", "-o", filepath.Join(dir, "a.pcap")},
+		"negative packets":        {"--packets", "-5", "-o", filepath.Join(dir, "a.pcap")},
+		"prompt packets alone":    {"--prompt-packets", "4", "-o", filepath.Join(dir, "a.pcap")},
+		"not a pcap name":         {"-o", filepath.Join(dir, "a.txt")},
+		"bad execution provider":  {"--ep", "tpu", "-o", filepath.Join(dir, "a.pcap")},
+		"bad io binding":          {"--io-binding", "maybe", "-o", filepath.Join(dir, "a.pcap")},
+		"stray argument":          {"-o", filepath.Join(dir, "a.pcap"), "extra"},
+		"empty shard":             {"--traces", "1", "--shard", "1/2", "-o", dir},
+		"empty fresh-hosts key":   {"--fresh-hosts", "", "-o", filepath.Join(dir, "a.pcap")},
+		"hex key one digit short": {"--fresh-hosts", strings.Repeat("ab", 31) + "c", "-o", filepath.Join(dir, "a.pcap")},
 	}
 	for name, extra := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -46,8 +49,13 @@ func TestSampleUsageErrorsExitTwo(t *testing.T) {
 // tokenizer spec (labels web, dns) and returns its directory.
 func sampleBundle(t *testing.T) string {
 	t.Helper()
+	return sampleBundleOf(t, tokenizer.DefaultSpec())
+}
+
+// sampleBundleOf is sampleBundle with another tokenizer spec.
+func sampleBundleOf(t *testing.T, spec tokenizer.Spec) string {
+	t.Helper()
 	orttest.Init(t)
-	spec := tokenizer.DefaultSpec()
 	spec.Labels = []string{"web", "dns"}
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)

@@ -21,18 +21,21 @@ func init() {
 		Description: "Example:\n   netssm-cli tokenize -o data.parquet --labels labels.csv captures/\n\n" +
 			"One trace per capture (or per --max-packets packets of it), opening with the\n" +
 			"capture's label. Labels come from --label, from --labels (a CSV of file,label),\n" +
-			"or else from the name of the directory holding each capture. Link layers are\n" +
-			"dropped; non-IP records are counted and skipped. A bad file is reported and the\n" +
-			"run goes on (exit 1 at the end); --strict stops at the first one. The dataset\n" +
-			"appears only when complete.",
+			"or else from the name of the directory holding each capture. Layouts v1 and flow\n" +
+			"drop link layers; non-IP records are counted and skipped. --layout netssm is\n" +
+			"NetSSM's own layout (128-byte rows from the link header on, TCP and UDP packets\n" +
+			"only; paper is another name for it; docs/netssm-interop.md): its timing, payload\n" +
+			"and checksum options are fixed, and `dataset export-jsonl` writes NetSSM's JSONL.\n" +
+			"A bad file is reported and the run goes on (exit 1 at the end); --strict stops\n" +
+			"at the first one. The dataset appears only when complete.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "dataset to write (`DATA.parquet`)"},
 			&cli.StringFlag{Name: "label", Usage: "label every input with `NAME`"},
 			&cli.StringFlag{Name: "labels", Usage: "CSV of file,label rows (`FILE.csv`)"},
-			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 | paper (NetSSM's 128-byte padded packets)"},
-			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on for v1, off for paper)"},
+			&cli.StringFlag{Name: "layout", Value: "v1", Usage: "v1 (every kept byte) | flow (per-flow header compression, ~13 tokens per packet; docs/format.md) | netssm (NetSSM's 128-byte rows; docs/netssm-interop.md; paper is another name for it)"},
+			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on; not for netssm)"},
 			&cli.StringFlag{Name: "payload", Value: "tcp=0,udp=12", Usage: "payload bytes kept per protocol: tcp=N,udp=N[,icmp=N,other=N]"},
-			&cli.StringFlag{Name: "checksums", Value: "", Usage: "zero | keep: write the IPv4 header and TCP/UDP/ICMP checksums as zero bytes, or keep them as captured (default zero for v1, keep for paper)"},
+			&cli.StringFlag{Name: "checksums", Value: "", Usage: "zero | keep: write the IPv4 header and TCP/UDP/ICMP checksums as zero bytes, or keep them as captured (default zero; v1 only)"},
 			&cli.IntFlag{Name: "max-packets", Usage: "split captures into traces of at most `N` packets (0: one trace per capture)"},
 			&cli.StringFlag{Name: "anonymize", Usage: "rewrite IP addresses with Crypto-PAn under `KEY` (a passphrase, or 64 hex digits)"},
 			&cli.BoolFlag{Name: "strict", Usage: "stop at the first bad input file"},
@@ -51,6 +54,13 @@ func runTokenize(c *cli.Context) error {
 	spec, err := specFromFlags(c.String("layout"), c.String("timing"), c.String("payload"), c.String("checksums"))
 	if err != nil {
 		return err
+	}
+	if spec.Layout == tokenizer.LayoutNetSSM {
+		for _, f := range []string{"timing", "payload", "checksums"} {
+			if c.IsSet(f) {
+				return usagef("--%s: the netssm layout is NetSSM's exactly (no timing, tcp=0,udp=12, checksums kept); drop the flag", f)
+			}
+		}
 	}
 	if c.Int("max-packets") < 0 {
 		return usagef("--max-packets must be ≥ 0")
@@ -85,6 +95,9 @@ func runTokenize(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "%s: %d non-IP records skipped, %d unknown link type, %d short link headers, %d packets truncated before their kept bytes\n",
 				f.Path, f.Capture.NonIP, f.Capture.UnknownLink, f.Capture.ShortLinkHdr, f.Encode.Truncated)
 		}
+		if f.Encode.Skipped > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "%s: %d packets left out by the netssm layout (not TCP or UDP, or IP fragments)\n", f.Path, f.Encode.Skipped)
+		}
 	}
 	if err != nil && !errors.Is(err, pipeline.ErrBadInputs) {
 		return err
@@ -104,10 +117,12 @@ func specFromFlags(layout, timing, payload, checksums string) (tokenizer.Spec, e
 	switch layout {
 	case "v1":
 		spec = tokenizer.DefaultSpec()
-	case "paper":
-		spec = tokenizer.PaperSpec()
+	case "flow":
+		spec = tokenizer.FlowSpec()
+	case "netssm", "paper":
+		return tokenizer.NetSSMSpec(""), nil // the link type is read from the captures
 	default:
-		return spec, usagef("--layout %q: want v1 or paper", layout)
+		return spec, usagef("--layout %q: want v1, flow or netssm", layout)
 	}
 	switch timing {
 	case "":

@@ -19,12 +19,12 @@ func projectCaptures(t *testing.T) string {
 func TestTokenizeDetokenizeInfoCommands(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "d.parquet")
-	out, code := runCLI(t, nil, "-q", "tokenize", "-o", data, "--layout", "paper", "--payload", "tcp=4,udp=8", projectCaptures(t))
+	out, code := runCLI(t, nil, "-q", "tokenize", "-o", data, "--timing", "off", "--payload", "tcp=4,udp=8", projectCaptures(t))
 	if code != 0 || !strings.Contains(out, "wrote "+data) || !strings.Contains(out, "6 traces") {
 		t.Fatalf("tokenize exit %d:\n%s", code, out)
 	}
 	out, code = runCLI(t, nil, "dataset", "info", data)
-	for _, want := range []string{"layout paper", "tcp=4 udp=8", "web", "dns", "udp_stream", "protocol mix", "IPv6/UDP", "token histogram"} {
+	for _, want := range []string{"layout v1, timing false", "tcp=4 udp=8", "web", "dns", "udp_stream", "protocol mix", "IPv6/UDP", "token histogram"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("dataset info exit %d lacks %q:\n%s", code, want, out)
 		}
@@ -51,6 +51,9 @@ func TestTokenizeUsageErrorsExitTwo(t *testing.T) {
 		{"tokenize", "-o", data, "--payload", "tcp=-1", caps},
 		{"tokenize", "-o", data, "--payload", "sctp=4", caps},
 		{"tokenize", "-o", data, "--label", "a", "--labels", "x.csv", caps},
+		{"tokenize", "-o", data, "--layout", "netssm", "--payload", "tcp=0,udp=12", caps},
+		{"tokenize", "-o", data, "--layout", "netssm", "--timing", "on", caps},
+		{"tokenize", "-o", data, "--layout", "netssm", "--checksums", "keep", caps},
 		{"detokenize", "-o", dir},
 		{"detokenize", "-o", dir, "--link", "ppp", data},
 		{"dataset", "info"},

@@ -178,6 +178,12 @@ func trainAction(c *cli.Context) error {
 		return err
 	}
 	mcfg = mcfg.WithVocab(spec.VocabSize)
+	if spec.Layout == tokenizer.LayoutFlow && cfg.RemapAddresses {
+		return usagef("--remap-addresses re-writes v1 address bytes; a flow-layout dataset needs sample --fresh-hosts instead")
+	}
+	if spec.Layout == tokenizer.LayoutNetSSM && cfg.RemapAddresses {
+		return usagef("--remap-addresses re-writes packets read from their IP header; the rows of %s (layout netssm) open with their link header", cfg.Data)
+	}
 	if q := c.Int("chunk"); q > 0 && !resume {
 		mcfg.ChunkSize = q
 	}
@@ -220,6 +226,7 @@ func trainAction(c *cli.Context) error {
 		PktToken:  pktToken(spec),
 		MemoryFor: func(b, l int) int64 { return trainMemoryEstimate(mcfg, b, l) },
 		Remap:     remapAddresses,
+		Restart:   segmentRestart(spec),
 	}
 	fmt.Fprintf(os.Stderr, "training %s (%s parameters) on %d traces, validating on %d; run directory %s\n",
 		cfg.Preset, humanInt(model.ParamCount(mcfg)), data.Train.NumTraces(), numTraces(data.Val), out)
@@ -298,4 +305,13 @@ func remapAddresses(toks []uint16, key uint64) {
 		panic(err) // a 32-byte key is always accepted
 	}
 	tokenizer.RemapAddresses(toks, a.Addr)
+}
+
+// segmentRestart re-encodes training segments of a flow-layout dataset from
+// an empty flow table (tokenizer.Restarter); other layouts need nothing.
+func segmentRestart(spec tokenizer.Spec) func(trace int, toks []uint16, start, stop int) []uint16 {
+	if spec.Layout != tokenizer.LayoutFlow {
+		return nil
+	}
+	return spec.NewRestarter().Restart
 }

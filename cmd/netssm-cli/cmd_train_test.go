@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/netssm/netssm/capture"
 	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/tokenizer"
 )
@@ -161,4 +164,61 @@ func metricLosses(t *testing.T, path string) []float64 {
 		t.Fatal(err)
 	}
 	return losses
+}
+
+// TestFlowLayoutTrainsWithSegmentsExportsAndSamples runs the pipeline on a
+// flow-layout dataset: segments are re-encoded from an empty flow table,
+// sampling decodes through the flow grammar, and every sampled packet is a
+// whole IP packet with valid TCP flags.
+func TestFlowLayoutTrainsWithSegmentsExportsAndSamples(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.parquet")
+	if msg, code := runCLI(t, nil, "-q", "tokenize", "--layout", "flow", "-o", data, projectCaptures(t)); code != 0 {
+		t.Fatalf("tokenize: exit %d:\n%s", code, msg)
+	}
+	info, code := runCLI(t, nil, "dataset", "info", data)
+	if code != 0 || !strings.Contains(info, "layout flow") || !strings.Contains(info, "tokens per packet") {
+		t.Fatalf("dataset info (exit %d) does not report the flow layout and tokens per packet:\n%s", code, info)
+	}
+	out := filepath.Join(dir, "run")
+	if msg, code := runCLI(t, nil, "-q", "train", "--data", data, "--val-frac", "0", "--preset", "tiny", "--ctx", "64", "--batch", "2",
+		"--segment", "128", "--eval-every", "0", "--seed", "3", "--steps", "3", "--out", out); code != 0 {
+		t.Fatalf("train: exit %d:\n%s", code, msg)
+	}
+	if msg, code := runCLI(t, nil, "-q", "train", "--data", data, "--remap-addresses", "--out", filepath.Join(dir, "x")); code != 2 {
+		t.Fatalf("train --remap-addresses on a flow dataset: exit %d, want 2:\n%s", code, msg)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	if msg, code := runCLI(t, nil, "-q", "export", out, "-o", bundle); code != 0 {
+		t.Fatalf("export: exit %d:\n%s", code, msg)
+	}
+	pcap := filepath.Join(dir, "synthetic.pcap")
+	if msg, code := runCLI(t, nil, "-q", "sample", "--model", bundle, "--label", "web", "--packets", "40", "--ignore-eos", "--seed", "1", "-o", pcap); code != 0 {
+		t.Fatalf("sample: exit %d:\n%s", code, msg)
+	}
+	r, err := capture.Open(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	n := 0
+	for {
+		p, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || p.IP == nil {
+			t.Fatalf("sampled packet %d: %v (IP %x)", n, err, p.IP)
+		}
+		spec := tokenizer.FlowSpec()
+		if l := spec.Keep(p.IP); !l.Complete || l.Malformed {
+			t.Fatalf("sampled packet %d %x: not a whole header (%+v)", n, p.IP, l)
+		} else if l.Proto == tokenizer.ProtoTCP && !tokenizer.TCPFlagsValid(p.IP[l.IPHdrLen+13]) {
+			t.Fatalf("sampled packet %d: TCP flags %#02x", n, p.IP[l.IPHdrLen+13])
+		}
+		n++
+	}
+	if n != 40 {
+		t.Fatalf("sample wrote %d packets, asked for 40", n)
+	}
 }

@@ -1,7 +1,9 @@
 // Package atomicfile owns netssm's rule that an output file appears only when it
 // is complete: everything is written to a temporary file in the destination's
 // directory, synced, and renamed over the destination on Commit. A writer that
-// is abandoned (Abort, or an error) leaves nothing behind that looks finished.
+// is abandoned (Abort, or an error) leaves nothing behind that looks finished;
+// one cut short that is worth keeping is published by CommitPartial under a
+// name that says it is not complete.
 package atomicfile
 
 import (
@@ -32,8 +34,25 @@ func Create(dest string) (*File, error) {
 	return &File{File: f, dest: dest}, nil
 }
 
+// PartialSuffix ends the name of a file that CommitPartial published: the
+// destination's name plus this suffix, so that it matches no pattern the
+// complete file would (trace-000001.pcap.partial is not a *.pcap).
+const PartialSuffix = ".partial"
+
 // Commit flushes the file to disk and renames it to its destination.
 func (f *File) Commit() error {
+	return f.commitAs(f.dest)
+}
+
+// CommitPartial publishes a file known to be incomplete as its destination
+// plus PartialSuffix and returns that path. Like Commit, on failure it
+// removes the file.
+func (f *File) CommitPartial() (string, error) {
+	p := f.dest + PartialSuffix
+	return p, f.commitAs(p)
+}
+
+func (f *File) commitAs(dest string) error {
 	if f.done {
 		return fmt.Errorf("%s: already committed or aborted", f.dest)
 	}
@@ -41,19 +60,19 @@ func (f *File) Commit() error {
 	if err := f.File.Sync(); err != nil {
 		f.File.Close()
 		os.Remove(f.File.Name())
-		return fmt.Errorf("syncing %s: %w", f.dest, err)
+		return fmt.Errorf("syncing %s: %w", dest, err)
 	}
 	if err := f.File.Close(); err != nil {
 		os.Remove(f.File.Name())
-		return fmt.Errorf("closing %s: %w", f.dest, err)
+		return fmt.Errorf("closing %s: %w", dest, err)
 	}
 	if err := os.Chmod(f.File.Name(), 0o644); err != nil {
 		os.Remove(f.File.Name())
-		return fmt.Errorf("setting mode of %s: %w", f.dest, err)
+		return fmt.Errorf("setting mode of %s: %w", dest, err)
 	}
-	if err := os.Rename(f.File.Name(), f.dest); err != nil {
+	if err := os.Rename(f.File.Name(), dest); err != nil {
 		os.Remove(f.File.Name())
-		return fmt.Errorf("renaming into place %s: %w", f.dest, err)
+		return fmt.Errorf("renaming into place %s: %w", dest, err)
 	}
 	return nil
 }

@@ -46,3 +46,27 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 		t.Fatalf("left behind: %v", entries)
 	}
 }
+
+func TestCommitPartialPublishesUnderANameThatSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "out.pcap")
+	f, err := Create(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("cut"))
+	p, err := f.CommitPartial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p != dest+PartialSuffix {
+		t.Fatalf("published as %s, want %s", p, dest+PartialSuffix)
+	}
+	if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the incomplete file is under its final name: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "out.pcap"+PartialSuffix {
+		t.Fatalf("directory holds %v", entries)
+	}
+}

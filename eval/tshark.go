@@ -1,0 +1,107 @@
+package eval
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// Malformed packets as Wireshark's dissectors see them: tshark marks a frame
+// it cannot dissect with the expert item _ws.malformed ("Malformed Packet").
+// Frames cut by the snap length are not malformed (tshark says "Packet size
+// limited during capture" instead).
+
+// MalformedSide counts one side's malformed frames, pooled and per label.
+type MalformedSide struct {
+	Frames   Share            `json:"frames"` // malformed frames of all frames
+	PerLabel map[string]Share `json:"per_label"`
+}
+
+// Malformed is the tshark section of a report.
+type Malformed struct {
+	Tool  string        `json:"tool"` // tshark's version line
+	Real  MalformedSide `json:"real"`
+	Synth MalformedSide `json:"synth"`
+}
+
+// tsharkMalformed counts the frames of one capture that tshark marks malformed.
+func tsharkMalformed(tshark, path string) (int64, error) {
+	cmd := exec.Command(tshark, "-n", "-r", path, "-Y", "_ws.malformed", "-T", "fields", "-e", "frame.number")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("tshark on %s: %w: %s", path, err, strings.TrimSpace(stderr.String()))
+	}
+	var n int64
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) != "" {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
+
+// tsharkVersion returns the first line of `tshark --version`.
+func tsharkVersion(tshark string) string {
+	out, err := exec.Command(tshark, "--version").Output()
+	if err != nil {
+		return "tshark"
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
+}
+
+// malformedSide runs tshark over every trace's file (up to GOMAXPROCS at once).
+func malformedSide(tshark string, traces []*Trace) (MalformedSide, error) {
+	counts := make([]int64, len(traces))
+	errs := make([]error, len(traces))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, t := range traces {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			counts[i], errs[i] = tsharkMalformed(tshark, t.Path)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return MalformedSide{}, err
+	}
+	s := MalformedSide{PerLabel: map[string]Share{}}
+	var bad, all int64
+	byLabel := map[string][2]int64{}
+	for i, t := range traces {
+		n := int64(len(t.Packets))
+		bad, all = bad+counts[i], all+n
+		l := byLabel[t.Label]
+		byLabel[t.Label] = [2]int64{l[0] + counts[i], l[1] + n}
+	}
+	s.Frames = newShare(bad, all)
+	for l, c := range byLabel {
+		s.PerLabel[l] = newShare(c[0], c[1])
+	}
+	return s, nil
+}
+
+// malformed runs tshark over both sides; tshark is its path.
+func malformed(tshark string, real, synth []*Trace) (*Malformed, error) {
+	m := &Malformed{Tool: tsharkVersion(tshark)}
+	var err error
+	if m.Real, err = malformedSide(tshark, real); err != nil {
+		return nil, err
+	}
+	if m.Synth, err = malformedSide(tshark, synth); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Builds the flow-vs-v1 table of docs/flow-layout-results.md from two
+scripts/shared-results.sh work directories (LAYOUT=v1 and LAYOUT=flow) and
+the output of scripts/layout-bench.sh.
+
+    python3 scripts/layout-table.py V1_DIR FLOW_DIR BENCH.txt
+
+Each work directory gives: train.txt (the final validation line: held-out
+bits per packet over every held-out token), report/metrics.json (eval of the
+sampled traffic against the held-out captures, with --train for verbatim
+headers)."""
+import json
+import re
+import statistics
+import sys
+
+
+def val_bits(d):
+    try:
+        txt = open(f"{d}/train.txt").read()
+    except OSError:
+        return None
+    m = re.search(r"validation loss ([\d.]+) nats/token \(([\d.]+) bits/packet\)", txt)
+    return float(m.group(2)) if m else None
+
+
+def metrics(d):
+    return json.load(open(f"{d}/report/metrics.json"))
+
+
+def check(m, name):
+    for c in m["compliance"]["synth"].get("checks", []):
+        if c["name"] == name:
+            return c["share"]["value"]
+    return m["compliance"]["synth"].get(name, {}).get("value")
+
+
+def bench(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"round \d+ (\w+) (train|generate batch \d+): .*?([\d.]+) packets/s", line)
+        if m:
+            out.setdefault((m.group(1), m.group(2)), []).append(float(m.group(3)))
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def flows(m, side, label=None):
+    fs = m["flow_structure"][side]
+    return fs["pooled"] if label is None else fs["per_label"][label]
+
+
+def main():
+    v1, flow, bench_path = sys.argv[1:4]
+    M = {"v1": metrics(v1), "flow": metrics(flow)}
+    B = bench(bench_path)
+    bits = {"v1": val_bits(v1), "flow": val_bits(flow)}
+    rows = []
+
+    def row(name, f, fmt="{:.3f}", target=""):
+        vals = []
+        for l in ("v1", "flow"):
+            try:
+                v = f(l)
+                vals.append(fmt.format(v) if v is not None else "n/a")
+            except (KeyError, TypeError, IndexError):
+                vals.append("n/a")
+        rows.append(f"| {name} | {vals[0]} | {vals[1]} | {target} |")
+
+    row("held-out bits per packet (every held-out token)", lambda l: bits[l], "{:.1f}", "flow ≤ 0.6× v1")
+    row("training packets/s", lambda l: B[(l, "train")], "{:.1f}", "flow ≥ 2× v1")
+    row("generation packets/s, batch 1", lambda l: B[(l, "generate batch 1")], "{:.1f}", "flow ≥ 2× v1")
+    row("generation packets/s, batch 32", lambda l: B[(l, "generate batch 32")], "{:.1f}", "flow ≥ 2× v1")
+    row("pooled mean JSD", lambda l: M[l]["fidelity"]["pooled"]["mean_jsd"], "{:.3f}", "≤ 0.15")
+    row("TSTR/TRTR accuracy", lambda l: M[l]["utility"]["tstr_to_trtr_accuracy"], "{:.2f}", "≥ 0.9")
+    row("verbatim training headers", lambda l: M[l]["privacy"]["synth_header_verbatim"], "{:.3f}", "≤ 0.05")
+    row("TCP flows with monotone sequence numbers", lambda l: M[l]["compliance"]["synth"]["tcp_flows_seq_monotone"]["value"], "{:.3f}", "≥ 0.9 (real: {:.3f})".format(M["flow"]["compliance"]["real"]["tcp_flows_seq_monotone"]["value"]))
+    row("TCP flag sets valid", lambda l: check(M[l], "tcp_flags_valid"), "{:.4f}", "1")
+    row("tshark malformed frames", lambda l: M[l]["malformed"]["synth"]["pooled"]["value"], "{:.4f}", "0 (real: {:.4f})".format(M["flow"]["malformed"]["real"]["pooled"]["value"]))
+    real = flows(M["flow"], "real")
+    row("flows per 500 packets", lambda l: flows(M[l], "synth")["flows_per_window"], "{:.1f}", f"within 1.5× of real {real['flows_per_window']:.1f}")
+    row("IP addresses per 500 packets", lambda l: flows(M[l], "synth")["addresses_per_window"], "{:.1f}", f"within 1.5× of real {real['addresses_per_window']:.1f}")
+    row("TCP packets per TCP flow", lambda l: flows(M[l], "synth")["tcp_packets_per_tcp_flow"], "{:.1f}", f"≥ 10 (real {real['tcp_packets_per_tcp_flow']:.1f})")
+    row("single-packet flows", lambda l: flows(M[l], "synth")["single_packet_flows"], "{:.3f}", f"within 0.10 of real {real['single_packet_flows']:.3f}")
+    row("labels closest to their own real label", lambda l: "{} of {}".format(M[l]["label_confusion"]["own_closest"], M[l]["label_confusion"]["compared"]), "{}", "all")
+    print("| | v1 | flow | target |\n|---|---|---|---|")
+    print("\n".join(rows))
+    print("\nPer label, flows / IP addresses per 500 packets and TCP packets per TCP flow (real | v1 | flow):\n")
+    print("| label | real | v1 | flow |\n|---|---|---|---|")
+    for label in sorted(M["flow"]["flow_structure"]["real"]["per_label"]):
+        cells = []
+        for src, side in ((M["flow"], "real"), (M["v1"], "synth"), (M["flow"], "synth")):
+            try:
+                f = flows(src, side, label)
+                tpf = f["tcp_packets_per_tcp_flow"]
+                cells.append("{:.0f} / {:.0f} / {}".format(f["flows_per_window"], f["addresses_per_window"], "–" if tpf is None else f"{tpf:.1f}"))
+            except (KeyError, TypeError):
+                cells.append("n/a")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
