@@ -505,3 +505,33 @@ func TestExportedGraphsPassONNXChecker(t *testing.T) {
 		load(t, dir) // the check left the files as they were
 	}
 }
+
+// TestBundleSaysWhichCustomOpsItNeeds: a bundle of fused graphs lists the
+// ops of netssm's domain each graph uses; a portable one lists none, and its
+// graphs use only standard ops.
+func TestBundleSaysWhichCustomOpsItNeeds(t *testing.T) {
+	c := tinyConfig(t)
+	c.Kernels = model.KernelsFused
+	for _, tc := range []struct {
+		c             model.Config
+		prefill, step string
+	}{{c, "ai.netssm.SSDScan", "ai.netssm.MixerStep"}, {c.Portable(), "", ""}} {
+		dir, _ := writeBundle(t, tc.c, 8, export.Options{PrefillLength: 20})
+		m := load(t, dir).Manifest
+		if got := strings.Join(m.Prefill.CustomOps, ","); got != tc.prefill {
+			t.Errorf("kernels %q: prefill custom ops %q, want %q", tc.c.Kernels, got, tc.prefill)
+		}
+		if got := strings.Join(m.Step.CustomOps, ","); got != tc.step {
+			t.Errorf("kernels %q: step custom ops %q, want %q", tc.c.Kernels, got, tc.step)
+		}
+		for _, f := range []string{export.PrefillFile, export.StepFile} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uses := bytes.Contains(b, []byte(graph.FusedDomain)); uses != tc.c.Fused() {
+				t.Errorf("kernels %q: %s names the fused domain: %v", tc.c.Kernels, f, uses)
+			}
+		}
+	}
+}

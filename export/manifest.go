@@ -68,6 +68,10 @@ type GraphInfo struct {
 	Float  string `json:"float"`  // "float32" or "float64": parameters, states and logits
 	Nodes  int    `json:"nodes"`
 	Bytes  int64  `json:"bytes"` // size of the .onnx file
+	// CustomOps lists the ops outside the standard ONNX domain that the
+	// graph needs, as "domain.Op" (netssm's fused kernels, which only
+	// netssm's sessions run); empty for a portable graph.
+	CustomOps []string `json:"custom_ops,omitempty"`
 }
 
 // FileSum is a file's size and SHA-256 (lower-case hex).

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -138,8 +139,8 @@ func Write(dir string, info Info, params map[string][]float32, o Options) (*Mani
 		Timing:     info.Timing,
 		Provenance: info.Provenance,
 		ORTVersion: info.ORTVersion,
-		Prefill:    GraphInfo{File: PrefillFile, Batch: o.PrefillBatch, Length: o.PrefillLength, Float: o.Float.String(), Nodes: pg.NumNodes()},
-		Step:       GraphInfo{File: StepFile, Batch: o.StepBatch, Length: 1, Float: o.Float.String(), Nodes: sg.NumNodes()},
+		Prefill:    GraphInfo{File: PrefillFile, Batch: o.PrefillBatch, Length: o.PrefillLength, Float: o.Float.String(), Nodes: pg.NumNodes(), CustomOps: customOps(prefill)},
+		Step:       GraphInfo{File: StepFile, Batch: o.StepBatch, Length: 1, Float: o.Float.String(), Nodes: sg.NumNodes(), CustomOps: customOps(step)},
 		Files:      map[string]FileSum{},
 	}
 	if m.Provenance.Created.IsZero() {
@@ -326,4 +327,17 @@ func elemSize(d graph.DType) int {
 		return 8
 	}
 	return 4
+}
+
+// customOps lists the node types of mp outside the standard ONNX domain, as
+// "domain.Op", sorted and without repeats.
+func customOps(mp *onnxpb.ModelProto) []string {
+	var ops []string
+	for _, n := range mp.GetGraph().GetNode() {
+		if d := n.GetDomain(); d != "" && d != "ai.onnx" {
+			ops = append(ops, d+"."+n.GetOpType())
+		}
+	}
+	slices.Sort(ops)
+	return slices.Compact(ops)
 }

@@ -113,6 +113,7 @@ func init() {
 		"Softmax":    vjpSoftmax,
 		"LogSoftmax": vjpLogSoftmax,
 		"Gather":     vjpGather,
+		"SSDScan":    vjpSSDScan,
 	}
 }
 

@@ -115,10 +115,12 @@ func (g *Graph) build(c buildConfig) (m *onnxpb.ModelProto, err error) {
 			gp.Initializer = append(gp.Initializer, tensorProto(k.name, k.dtype, k.shape, k.data))
 		}
 	}
+	fused := false
 	for _, n := range g.nodes {
 		if !keep[n.outputs[0]] {
 			continue
 		}
+		fused = fused || fusedOps[n.op]
 		gp.Node = append(gp.Node, nodeProto(n))
 		for _, o := range n.outputs {
 			if c.valueInfo && !g.isOut[o] {
@@ -129,7 +131,11 @@ func (g *Graph) build(c buildConfig) (m *onnxpb.ModelProto, err error) {
 	for _, o := range g.outputs {
 		gp.Output = append(gp.Output, valueInfo(o))
 	}
-	return model(gp), nil
+	m = model(gp)
+	if fused {
+		m.OpsetImport = append(m.OpsetImport, &onnxpb.OperatorSetIdProto{Domain: proto.String(FusedDomain), Version: proto.Int64(FusedOpset)})
+	}
+	return m, nil
 }
 
 func model(gp *onnxpb.GraphProto) *onnxpb.ModelProto {
@@ -165,6 +171,9 @@ func (g *Graph) reachable() map[*Tensor]bool {
 
 func nodeProto(n *node) *onnxpb.NodeProto {
 	np := &onnxpb.NodeProto{Name: proto.String(n.name), OpType: proto.String(n.op)}
+	if fusedOps[n.op] {
+		np.Domain = proto.String(FusedDomain)
+	}
 	for _, in := range n.inputs {
 		name := ""
 		if in != nil {

@@ -47,6 +47,19 @@ func two(f func(x, y *graph.Tensor) *graph.Tensor) func([]*graph.Tensor) *graph.
 // gradCases holds at least one case per gradient rule; Test
 // EveryGradientRuleHasAFiniteDifferenceCheck enforces it.
 var gradCases = []gradCase{
+	// The fused SSD scan is float32 only: its rule (the SSDScanGrad kernel) is
+	// checked through casts with a float32-sized step; ort's tests check the
+	// same kernel in float64.
+	{op: "SSDScan", name: "via float32, last chunk padded", step: 1e-2, rtol: 2e-3, inputs: []gradInput{
+		in(1, 5, 2, 2), in(1, 5, 2).within(0.05, 0.5), in(2).within(-2, -0.5), in(1, 5, 3), in(1, 5, 3), in(1, 2, 2, 3),
+	}, f: func(xs []*graph.Tensor) *graph.Tensor {
+		f := make([]*graph.Tensor, len(xs))
+		for i, x := range xs {
+			f[i] = graph.Cast(x, graph.Float32)
+		}
+		y, final := graph.SSDScan(f[0], f[1], f[2], f[3], f[4], f[5], 2)
+		return graph.Cast(graph.Concat(0, graph.Reshape(y, 20), graph.Reshape(final, 12)), graph.Float64)
+	}},
 	{op: "Add", name: "broadcast", inputs: []gradInput{in(2, 3), in(3)}, f: two(graph.Add)},
 	{op: "Sub", name: "broadcast both", inputs: []gradInput{in(2, 1, 3), in(4, 1)}, f: two(graph.Sub)},
 	{op: "Mul", name: "broadcast", inputs: []gradInput{in(2, 3, 4), in(3, 1)}, f: two(graph.Mul)},

@@ -41,11 +41,22 @@ type Bundle struct {
 // file or a sha256 mismatch is an error naming the file) and prepares its
 // model with session options so.
 func OpenBundle(dir string, so ort.SessionOptions) (*Bundle, error) {
+	return OpenBundleKernels(dir, so, "")
+}
+
+// OpenBundleKernels is OpenBundle building the model's graphs with the given
+// kernels (model.KernelsFused or model.KernelsStandard) instead of those the
+// bundle was exported with ("" keeps the bundle's).
+func OpenBundleKernels(dir string, so ort.SessionOptions, kernels string) (*Bundle, error) {
 	b, params, err := loadBundle(dir)
 	if err != nil {
 		return nil, err
 	}
-	if b.Model, err = NewMamba2(b.Manifest.Config, params, so); err != nil {
+	cfg := b.Manifest.Config
+	if kernels != "" {
+		cfg.Kernels = kernels
+	}
+	if b.Model, err = NewMamba2(cfg, params, so); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	return b, nil

@@ -44,7 +44,9 @@ func TestMamba2PrefillMatchesSteppedPrompt(t *testing.T) {
 	withPos.PacketPositions, withPos.PacketToken = 16, fakeVocab.Packet // the header is longer than 16
 	withPrev := withPos
 	withPrev.PrevPackets, withPrev.PacketHistory = 2, 64 // the prompt's two packets are in reach
-	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos, "previous packets": withPrev} {
+	fused := withPrev
+	fused.Kernels = model.KernelsFused
+	for name, c := range map[string]model.Config{"plain": plain, "packet positions": withPos, "previous packets": withPrev, "fused kernels": fused} {
 		t.Run(name, func(t *testing.T) { testMamba2PrefillMatchesSteppedPrompt(t, mamba2Of(t, c)) })
 	}
 }
@@ -128,34 +130,42 @@ func BenchmarkMamba2Step(b *testing.B) {
 // clock starts after the first step, so session set-up and prefill are out.
 // go test -run XXX -bench Mamba2Generate ./infer/
 func BenchmarkMamba2Generate(b *testing.B) {
-	m := tinyMamba2(b, "small")
-	for _, batch := range []int{1, 32} {
-		b.Run(fmt.Sprintf("small/batch=%d", batch), func(b *testing.B) {
-			var tokens int
-			var busy time.Duration
-			for b.Loop() {
-				var t0 time.Time
-				var tok0 int
-				job := baseJob()
-				job.Traces, job.Batch = batch, batch
-				job.Limits = Limits{Tokens: 400}
-				job.Sampling = sampling.Paper()
-				job.NewGrammar = newEndlessGrammar
-				job.Progress = func(s Stats) {
-					if s.Steps == 1 {
-						t0, tok0 = time.Now(), s.Tokens
-					}
-				}
-				st, err := Generate(context.Background(), m, &discardSink{}, job)
-				if err != nil {
-					b.Fatal(err)
-				}
-				busy += time.Since(t0)
-				tokens += st.Tokens - tok0
-			}
-			b.ReportMetric(float64(tokens)/busy.Seconds(), "tokens/s")
-		})
+	for _, kernels := range []string{model.KernelsFused, model.KernelsStandard} {
+		c, _ := model.Preset("small")
+		c.Kernels = kernels
+		m := mamba2Of(b, c)
+		for _, batch := range []int{1, 32} {
+			b.Run(fmt.Sprintf("small/%s/batch=%d", kernels, batch), func(b *testing.B) { benchGenerate(b, m, batch) })
+		}
 	}
+}
+
+// benchGenerate times sampling 400 tokens per trace of batch traces,
+// after each run's first step.
+func benchGenerate(b *testing.B, m *ONNXModel, batch int) {
+	var tokens int
+	var busy time.Duration
+	for b.Loop() {
+		var t0 time.Time
+		var tok0 int
+		job := baseJob()
+		job.Traces, job.Batch = batch, batch
+		job.Limits = Limits{Tokens: 400}
+		job.Sampling = sampling.Paper()
+		job.NewGrammar = newEndlessGrammar
+		job.Progress = func(s Stats) {
+			if s.Steps == 1 {
+				t0, tok0 = time.Now(), s.Tokens
+			}
+		}
+		st, err := Generate(context.Background(), m, &discardSink{}, job)
+		if err != nil {
+			b.Fatal(err)
+		}
+		busy += time.Since(t0)
+		tokens += st.Tokens - tok0
+	}
+	b.ReportMetric(float64(tokens)/busy.Seconds(), "tokens/s")
 }
 
 // A sequence's logits do not depend on the batch around it or on its slot:

@@ -114,7 +114,7 @@ func (m *ONNXModel) newBatch(size int) (*onnxBatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("step graph for batch %d: %w", size, err)
 	}
-	ins, outs, err := ort.ModelInfo(graph)
+	ins, outs, err := ort.ModelIOInfo(graph)
 	if err != nil {
 		return nil, fmt.Errorf("reading the step graph's inputs and outputs: %w", err)
 	}

@@ -193,11 +193,18 @@ func BenchmarkStep(b *testing.B) {
 const rssEnv = "NETSSM_MODEL_RSS_CHILD"
 
 // BenchmarkPeakRSSForwardBackward: peak resident memory (VmHWM of a child
-// process) of one forward + backward of the small preset at B=1, L=16,384.
+// process) of one forward + backward of the small preset at B=1, L=16,384,
+// with the fused kernels and with standard ops.
 func BenchmarkPeakRSSForwardBackward(b *testing.B) {
+	for _, kernels := range []string{model.KernelsFused, model.KernelsStandard} {
+		b.Run(kernels, func(b *testing.B) { benchPeakRSS(b, "small:1:16384:"+kernels) })
+	}
+}
+
+func benchPeakRSS(b *testing.B, spec string) {
 	for b.Loop() {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestPeakRSSChild$", "-test.v")
-		cmd.Env = append(os.Environ(), rssEnv+"=small:1:16384")
+		cmd.Env = append(os.Environ(), rssEnv+"="+spec)
 		outb, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("child: %v\n%s", err, outb)
@@ -225,7 +232,11 @@ func TestPeakRSSChild(t *testing.T) {
 	parts := strings.Split(spec, ":")
 	B, _ := strconv.Atoi(parts[1])
 	L, _ := strconv.Atoi(parts[2])
-	s, feeds, _ := fwdBwd(t, preset(t, parts[0]), B, L)
+	c := preset(t, parts[0])
+	if len(parts) > 3 {
+		c.Kernels = parts[3]
+	}
+	s, feeds, _ := fwdBwd(t, c, B, L)
 	start := time.Now()
 	if _, err := s.Run(feeds); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,37 @@ type Config struct {
 	// windows as the state "packet_history" (see PacketHistoryState). 0: off.
 	PrevPackets   int `json:"prev_packets,omitempty"`
 	PacketHistory int `json:"packet_history,omitempty"`
+	// Kernels chooses how float32 graphs compute the SSD scan and the
+	// decoding step: KernelsStandard ("" too) in standard ONNX ops, which any
+	// ONNX runtime loads, or KernelsFused in the fused ops of netssm's own
+	// domain (graph.SSDScan, graph.MixerStep), which only netssm's sessions
+	// run. Float64 graphs always use standard ops. It does not change the
+	// model: parameters and states are the same either way.
+	Kernels string `json:"kernels,omitempty"`
+}
+
+// Kernel choices of Config.Kernels.
+const (
+	KernelsStandard = "standard"
+	KernelsFused    = "fused"
+)
+
+// ParseKernels checks a --kernels value.
+func ParseKernels(s string) (string, error) {
+	switch s {
+	case KernelsStandard, KernelsFused:
+		return s, nil
+	}
+	return "", fmt.Errorf("kernels must be %s or %s, not %q", KernelsFused, KernelsStandard, s)
+}
+
+// Fused reports whether float32 graphs of c use the fused kernels.
+func (c Config) Fused() bool { return c.Kernels == KernelsFused }
+
+// Portable is c with the standard-op kernels.
+func (c Config) Portable() Config {
+	c.Kernels = ""
+	return c
 }
 
 // DefaultVocab is the padded vocabulary the presets use: 256 byte values and
@@ -134,6 +165,11 @@ func (c Config) Validate() error {
 	}
 	if c.PrevPackets > 0 && (c.PacketHistory < 2 || c.PacketHistory > MaxPacketHistory) {
 		return fmt.Errorf("packet_history %d: 2…%d tokens with prev_packets", c.PacketHistory, MaxPacketHistory)
+	}
+	if c.Kernels != "" {
+		if _, err := ParseKernels(c.Kernels); err != nil {
+			return err
+		}
 	}
 	if c.PrevPackets == 0 && c.PacketHistory != 0 {
 		return fmt.Errorf("packet_history %d without prev_packets", c.PacketHistory)

@@ -19,7 +19,11 @@ func WeightDecays(param string, rank int) bool {
 // intermediates, the chunk-local Q×Q decay matrices), plus parameters and
 // two AdamW moments, twice (the loop swaps buffers).
 func TrainMemoryEstimate(c Config, B, L int) int64 {
-	perTokenLayer := int64(6*c.InProjWidth() + 8*c.ConvDim() + 12*c.DInner() + 6*c.Heads()*c.ChunkSize + 4*c.DModel)
+	chunkLocal := 6 * c.Heads() * c.ChunkSize // the Q×Q decay matrices; the fused kernels keep none
+	if c.Fused() {
+		chunkLocal = 0
+	}
+	perTokenLayer := int64(6*c.InProjWidth() + 8*c.ConvDim() + 12*c.DInner() + chunkLocal + 4*c.DModel)
 	perToken := perTokenLayer*int64(c.Layers) + int64(6*c.VocabSize) + int64(8*c.DModel)
 	acts := 4 * perToken * int64(B) * int64(L) * 2 / 3 // calibrated: small, B=1, L=16384 measured 5.65 GiB peak
 	params := 4 * ParamCount(c) * 3 * 2

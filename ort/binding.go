@@ -144,7 +144,7 @@ func checkOrtgoLayout() error {
 	ok := func(t reflect.Type, field string) bool {
 		return t.Kind() == reflect.Struct && t.NumField() > 0 && t.Field(0).Name == field && t.Field(0).Offset == 0 && t.Field(0).Type.Kind() == reflect.Pointer
 	}
-	if !ok(reflect.TypeFor[ortgo.DynamicAdvancedSession](), "s") || !ok(reflect.TypeFor[ortgo.AdvancedSession](), "ortSession") || !ok(reflect.TypeFor[ortgo.ValueInternalData](), "ortValue") {
+	if !ok(reflect.TypeFor[ortgo.DynamicAdvancedSession](), "s") || !ok(reflect.TypeFor[ortgo.AdvancedSession](), "ortSession") || !ok(reflect.TypeFor[ortgo.ValueInternalData](), "ortValue") || !ok(reflect.TypeFor[ortgo.SessionOptions](), "o") {
 		return errors.New("I/O binding: this onnxruntime_go has another internal layout than v1.27.0, which netssm pins")
 	}
 	return nil

@@ -204,6 +204,11 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 			return nil, fmt.Errorf("enabling ONNX Runtime profiling: %w", err)
 		}
 	}
+	if usesFused(model) {
+		if err := registerFused(opts); err != nil {
+			return nil, err
+		}
+	}
 	switch o.EP {
 	case "", "cpu":
 	case "cuda":
@@ -382,3 +387,57 @@ func haveCommand(name string) bool {
 
 // EP is the execution provider the session runs on ("cpu" or "cuda").
 func (s *Session) EP() string { return s.ep }
+
+// ModelIOInfo is the name, element type and shape of each input (those not
+// given by initializers) and output of a serialized model, read from the
+// ModelProto itself: unlike onnxruntime_go's GetInputOutputInfoWithONNXData
+// it compiles no session, so it also works for models that use netssm's
+// custom ops. Every input and output must be a tensor of a fixed shape.
+func ModelIOInfo(model []byte) (inputs, outputs []ortgo.InputOutputInfo, err error) {
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(model, &m); err != nil {
+		return nil, nil, fmt.Errorf("the model is not a valid ONNX ModelProto: %w", err)
+	}
+	g := m.GetGraph()
+	if g == nil {
+		return nil, nil, fmt.Errorf("the ONNX model has no graph")
+	}
+	inits := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	info := func(v *onnxpb.ValueInfoProto) (ortgo.InputOutputInfo, error) {
+		tt := v.GetType().GetTensorType()
+		if tt == nil {
+			return ortgo.InputOutputInfo{}, fmt.Errorf("model value %q is not a tensor", v.GetName())
+		}
+		var dims ortgo.Shape
+		for _, d := range tt.GetShape().GetDim() {
+			dv, ok := d.GetValue().(*onnxpb.TensorShapeProto_Dimension_DimValue)
+			if !ok {
+				return ortgo.InputOutputInfo{}, fmt.Errorf("model value %q has a dimension of no fixed size", v.GetName())
+			}
+			dims = append(dims, dv.DimValue)
+		}
+		// ONNX's TensorProto.DataType and ONNX Runtime's element types share their numbers.
+		return ortgo.InputOutputInfo{Name: v.GetName(), OrtValueType: ortgo.ONNXTypeTensor, Dimensions: dims, DataType: ortgo.TensorElementDataType(tt.GetElemType())}, nil
+	}
+	for _, in := range g.GetInput() {
+		if inits[in.GetName()] {
+			continue
+		}
+		i, err := info(in)
+		if err != nil {
+			return nil, nil, err
+		}
+		inputs = append(inputs, i)
+	}
+	for _, out := range g.GetOutput() {
+		o, err := info(out)
+		if err != nil {
+			return nil, nil, err
+		}
+		outputs = append(outputs, o)
+	}
+	return inputs, outputs, nil
+}

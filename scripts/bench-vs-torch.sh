@@ -6,8 +6,9 @@
 #
 #   scripts/bench-vs-torch.sh [train|decode|all]
 #
-# Needs /usr/bin/python3 with python3-torch (apt-get install python3-torch
-# python3-numpy libjemalloc2). PyTorch runs with the reference's "tuned"
+# Needs /usr/bin/python3 with python3-torch on OpenBLAS (apt-get install
+# python3-torch python3-numpy libjemalloc2 libopenblas0-pthread
+# python3-threadpoolctl). PyTorch runs with the reference's "tuned"
 # profile (OMP_WAIT_POLICY=PASSIVE, jemalloc), its fairest setting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,32 @@ what=${1:-all}
 ref=../shared/bench/torch_ref
 [ -f "$ref/bench.py" ] || { echo "no PyTorch reference at $ref" >&2; exit 1; }
 /usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "python3-torch is not installed: apt-get install python3-torch python3-numpy libjemalloc2" >&2; exit 1; }
+
+# python3-torch uses whatever libblas.so.3 is: Debian's reference BLAS unless
+# an optimised one (libopenblas0-pthread) is installed. Against the reference
+# BLAS the ratios mean nothing, so the script refuses it and says which BLAS
+# PyTorch loaded.
+blas=$(/usr/bin/python3 - <<'PY'
+import torch
+a = torch.randn(256, 256)
+(a @ a).sum().item()  # loads BLAS
+try:
+    from threadpoolctl import threadpool_info
+    for i in threadpool_info():
+        if i.get("user_api") == "blas":
+            print("%s %s (%s)" % (i.get("internal_api"), i.get("version") or "", i.get("filepath")))
+            raise SystemExit
+except ImportError:
+    pass
+for line in open("/proc/self/maps"):
+    if "blas" in line:
+        print(line.split()[-1])
+        break
+PY
+)
+case "$blas" in
+  ""|*/blas/libblas*|*netlib*) echo "PyTorch runs on the reference BLAS (${blas:-none found}): install libopenblas0-pthread (apt-get install libopenblas0-pthread python3-threadpoolctl) for a fair comparison" >&2; exit 1;;
+esac
 
 tuned=(env OMP_WAIT_POLICY=PASSIVE)
 for je in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
@@ -26,27 +53,35 @@ torch_worker() { # spec-json → tokens/s
     /usr/bin/python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["tokens_per_s"])'
 }
 go_bench() { # package, bench regexp, benchtime → "name tokens/s" lines
-  go test -run '^$' -bench "$2" -benchtime "$3" "$1" | awk '/tokens\/s/ { for (i=1;i<=NF;i++) if ($(i+1)=="tokens/s") print $1, $i }'
+  go test -timeout 0 -run '^$' -bench "$2" -benchtime "$3" "$1" | awk '/tokens\/s/ { for (i=1;i<=NF;i++) if ($(i+1)=="tokens/s") print $1, $i }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a/b }'; }
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-28s %14s %14s %8s\n' figure netssm pytorch ratio
+echo "pytorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') on BLAS: $blas"
+# netssm runs with --kernels fused (the default) and standard; the ratios
+# are fused/pytorch, standard/pytorch and fused/standard.
+printf '%-28s %12s %12s %12s %8s %8s %8s\n' figure fused standard pytorch f/pt s/pt f/s
+row() { # label fused standard pytorch
+  printf '%-28s %12s %12s %12s %8s %8s %8s\n' "$1" "$2" "$3" "$4" "$(ratio "$2" "$4")" "$(ratio "$3" "$4")" "$(ratio "$2" "$3")"
+}
 if [ "$what" = train ] || [ "$what" = all ]; then
   go_out=$(go_bench ./train 'TrainStep$/(tiny|small)/' 3x)
   for p in tiny small; do
-    ours=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/" {print $2}')
+    fused=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/fused/" {print $2}')
+    std=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/standard/" {print $2}')
     theirs=$(torch_worker "{\"kind\":\"train\",\"preset\":\"$p\"}")
-    printf '%-28s %14s %14s %8s\n' "train $p B=4 L=2048 tok/s" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
+    row "train $p B=4 L=2048 tok/s" "$fused" "$std" "$theirs"
   done
 fi
 if [ "$what" = decode ] || [ "$what" = all ]; then
   # netssm: step graph + grammar mask + sampling, as the reference's step + multinomial
   go_out=$(go_bench ./infer 'Mamba2Generate/small/' 3x)
   for b in 1 32; do
-    ours=$(echo "$go_out" | awk -v b="$b" '$1 ~ "batch="b"(-|$)" {print $2}')
+    fused=$(echo "$go_out" | awk -v b="$b" '$1 ~ "/fused/batch="b"(-|$)" {print $2}')
+    std=$(echo "$go_out" | awk -v b="$b" '$1 ~ "/standard/batch="b"(-|$)" {print $2}')
     theirs=$(torch_worker "{\"kind\":\"gen\",\"preset\":\"small\",\"batch\":$b,\"temperature\":1.0}")
-    printf '%-28s %14s %14s %8s\n' "decode small B=$b tok/s" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
+    row "decode small B=$b tok/s" "$fused" "$std" "$theirs"
   done
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -3,6 +3,7 @@ package train_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,10 +75,13 @@ func BenchmarkTrainStep(b *testing.B) {
 		preset string
 		B, L   int
 	}{{"tiny", 4, 2048}, {"small", 4, 2048}, {"base", 4, 1024}} {
-		b.Run(fmt.Sprintf("%s/B=%d/L=%d", c.preset, c.B, c.L), func(b *testing.B) {
-			cfg, _ := model.Preset(c.preset)
-			benchTrainStep(b, c.preset, cfg, c.B, c.L, 2) // two warm-up steps, as the PyTorch reference does
-		})
+		for _, kernels := range []string{model.KernelsFused, model.KernelsStandard} {
+			b.Run(fmt.Sprintf("%s/%s/B=%d/L=%d", c.preset, kernels, c.B, c.L), func(b *testing.B) {
+				cfg, _ := model.Preset(c.preset)
+				cfg.Kernels = kernels
+				benchTrainStep(b, c.preset, cfg, c.B, c.L, 2) // two warm-up steps, as the PyTorch reference does
+			})
+		}
 	}
 }
 
@@ -124,14 +128,38 @@ func BenchmarkTrainStepPacketFeatures(b *testing.B) {
 	}
 }
 
+// BenchmarkTrainStepKernels compares the fused kernels with standard ops in
+// the small preset's train step on one thread, alternated twice, reporting
+// the process's CPU time per step beside tokens/s: on a shared machine CPU
+// time is the steadier figure.
+//
+//	go test -run '^$' -bench 'TrainStepKernels' -benchtime 2x ./train
+func BenchmarkTrainStepKernels(b *testing.B) {
+	orttest.Init(b)
+	const B, L = 4, 1024
+	for range 2 {
+		for _, kernels := range []string{model.KernelsFused, model.KernelsStandard} {
+			b.Run(fmt.Sprintf("small/%s/B=%d/L=%d/threads=1", kernels, B, L), func(b *testing.B) {
+				cfg, _ := model.Preset("small")
+				cfg.Kernels = kernels
+				benchTrainStepOn(b, "small", cfg, B, L, 1, ort.SessionOptions{Threads: 1})
+			})
+		}
+	}
+}
+
 // benchTrainStep times b.N steps of the train-step graph of cfg on one
 // random window after warm steps, and reports tokens/s.
 func benchTrainStep(b *testing.B, name string, cfg model.Config, B, L, warm int) {
+	benchTrainStepOn(b, name, cfg, B, L, warm, ort.SessionOptions{})
+}
+
+func benchTrainStepOn(b *testing.B, name string, cfg model.Config, B, L, warm int, so ort.SessionOptions) {
 	sg, err := train.BuildTrainStep(name, B, L, model.TrainLoss(cfg), train.DefaultAdamW)
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := train.NewEngine(sg, B, L, model.InitParams(cfg, 1), train.DefaultAdamW, ort.SessionOptions{})
+	e, err := train.NewEngine(sg, B, L, model.InitParams(cfg, 1), train.DefaultAdamW, so)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -143,11 +171,21 @@ func benchTrainStep(b *testing.B, name string, cfg model.Config, B, L, warm int)
 		}
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := 0; i < b.N; i++ {
 		if _, _, err := e.Step(w, 1e-3); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(B*L*b.N)/time.Since(start).Seconds(), "tokens/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/op")
+}
+
+// cpuTime is the user + system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -39,6 +39,7 @@ type RunConfig struct {
 	EP             string `json:"ep"`
 	Threads        int    `json:"threads,omitempty"`
 	IOBinding      string `json:"io_binding,omitempty"` // auto | on | off (ort.SessionOptions.IOBinding)
+	Kernels        string `json:"kernels,omitempty"`    // fused | standard (model.Config.Kernels): how the train step computes the SSD scan
 	LogEvery       int64  `json:"log_every"`
 	EvalEvery      int64  `json:"eval_every"`
 	EvalTokens     int64  `json:"eval_tokens"`

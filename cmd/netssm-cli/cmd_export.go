@@ -26,12 +26,15 @@ func init() {
 			"Takes the run's best checkpoint by validation loss (or the latest with --latest)\n" +
 			"and writes BUNDLE/ with model.json (config, tokenizer spec, labels, timing tables\n" +
 			"from the training data, provenance, sha256 of every file), prefill.onnx and\n" +
-			"step.onnx. The directory appears only when complete.",
+			"step.onnx. The directory appears only when complete. The graphs use netssm's\n" +
+			"fused CPU kernels unless --portable asks for standard ONNX ops only\n" +
+			"(netssm-cli export runs/small -o models/small-portable --portable).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "bundle directory to create"},
 			&cli.BoolFlag{Name: "latest", Usage: "export the latest checkpoint instead of the best"},
 			&cli.IntFlag{Name: "step-batch", Value: 1, Usage: "sequences per step graph run (the sampler's default batch)"},
 			&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing bundle"},
+			&cli.BoolFlag{Name: "portable", Usage: "write standard-op graphs that any ONNX runtime loads, not netssm's fused kernels (model.json lists the custom ops a bundle needs)"},
 		},
 		Action: exportAction,
 	})
@@ -81,6 +84,10 @@ func exportAction(c *cli.Context) error {
 		return fmt.Errorf("timing tables from %s: %w", cfg.Data, err)
 	}
 	timingJSON, _ := json.Marshal(timing)
+	mcfg.Kernels = model.KernelsFused
+	if c.Bool("portable") {
+		mcfg = mcfg.Portable()
+	}
 	info := export.Info{
 		Config: mcfg, Tokenizer: cfg.Tokenizer, Labels: spec.Labels, Timing: timingJSON, ORTVersion: ort.Version,
 		Provenance: export.Provenance{

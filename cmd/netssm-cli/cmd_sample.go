@@ -18,6 +18,7 @@ import (
 	"github.com/netssm/netssm/infer"
 	"github.com/netssm/netssm/infer/sampling"
 	"github.com/netssm/netssm/internal/progress"
+	"github.com/netssm/netssm/model"
 	"github.com/netssm/netssm/ort"
 )
 
@@ -80,6 +81,7 @@ func init() {
 			epFlag(),
 			ioBindingFlag(),
 			&cli.IntFlag{Name: "threads", Usage: "intra-op threads (0: ONNX Runtime's choice)"},
+			&cli.StringFlag{Name: "kernels", Value: model.KernelsFused, Usage: "decoding step and prefill in netssm's fused CPU kernels (fused) or in standard ONNX ops (standard)"},
 		},
 		Action: runSample,
 	})
@@ -206,7 +208,14 @@ func runSample(c *cli.Context) error {
 	if _, err := initORT(c); err != nil {
 		return err
 	}
-	b, err := infer.OpenBundle(c.String("model"), ort.SessionOptions{EP: c.String("ep"), Threads: c.Int("threads"), IOBinding: c.String("io-binding")})
+	kernels, err := model.ParseKernels(c.String("kernels"))
+	if err != nil {
+		return usagef("--%v", err)
+	}
+	if c.String("ep") == "cuda" && !c.IsSet("kernels") {
+		kernels = model.KernelsStandard // the fused kernels are CPU kernels
+	}
+	b, err := infer.OpenBundleKernels(c.String("model"), ort.SessionOptions{EP: c.String("ep"), Threads: c.Int("threads"), IOBinding: c.String("io-binding")}, kernels)
 	if err != nil {
 		return err
 	}

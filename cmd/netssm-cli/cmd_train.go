@@ -57,6 +57,7 @@ func init() {
 			epFlag(),
 			ioBindingFlag(),
 			&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: all cores)"},
+			&cli.StringFlag{Name: "kernels", Value: model.KernelsFused, Usage: "SSD scan in netssm's fused CPU kernels (fused) or in standard ONNX ops (standard); the same model either way"},
 			&cli.Int64Flag{Name: "eval-every", Value: 100, Usage: "validate (and checkpoint) every N steps"},
 			&cli.Int64Flag{Name: "eval-tokens", Value: 200_000, Usage: "validation tokens per evaluation (0: all)"},
 			&cli.Int64Flag{Name: "checkpoint-every", Value: 50, Usage: "checkpoint every N steps"},
@@ -88,7 +89,7 @@ func trainAction(c *cli.Context) error {
 			return fmt.Errorf("--resume: %w", err)
 		}
 		// Budgets and the execution provider may change on resume.
-		for _, f := range []string{"steps", "tokens", "time", "ep", "threads", "io-binding"} {
+		for _, f := range []string{"steps", "tokens", "time", "ep", "threads", "io-binding", "kernels"} {
 			if c.IsSet(f) {
 				switch f {
 				case "steps":
@@ -103,6 +104,8 @@ func trainAction(c *cli.Context) error {
 					cfg.Threads = c.Int(f)
 				case "io-binding":
 					cfg.IOBinding = c.String(f)
+				case "kernels":
+					cfg.Kernels = c.String(f)
 				}
 			}
 		}
@@ -157,6 +160,19 @@ func trainAction(c *cli.Context) error {
 	if err != nil {
 		return usagef("--preset: %v", err)
 	}
+	if !resume {
+		cfg.Kernels = c.String("kernels")
+		if cfg.EP == "cuda" && !c.IsSet("kernels") {
+			cfg.Kernels = model.KernelsStandard // the fused kernels are CPU kernels
+		}
+	}
+	if cfg.Kernels == "" {
+		cfg.Kernels = model.KernelsStandard // runs from before --kernels
+	}
+	kernels, err := model.ParseKernels(cfg.Kernels)
+	if err != nil {
+		return usagef("--%v", err)
+	}
 	data, spec, err := openTrainingData(&cfg)
 	if err != nil {
 		return err
@@ -201,6 +217,7 @@ func trainAction(c *cli.Context) error {
 	if _, err := initORT(c); err != nil {
 		return err
 	}
+	mcfg.Kernels = kernels // how the graphs compute, not part of the saved model
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	m := train.Model{

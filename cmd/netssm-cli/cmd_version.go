@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,7 @@ func init() {
 				return err
 			}
 			fmt.Printf("ONNX Runtime %s (%s, from %s)\n", info.Version, info.Path, info.Source)
+			fmt.Printf("custom ops (CPU kernels of domain %s, for --kernels fused): %s\n", ort.FusedDomain, strings.Join(ort.FusedOps(), ", "))
 			if err := ort.CUDAStatus(); err != nil {
 				fmt.Printf("CUDA provider: not available: %v\n", err)
 			} else {

@@ -1,0 +1,108 @@
+package graph
+
+// Ops of netssm's own ONNX domain, whose CPU kernels package ort compiles
+// into the binary and registers on every session that uses them. A graph
+// with one of them loads only in netssm; the standard-op form of the same
+// computation stays the reference and the portable form.
+
+// FusedDomain is the ONNX domain of the fused ops, FusedOpset its version.
+const (
+	FusedDomain = "ai.netssm"
+	FusedOpset  = 1
+)
+
+// fusedOps are the op types of FusedDomain (package ort registers the same
+// names; a test checks that they agree).
+var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true}
+
+// FusedOps lists the op types of FusedDomain that the builder emits.
+func FusedOps() []string { return []string{"SSDScan", "SSDScanGrad", "MixerStep"} }
+
+// SSDScan is the chunked SSD scan of one layer in one fused float32 node:
+// for x (B, L, H, P), dt (B, L, H), A (H), Bm and Cm (B, L, N) (one group)
+// and the carried state h0 (B, H, P, N), with h₋₁ = h0,
+// h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t⊗Bm_t and y_t = h_t·Cm_t, it returns y
+// (B, L, H, P) (without the D·x skip) and the final state. chunk is the
+// chunk length the kernel works in. Its gradient is the SSDScanGrad node.
+func SSDScan(x, dt, A, bm, cm, h0 *Tensor, chunk int) (y, final *Tensor) {
+	outs := []*Tensor{x, h0}
+	func() {
+		defer guardAll(x, &outs, 2)
+		g := sameGraph("SSDScan", x, dt, A, bm, cm, h0)
+		checkSSD("SSDScan", x, dt, A, bm, cm, h0, chunk)
+		outs = g.addNode("SSDScan", []*Tensor{x, dt, A, bm, cm, h0}, []attribute{{"chunk", chunk}}, nil,
+			[]outSpec{{x.dtype, x.shape.Clone()}, {h0.dtype, h0.shape.Clone()}})
+	}()
+	return outs[0], outs[1]
+}
+
+// checkSSD checks the shapes of an SSD scan's inputs.
+func checkSSD(op string, x, dt, A, bm, cm, h0 *Tensor, chunk int) {
+	for _, t := range []*Tensor{x, dt, A, bm, cm, h0} {
+		if t.dtype != Float32 {
+			failf("%s: the fused kernels are float32, got %s", op, t)
+		}
+	}
+	if x.Rank() != 4 || bm.Rank() != 3 || chunk < 1 {
+		failf("%s: x %s must be (B, L, H, P), Bm %s (B, L, N), chunk %d positive", op, x, bm, chunk)
+	}
+	B, L, H, P, N := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3), bm.Dim(2)
+	if !dt.shape.Equal(Shape{B, L, H}) || !A.shape.Equal(Shape{H}) || !bm.shape.Equal(Shape{B, L, N}) ||
+		!cm.shape.Equal(Shape{B, L, N}) || !h0.shape.Equal(Shape{B, H, P, N}) {
+		failf("%s: shapes do not agree: x %s, dt %s, A %s, Bm %s, Cm %s, h0 %s", op, x, dt, A, bm, cm, h0)
+	}
+}
+
+// vjpSSDScan is the SSDScanGrad node: it recomputes inside chunks and
+// returns the gradients of x, dt, A, Bm, Cm and h0 (a missing dy or dfinal
+// is zeros).
+func vjpSSDScan(n *node, d []*Tensor) []*Tensor {
+	g := n.outputs[0].g
+	dy, dfinal := d[0], d[1]
+	if dy == nil {
+		dy = g.Zeros(n.outputs[0].dtype, n.outputs[0].shape...)
+	}
+	if dfinal == nil {
+		dfinal = g.Zeros(n.outputs[1].dtype, n.outputs[1].shape...)
+	}
+	ins := append(append([]*Tensor(nil), n.inputs...), dy, dfinal)
+	specs := make([]outSpec, 6)
+	for i, in := range n.inputs {
+		specs[i] = outSpec{in.dtype, in.shape.Clone()}
+	}
+	return g.addNode("SSDScanGrad", ins, []attribute{{"chunk", n.intAttr("chunk")}}, nil, specs)
+}
+
+// MixerStep is the recurrent part of one Mamba-2 mixer decoding step in one
+// fused float32 node: from zxbcdt (B, 2·H·P + 2N + H) (in_proj's output,
+// [z, xBC, dt_raw]), the conv state (B, C, K) with C = H·P + 2N, the
+// layer's conv weight (C, K) and bias (C), dt_bias, A_log and D (H), the
+// gated norm's weight (H·P) and the SSM state (B, H, P, N), it shifts xBC
+// into the conv window, convolves, applies silu, updates the SSM state,
+// reads y = state·Cm + D·x and returns RMSNorm(y ⊙ silu(z)) ⊙ weight
+// (B, H·P) and the next conv and SSM states. It has no gradient (decoding).
+func MixerStep(zxbcdt, conv, convW, convB, dtBias, aLog, D, normW, ssm *Tensor) (out, nextConv, nextSSM *Tensor) {
+	outs := []*Tensor{zxbcdt, conv, ssm}
+	func() {
+		defer guardAll(zxbcdt, &outs, 3)
+		ins := []*Tensor{zxbcdt, conv, convW, convB, dtBias, aLog, D, normW, ssm}
+		g := sameGraph("MixerStep", ins...)
+		for _, t := range ins {
+			if t.dtype != Float32 {
+				failf("MixerStep: the fused kernels are float32, got %s", t)
+			}
+		}
+		if ssm.Rank() != 4 || conv.Rank() != 3 {
+			failf("MixerStep: ssm %s must be (B, H, P, N), conv %s (B, C, K)", ssm, conv)
+		}
+		B, H, P, N, K := ssm.Dim(0), ssm.Dim(1), ssm.Dim(2), ssm.Dim(3), conv.Dim(2)
+		di, C := H*P, H*P+2*N
+		if !zxbcdt.shape.Equal(Shape{B, 2*di + 2*N + H}) || !conv.shape.Equal(Shape{B, C, K}) || !convW.shape.Equal(Shape{C, K}) ||
+			!convB.shape.Equal(Shape{C}) || !dtBias.shape.Equal(Shape{H}) || !aLog.shape.Equal(Shape{H}) || !D.shape.Equal(Shape{H}) ||
+			!normW.shape.Equal(Shape{di}) {
+			failf("MixerStep: shapes do not agree with ssm %s and conv %s: %v", ssm, conv, ins)
+		}
+		outs = g.addNode("MixerStep", ins, nil, nil, []outSpec{{Float32, Shape{B, di}}, {Float32, conv.shape.Clone()}, {Float32, ssm.shape.Clone()}})
+	}()
+	return outs[0], outs[1], outs[2]
+}

@@ -1,0 +1,122 @@
+package ort
+
+/*
+#cgo CFLAGS: -O3
+#cgo linux LDFLAGS: -ldl -lm
+#include <stdlib.h>
+#include "fused_kernels.h"
+
+char *nss_fused_register(const char *path, void *options);
+const char *nss_fused_op_name(int i);
+*/
+import "C"
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"unsafe"
+
+	ortgo "github.com/yalue/onnxruntime_go"
+)
+
+// FusedDomain is the ONNX operator domain of netssm's own CPU kernels
+// (fused_kernels.c, compiled into the binary): SSDScan, the chunked SSD scan
+// of one layer (y and the final state from x, dt, A, Bm, Cm and the carried
+// state, attribute chunk); SSDScanGrad, its backward; MixerStep, the
+// recurrent part of one mixer decoding step (conv window, SSM state update,
+// gated RMSNorm). Sessions whose model uses the domain get it registered.
+const FusedDomain = "ai.netssm"
+
+// FusedOps lists the op types of FusedDomain.
+func FusedOps() []string {
+	var ops []string
+	for i := 0; ; i++ {
+		p := C.nss_fused_op_name(C.int(i))
+		if p == nil {
+			return ops
+		}
+		ops = append(ops, C.GoString(p))
+	}
+}
+
+// usesFused reports whether a serialized model names FusedDomain (its opset
+// import does when any node uses it).
+func usesFused(model []byte) bool { return bytes.Contains(model, []byte(FusedDomain)) }
+
+// registerFused adds FusedDomain to the session options.
+func registerFused(opts *ortgo.SessionOptions) error {
+	if err := checkOrtgoLayout(); err != nil {
+		return err
+	}
+	initMu.Lock()
+	info := initInfo
+	initMu.Unlock()
+	if info == nil {
+		return errors.New("ONNX Runtime is not initialised (call ort.Init first)")
+	}
+	path := C.CString(info.Path)
+	defer C.free(unsafe.Pointer(path))
+	handle := *(*unsafe.Pointer)(unsafe.Pointer(opts)) // OrtSessionOptions*
+	if err := cError(C.nss_fused_register(path, handle)); err != nil {
+		return fmt.Errorf("registering the %s custom ops: %w", FusedDomain, err)
+	}
+	return nil
+}
+
+// SSDDims are the sizes of one SSD scan: batch B, length L, heads H, head
+// dimension P, state size N, chunk length Q.
+type SSDDims struct{ B, L, H, P, N, Q int }
+
+func (d SSDDims) c() C.nss_dims {
+	return C.nss_dims{B: C.int(d.B), L: C.int(d.L), H: C.int(d.H), P: C.int(d.P), N: C.int(d.N), Q: C.int(d.Q)}
+}
+
+func (d SSDDims) check(x, dt, A, bm, cm, h0 []float64) error {
+	if d.B < 1 || d.L < 1 || d.H < 1 || d.P < 1 || d.N < 1 || d.Q < 1 {
+		return fmt.Errorf("SSD scan: sizes %+v must be positive", d)
+	}
+	if len(x) != d.B*d.L*d.H*d.P || len(dt) != d.B*d.L*d.H || len(A) != d.H || len(bm) != d.B*d.L*d.N || len(cm) != len(bm) || len(h0) != d.B*d.H*d.P*d.N {
+		return fmt.Errorf("SSD scan: input lengths do not match sizes %+v", d)
+	}
+	return nil
+}
+
+// SSDScan64 runs the SSDScan kernel in float64 on the calling thread: y
+// (B,L,H,P) without the D·x skip and the final state (B,H,P,N). It is the
+// same C source as the float32 op, for checks against finite differences.
+func SSDScan64(d SSDDims, x, dt, A, bm, cm, h0 []float64) (y, final []float64, err error) {
+	if err := d.check(x, dt, A, bm, cm, h0); err != nil {
+		return nil, nil, err
+	}
+	y, final = make([]float64, len(x)), make([]float64, len(h0))
+	dc := d.c()
+	if C.nss_ssd_fwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), f64(y), f64(final), C.nss_par(C.nss_serial), nil) != 0 {
+		return nil, nil, errors.New("SSD scan: out of memory")
+	}
+	return y, final, nil
+}
+
+// SSDGrads are the gradients SSDScanGrad64 returns.
+type SSDGrads struct{ X, DT, A, B, C, H0 []float64 }
+
+// SSDScanGrad64 runs the SSDScanGrad kernel in float64: the gradients of
+// SSDScan64's outputs with respect to its inputs, given dy and dfinal.
+func SSDScanGrad64(d SSDDims, x, dt, A, bm, cm, h0, dy, dfinal []float64) (SSDGrads, error) {
+	if err := d.check(x, dt, A, bm, cm, h0); err != nil {
+		return SSDGrads{}, err
+	}
+	if len(dy) != len(x) || len(dfinal) != len(h0) {
+		return SSDGrads{}, errors.New("SSD scan gradient: dy or dfinal does not match")
+	}
+	g := SSDGrads{make([]float64, len(x)), make([]float64, len(dt)), make([]float64, len(A)), make([]float64, len(bm)), make([]float64, len(cm)), make([]float64, len(h0))}
+	dc := d.c()
+	if C.nss_ssd_bwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), f64(dy), f64(dfinal),
+		f64(g.X), f64(g.DT), f64(g.A), f64(g.B), f64(g.C), f64(g.H0), C.nss_par(C.nss_serial), nil) != 0 {
+		return SSDGrads{}, errors.New("SSD scan gradient: out of memory")
+	}
+	return g, nil
+}
+
+// f64 passes a Go slice to C for the duration of a call (cgo pins it).
+func f64(s []float64) *C.double { return (*C.double)(unsafe.Pointer(unsafe.SliceData(s))) }

@@ -1,0 +1,43 @@
+// Entry points of the kernels in fused_kernels.c, shared by the ONNX
+// Runtime glue (fused_ops.c) and the Go wrappers (fused.go).
+#ifndef NETSSM_FUSED_KERNELS_H
+#define NETSSM_FUSED_KERNELS_H
+
+#include <stddef.h>
+
+// nss_task is one task of a parallel loop; nss_par runs fn(user, i) for i in
+// [0, total), in parallel when ctx is an ONNX Runtime kernel context.
+typedef void (*nss_task)(void *user, size_t i);
+typedef void (*nss_par)(void *ctx, nss_task fn, size_t total, void *user);
+
+// nss_serial is nss_par on the calling thread.
+void nss_serial(void *ctx, nss_task fn, size_t total, void *user);
+
+// nss_dims are the sizes of one SSD scan: batch B, length L, heads H, head
+// dimension P, state size N, chunk length Q.
+typedef struct {
+	int B, L, H, P, N, Q;
+} nss_dims;
+
+int nss_ssd_fwd_f32(const nss_dims *d, const float *x, const float *dt, const float *A, const float *Bm,
+		    const float *Cm, const float *h0, float *y, float *final, nss_par par, void *ctx);
+int nss_ssd_bwd_f32(const nss_dims *d, const float *x, const float *dt, const float *A, const float *Bm,
+		    const float *Cm, const float *h0, const float *dy, const float *dfinal, float *dx,
+		    float *ddt, float *dA, float *dBm, float *dCm, float *dh0, nss_par par, void *ctx);
+int nss_ssd_fwd_f64(const nss_dims *d, const double *x, const double *dt, const double *A, const double *Bm,
+		    const double *Cm, const double *h0, double *y, double *final, nss_par par, void *ctx);
+int nss_ssd_bwd_f64(const nss_dims *d, const double *x, const double *dt, const double *A, const double *Bm,
+		    const double *Cm, const double *h0, const double *dy, const double *dfinal, double *dx,
+		    double *ddt, double *dA, double *dBm, double *dCm, double *dh0, nss_par par, void *ctx);
+
+// nss_step_dims are the sizes of one mixer step: batch B, heads H, head
+// dimension P, state size N, conv width K.
+typedef struct {
+	int B, H, P, N, K;
+} nss_step_dims;
+
+int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *conv, const float *convw,
+		   const float *convb, const float *dtb, const float *alog, const float *D, const float *normw,
+		   const float *ssm, float *out, float *conv2, float *ssm2, nss_par par, void *ctx);
+
+#endif

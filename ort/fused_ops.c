@@ -1,0 +1,340 @@
+// ONNX Runtime glue of netssm's custom-op domain "ai.netssm": the op
+// descriptors that ONNX Runtime's C API (version 24) reads, their kernels'
+// Compute, and the domain's registration on a session's options.
+//
+// ONNX Runtime describes a custom op with a struct of function pointers
+// (OrtCustomOp in onnxruntime_c_api.h) that only ever grows at its end; the
+// struct below is that layout for ORT_API_VERSION 24, written from the
+// documented C API, with netssm's own fields after it. OrtApi entries are
+// called through their fixed slot numbers, as in binding.go.
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fused_kernels.h"
+
+enum {
+	slotCreateStatus = 0,
+	slotGetErrorMessage = 2,
+	slotCreateCustomOpDomain = 26,
+	slotCustomOpDomainAdd = 27,
+	slotAddCustomOpDomain = 28,
+	slotGetTensorMutableData = 51,
+	slotGetDimensionsCount = 61,
+	slotGetDimensions = 62,
+	slotGetTensorTypeAndShape = 65,
+	slotKernelContextGetInputCount = 88,
+	slotKernelContextGetInput = 90,
+	slotKernelContextGetOutput = 91,
+	slotReleaseStatus = 93,
+	slotReleaseTensorTypeAndShapeInfo = 99,
+	slotKernelContextParallelFor = 274,
+};
+
+enum { ortFloat = 1, ortFail = 1 /* ORT_FAIL */, ortInvalidArgument = 2 };
+
+typedef void *status_t;
+
+// ort_op is OrtCustomOp of API version 24: every member up to
+// ReleaseAliasMap, in order. Handles are opaque; enums are int.
+struct ort_op {
+	uint32_t version;
+	void *(*CreateKernel)(const struct ort_op *, const void *api, const void *info);
+	const char *(*GetName)(const struct ort_op *);
+	const char *(*GetExecutionProviderType)(const struct ort_op *);
+	int (*GetInputType)(const struct ort_op *, size_t);
+	size_t (*GetInputTypeCount)(const struct ort_op *);
+	int (*GetOutputType)(const struct ort_op *, size_t);
+	size_t (*GetOutputTypeCount)(const struct ort_op *);
+	void (*KernelCompute)(void *kernel, void *ctx);
+	void (*KernelDestroy)(void *kernel);
+	int (*GetInputCharacteristic)(const struct ort_op *, size_t);
+	int (*GetOutputCharacteristic)(const struct ort_op *, size_t);
+	int (*GetInputMemoryType)(const struct ort_op *, size_t);
+	int (*GetVariadicInputMinArity)(const struct ort_op *);
+	int (*GetVariadicInputHomogeneity)(const struct ort_op *);
+	int (*GetVariadicOutputMinArity)(const struct ort_op *);
+	int (*GetVariadicOutputHomogeneity)(const struct ort_op *);
+	status_t (*CreateKernelV2)(const struct ort_op *, const void *api, const void *info, void **kernel);
+	status_t (*KernelComputeV2)(void *kernel, void *ctx);
+	status_t (*InferOutputShapeFn)(const struct ort_op *, void *ctx);
+	int (*GetStartVersion)(const struct ort_op *);
+	int (*GetEndVersion)(const struct ort_op *);
+	size_t (*GetMayInplace)(int **in, int **out);
+	void (*ReleaseMayInplace)(int *in, int *out);
+	size_t (*GetAliasMap)(int **in, int **out);
+	void (*ReleaseAliasMap)(int *in, int *out);
+};
+
+_Static_assert(offsetof(struct ort_op, CreateKernelV2) == 17 * sizeof(void *), "OrtCustomOp layout");
+_Static_assert(offsetof(struct ort_op, ReleaseAliasMap) == 25 * sizeof(void *), "OrtCustomOp layout");
+
+// nss_op is one op of the domain: ORT's part first, then netssm's.
+typedef struct nss_op {
+	struct ort_op ort;
+	const char *name;
+	int inputs, outputs;
+	int chunked; // reads the int attribute "chunk"
+	status_t (*compute)(void *kernel, void *ctx);
+} nss_op;
+
+static void *const *api;
+
+#define CALL(slot, type) ((type)api[slot])
+
+static status_t make_status(int code, const char *msg) {
+	return CALL(slotCreateStatus, status_t (*)(int, const char *))(code, msg);
+}
+
+static const char *op_name(const struct ort_op *op) { return ((const nss_op *)op)->name; }
+static const char *op_ep(const struct ort_op *op) { (void)op; return NULL; }
+static int op_float(const struct ort_op *op, size_t i) { (void)op; (void)i; return ortFloat; }
+static size_t op_inputs(const struct ort_op *op) { return (size_t)((const nss_op *)op)->inputs; }
+static size_t op_outputs(const struct ort_op *op) { return (size_t)((const nss_op *)op)->outputs; }
+static int op_required(const struct ort_op *op, size_t i) { (void)op; (void)i; return 0; }
+static int op_mem_default(const struct ort_op *op, size_t i) { (void)op; (void)i; return 0; }
+static int op_one(const struct ort_op *op) { (void)op; return 1; }
+static int op_start(const struct ort_op *op) { (void)op; return 1; }
+static int op_end(const struct ort_op *op) { (void)op; return INT_MAX; }
+static size_t op_no_pairs(int **in, int **out) { *in = NULL; *out = NULL; return 0; }
+static void op_release_pairs(int *in, int *out) { (void)in; (void)out; }
+
+// kernel is one node's kernel: its op and the node's chunk attribute.
+typedef struct {
+	const nss_op *op;
+	int64_t chunk;
+} kernel;
+
+enum { slotKernelInfoGetAttributeInt64 = 86 };
+
+static status_t op_create(const struct ort_op *op, const void *a, const void *info, void **out) {
+	(void)a;
+	kernel *k = calloc(1, sizeof *k);
+	if (!k) return make_status(ortFail, "ai.netssm: out of memory");
+	k->op = (const nss_op *)op;
+	if (k->op->chunked) {
+		status_t st = CALL(slotKernelInfoGetAttributeInt64, status_t (*)(const void *, const char *, int64_t *))(info, "chunk", &k->chunk);
+		if (!st && k->chunk < 1) st = make_status(ortInvalidArgument, "ai.netssm: attribute chunk must be positive");
+		if (st) {
+			free(k);
+			return st;
+		}
+	}
+	*out = k;
+	return NULL;
+}
+static void op_destroy(void *k) { free(k); }
+static status_t op_compute(void *k, void *ctx) {
+	kernel *kk = k;
+	return kk->op->compute(kk, ctx);
+}
+
+// ---- tensors of a kernel context ----
+
+typedef struct {
+	float *data;
+	int64_t dims[8];
+	size_t rank;
+} tensor;
+
+static status_t shape_of(const void *value, tensor *t) {
+	void *info = NULL;
+	status_t st = CALL(slotGetTensorTypeAndShape, status_t (*)(const void *, void **))(value, &info);
+	if (st) return st;
+	st = CALL(slotGetDimensionsCount, status_t (*)(const void *, size_t *))(info, &t->rank);
+	if (!st && t->rank > 8) st = make_status(ortInvalidArgument, "ai.netssm: tensor of rank over 8");
+	if (!st) st = CALL(slotGetDimensions, status_t (*)(const void *, int64_t *, size_t))(info, t->dims, t->rank);
+	CALL(slotReleaseTensorTypeAndShapeInfo, void (*)(void *))(info);
+	return st;
+}
+
+static status_t inputs(void *ctx, tensor *t, int n) {
+	for (int i = 0; i < n; i++) {
+		const void *v = NULL;
+		status_t st = CALL(slotKernelContextGetInput, status_t (*)(void *, size_t, const void **))(ctx, (size_t)i, &v);
+		if (st) return st;
+		if (!v) return make_status(ortInvalidArgument, "ai.netssm: a required input is missing");
+		if ((st = shape_of(v, &t[i]))) return st;
+		if ((st = CALL(slotGetTensorMutableData, status_t (*)(const void *, void **))(v, (void **)&t[i].data))) return st;
+	}
+	return NULL;
+}
+
+static status_t output(void *ctx, size_t i, const int64_t *dims, size_t rank, float **data) {
+	void *v = NULL;
+	status_t st = CALL(slotKernelContextGetOutput, status_t (*)(void *, size_t, const int64_t *, size_t, void **))(ctx, i, dims, rank, &v);
+	if (st) return st;
+	return CALL(slotGetTensorMutableData, status_t (*)(void *, void **))(v, (void **)data);
+}
+
+// shape_error builds a status naming the op and what is wrong.
+static status_t shape_error(const char *op, const char *what) {
+	char msg[256];
+	snprintf(msg, sizeof msg, "ai.netssm %s: %s", op, what);
+	return make_status(ortInvalidArgument, msg);
+}
+
+static int is(const tensor *t, size_t rank, const int64_t *want) {
+	if (t->rank != rank) return 0;
+	for (size_t i = 0; i < rank; i++)
+		if (t->dims[i] != want[i]) return 0;
+	return 1;
+}
+
+// ort_parallel runs a kernel's tasks on the session's intra-op thread pool,
+// so never on more threads than the session was given.
+typedef struct {
+	void *ctx;
+	status_t err;
+} par_ctx;
+
+static void ort_parallel(void *c, nss_task fn, size_t total, void *user) {
+	par_ctx *p = c;
+	if (p->err || total == 0) return;
+	if (total == 1) {
+		fn(user, 0);
+		return;
+	}
+	p->err = CALL(slotKernelContextParallelFor, status_t (*)(void *, void (*)(void *, size_t), size_t, size_t, void *))(p->ctx, fn, total, 0, user);
+}
+
+static status_t finish(par_ctx *p, int fail, const char *op) {
+	if (p->err) return p->err;
+	if (fail) return shape_error(op, "out of memory for the kernel's scratch buffers");
+	return NULL;
+}
+
+// ssd_dims checks x (B,L,H,P), dt (B,L,H), A (H), Bm and Cm (B,L,N), h0
+// (B,H,P,N): the first six inputs of both SSD ops.
+static status_t ssd_dims(const char *op, const tensor *in, int64_t chunk, nss_dims *d) {
+	if (in[0].rank != 4) return shape_error(op, "x must be (B, L, H, P)");
+	if (in[3].rank != 3) return shape_error(op, "Bm must be (B, L, N)");
+	for (int i = 0; i < 4; i++)
+		if (in[0].dims[i] > INT_MAX / 2) return shape_error(op, "x is too large");
+	if (in[3].dims[2] > INT_MAX / 2 || chunk > INT_MAX / 2) return shape_error(op, "Bm or the chunk is too large");
+	*d = (nss_dims){(int)in[0].dims[0], (int)in[0].dims[1], (int)in[0].dims[2], (int)in[0].dims[3], (int)in[3].dims[2], (int)chunk};
+	int64_t dt[3] = {d->B, d->L, d->H}, A[1] = {d->H}, bn[3] = {d->B, d->L, d->N}, st[4] = {d->B, d->H, d->P, d->N};
+	if (!is(&in[1], 3, dt)) return shape_error(op, "dt must be (B, L, H) like x");
+	if (!is(&in[2], 1, A)) return shape_error(op, "A must be (H)");
+	if (!is(&in[3], 3, bn) || !is(&in[4], 3, bn)) return shape_error(op, "Bm and Cm must be (B, L, N)");
+	if (!is(&in[5], 4, st)) return shape_error(op, "h0 must be (B, H, P, N)");
+	return NULL;
+}
+
+// SSDScan(x, dt, A, Bm, Cm, h0; chunk) → (y (B,L,H,P), final (B,H,P,N)).
+static status_t ssd_scan(void *kv, void *ctx) {
+	const kernel *k = kv;
+	tensor in[6];
+	nss_dims d;
+	status_t st = inputs(ctx, in, 6);
+	if (!st) st = ssd_dims("SSDScan", in, k->chunk, &d);
+	float *y, *final;
+	if (!st) st = output(ctx, 0, in[0].dims, 4, &y);
+	if (!st) st = output(ctx, 1, in[5].dims, 4, &final);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_ssd_fwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, y, final, ort_parallel, &p);
+	return finish(&p, fail, "SSDScan");
+}
+
+// SSDScanGrad(x, dt, A, Bm, Cm, h0, dy, dfinal; chunk) → (dx, ddt, dA, dBm, dCm, dh0).
+static status_t ssd_scan_grad(void *kv, void *ctx) {
+	const kernel *k = kv;
+	tensor in[8];
+	nss_dims d;
+	status_t st = inputs(ctx, in, 8);
+	if (!st) st = ssd_dims("SSDScanGrad", in, k->chunk, &d);
+	if (!st && !is(&in[6], 4, in[0].dims)) st = shape_error("SSDScanGrad", "dy must be shaped like x");
+	if (!st && !is(&in[7], 4, in[5].dims)) st = shape_error("SSDScanGrad", "dfinal must be shaped like h0");
+	float *out[6];
+	for (int i = 0; i < 6 && !st; i++) st = output(ctx, (size_t)i, in[i].dims, in[i].rank, &out[i]);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_ssd_bwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[6].data, in[7].data,
+				   out[0], out[1], out[2], out[3], out[4], out[5], ort_parallel, &p);
+	return finish(&p, fail, "SSDScanGrad");
+}
+
+// MixerStep(zxbcdt (B, 2·H·P+2N+H), conv (B,C,K), conv_w (C,K), conv_b (C),
+// dt_bias (H), A_log (H), D (H), norm_w (H·P), ssm (B,H,P,N)) →
+// (out (B, H·P), conv' (B,C,K), ssm' (B,H,P,N)), C = H·P + 2N.
+static status_t mixer_step(void *k, void *ctx) {
+	(void)k;
+	const char *op = "MixerStep";
+	tensor in[9];
+	status_t st = inputs(ctx, in, 9);
+	if (st) return st;
+	if (in[8].rank != 4 || in[1].rank != 3 || in[4].rank != 1) return shape_error(op, "ssm must be (B, H, P, N), conv (B, C, K), dt_bias (H)");
+	nss_step_dims d = {(int)in[8].dims[0], (int)in[8].dims[1], (int)in[8].dims[2], (int)in[8].dims[3], (int)in[1].dims[2]};
+	int64_t di = (int64_t)d.H * d.P, C = di + 2 * d.N;
+	int64_t zx[2] = {d.B, 2 * di + 2 * d.N + d.H}, conv[3] = {d.B, C, d.K}, w[2] = {C, d.K}, c1[1] = {C}, h1[1] = {d.H}, n1[1] = {di}, out[2] = {d.B, di};
+	if (d.K < 1 || !is(&in[0], 2, zx) || !is(&in[1], 3, conv) || !is(&in[2], 2, w) || !is(&in[3], 1, c1) ||
+	    !is(&in[4], 1, h1) || !is(&in[5], 1, h1) || !is(&in[6], 1, h1) || !is(&in[7], 1, n1))
+		return shape_error(op, "inputs do not agree with ssm (B, H, P, N) and conv (B, H·P+2N, K)");
+	float *o, *conv2, *ssm2;
+	if ((st = output(ctx, 0, out, 2, &o)) || (st = output(ctx, 1, conv, 3, &conv2)) || (st = output(ctx, 2, in[8].dims, 4, &ssm2))) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_mixer_step(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[6].data, in[7].data,
+				  in[8].data, o, conv2, ssm2, ort_parallel, &p);
+	return finish(&p, fail, op);
+}
+
+// ---- the domain ----
+
+#define OP(nm, nin, nout, chk, fn)                                                                                       \
+	{                                                                                                                \
+		{24, NULL, op_name, op_ep, op_float, op_inputs, op_float, op_outputs, NULL, op_destroy, op_required,    \
+		 op_required, op_mem_default, op_one, op_one, op_one, op_one, op_create, op_compute, NULL, op_start,     \
+		 op_end, op_no_pairs, op_release_pairs, op_no_pairs, op_release_pairs},                                  \
+		    nm, nin, nout, chk, fn                                                                               \
+	}
+
+static nss_op ops[] = {
+	OP("SSDScan", 6, 2, 1, ssd_scan),
+	OP("SSDScanGrad", 8, 6, 1, ssd_scan_grad),
+	OP("MixerStep", 9, 3, 0, mixer_step),
+};
+
+const char *nss_fused_op_name(int i) { return i >= 0 && i < (int)(sizeof ops / sizeof ops[0]) ? ops[i].name : NULL; }
+
+static void *domain;
+
+// error_text turns a status into a malloc'd message and releases it.
+static char *error_text(status_t st) {
+	const char *msg = CALL(slotGetErrorMessage, const char *(*)(status_t))(st);
+	char *out = strdup(msg ? msg : "unknown error");
+	CALL(slotReleaseStatus, void (*)(status_t))(st);
+	return out;
+}
+
+// nss_fused_register adds the domain to session options (OrtSessionOptions*)
+// of the ONNX Runtime library at path; it returns NULL or a malloc'd error.
+char *nss_fused_register(const char *path, void *options) {
+	if (!api) {
+		void *h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+		if (!h) return strdup("the ONNX Runtime library is not loaded");
+		typedef struct {
+			const void *(*GetApi)(uint32_t);
+			const char *(*GetVersionString)(void);
+		} base_t;
+		const base_t *(*get)(void) = (const base_t *(*)(void))dlsym(h, "OrtGetApiBase");
+		if (!get) return strdup("the library has no OrtGetApiBase");
+		api = (void *const *)get()->GetApi(24);
+		if (!api) return strdup("the library does not serve C API version 24");
+	}
+	if (!domain) {
+		status_t st = CALL(slotCreateCustomOpDomain, status_t (*)(const char *, void **))("ai.netssm", &domain);
+		if (st) return error_text(st);
+		for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+			st = CALL(slotCustomOpDomainAdd, status_t (*)(void *, const void *))(domain, &ops[i].ort);
+			if (st) return error_text(st);
+		}
+	}
+	status_t st = CALL(slotAddCustomOpDomain, status_t (*)(void *, void *))(options, domain);
+	return st ? error_text(st) : NULL;
+}

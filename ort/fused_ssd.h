@@ -1,0 +1,529 @@
+// The SSD scan kernels of netssm's custom-op domain, written once for a real
+// type: fused_kernels.c includes this file twice, with REAL = float (the
+// kernels ONNX Runtime runs) and REAL = double (the float64 form the tests
+// check against finite differences). SUF names the instance, EXPR its exp.
+//
+// Shapes (row-major): x (B,L,H,P), dt (B,L,H), A (H), Bm and Cm (B,L,N),
+// states (B,H,P,N). One group: every head reads the same Bm and Cm.
+//
+// The scan works chunk by chunk (chunk length Q, the last chunk shorter when
+// Q does not divide L), in three passes that never hold a (Q × Q) matrix per
+// head and chunk at once:
+//   1. per (batch, chunk): CB[t][s] = Cm_t·Bm_s (shared by the heads);
+//   2. per (batch, head): the state entering each chunk, by the recurrence
+//      between chunks (H_{c+1} = exp(a_c)·H_c + S_c);
+//   3. per (batch, chunk): every head's outputs (forward), or its gradients
+//      (backward, which also runs an adjoint pass between chunks in 2).
+// Inside a task each chunk's (Q × Q) decay matrix lives in one scratch
+// buffer, so the working set is a few chunk-sized blocks. States are kept
+// transposed, (N, P), inside the kernels so that every inner loop is an axpy
+// over P or N that the compiler vectorises.
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SUF)
+
+// ssd_args holds every pointer and size of one call.
+typedef struct {
+	nss_dims d;
+	const REAL *x, *dt, *A, *Bm, *Cm, *h0, *dy, *dfinal;
+	REAL *y, *final;
+	REAL *dx, *ddt, *dA, *dBm, *dCm, *dh0;
+	REAL *cb;     // (B, nc, Q, Q): CB of every chunk (lower triangle)
+	REAL *states; // (B, H, nc, N, P): state entering each chunk
+	REAL *adj;    // (B, H, nc, N, P): adjoint of the state leaving each chunk
+	REAL *dApart; // (B, nc, H): dA of each chunk, summed afterwards
+	int fail;     // set by a task whose scratch allocation failed
+} FN(ssd_args);
+
+static inline size_t FN(chunk_len)(const nss_dims *d, int c) {
+	int q = d->L - c * d->Q;
+	return (size_t)(q < d->Q ? q : d->Q);
+}
+
+// gemm adds A·B to C: C[i·ldc + j] += Σ_k A(i, k)·B[k·ldb + j] for i < M,
+// j < Nn, k < K, where A(i, k) = A[i·ars + k·acs] (so A may be read
+// transposed). With tri, A is lower triangular: row i reads k ≤ i only
+// (rows are taken four at a time, so A must hold zeros above its diagonal
+// up to the next multiple of four). Blocks of 4 × 16 accumulate in
+// registers, which is what makes the scan run at matrix-product speed.
+typedef REAL FN(vec) __attribute__((vector_size(32))); // 8 floats or 4 doubles
+#define VL (sizeof(FN(vec)) / sizeof(REAL))
+
+#define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
+#define ADDV(p, v)                                 \
+	do {                                       \
+		FN(vec) c_;                        \
+		memcpy(&c_, (p), sizeof c_);       \
+		c_ += (v);                         \
+		memcpy((p), &c_, sizeof c_);       \
+	} while (0)
+
+HOT static void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t ars, size_t acs, const REAL *B,
+			 size_t ldb, REAL *C, size_t ldc, int tri) {
+	size_t i = 0;
+	for (; i + 4 <= M; i += 4) {
+		size_t kmax = tri && i + 4 < K ? i + 4 : K;
+		const REAL *a0 = A + i * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
+		REAL *c0 = C + i * ldc, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
+		size_t j = 0;
+		for (; j + 2 * VL <= Nn; j += 2 * VL) {
+			FN(vec) s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
+			for (size_t k = 0; k < kmax; k++) {
+				FN(vec) b0, b1;
+				LOADV(b0, B + k * ldb + j);
+				LOADV(b1, B + k * ldb + j + VL);
+				REAL x0 = a0[k * acs], x1 = a1[k * acs], x2 = a2[k * acs], x3 = a3[k * acs];
+				s00 += x0 * b0;
+				s01 += x0 * b1;
+				s10 += x1 * b0;
+				s11 += x1 * b1;
+				s20 += x2 * b0;
+				s21 += x2 * b1;
+				s30 += x3 * b0;
+				s31 += x3 * b1;
+			}
+			ADDV(c0 + j, s00);
+			ADDV(c0 + j + VL, s01);
+			ADDV(c1 + j, s10);
+			ADDV(c1 + j + VL, s11);
+			ADDV(c2 + j, s20);
+			ADDV(c2 + j + VL, s21);
+			ADDV(c3 + j, s30);
+			ADDV(c3 + j + VL, s31);
+		}
+		for (; j < Nn; j++) {
+			REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+			for (size_t k = 0; k < kmax; k++) {
+				REAL b = B[k * ldb + j];
+				s0 += a0[k * acs] * b;
+				s1 += a1[k * acs] * b;
+				s2 += a2[k * acs] * b;
+				s3 += a3[k * acs] * b;
+			}
+			c0[j] += s0;
+			c1[j] += s1;
+			c2[j] += s2;
+			c3[j] += s3;
+		}
+	}
+	for (; i < M; i++) {
+		size_t kmax = tri && i + 1 < K ? i + 1 : K;
+		REAL *c = C + i * ldc;
+		for (size_t k = 0; k < kmax; k++) {
+			REAL x = A[i * ars + k * acs];
+			const REAL *b = B + k * ldb;
+			for (size_t j = 0; j < Nn; j++) c[j] += x * b[j];
+		}
+	}
+}
+#undef VL
+#undef LOADV
+#undef ADDV
+
+// Pass 1: CB[t][s] = Σ_n Cm_t[n]·Bm_s[n], one (batch, chunk) per task.
+HOT static void FN(cb_task)(void *user, size_t task) {
+	FN(ssd_args) *a = user;
+	const nss_dims *d = &a->d;
+	int nc = NCHUNKS(d), b = (int)(task / nc), c = (int)(task % nc);
+	size_t q = FN(chunk_len)(d, c), N = d->N, Q = d->Q;
+	const REAL *Bm = a->Bm + ((size_t)b * d->L + (size_t)c * Q) * N;
+	const REAL *Cm = a->Cm + ((size_t)b * d->L + (size_t)c * Q) * N;
+	REAL *cb = a->cb + ((size_t)b * nc + c) * Q * Q;
+	REAL *bt = malloc(N * q * sizeof(REAL)); // Bmᵀ (N, q)
+	if (!bt) {
+		a->fail = 1;
+		return;
+	}
+	for (size_t s = 0; s < q; s++)
+		for (size_t n = 0; n < N; n++) bt[n * q + s] = Bm[s * N + n];
+	for (size_t t = 0; t < q; t++)
+		for (size_t s = 0; s < q; s++) cb[t * Q + s] = 0;
+	FN(gemm)(q, q, N, Cm, N, 1, bt, q, cb, Q, 0);
+	free(bt);
+}
+
+// chunk_acum fills acum[t] = Σ_{i≤t} dt_i·A_h inside chunk c of (b, h).
+static inline void FN(chunk_acum)(const FN(ssd_args) *a, int b, int h, int c, size_t q, REAL *acum) {
+	const nss_dims *d = &a->d;
+	const REAL *dt = a->dt + ((size_t)b * d->L + (size_t)c * d->Q) * d->H + h;
+	REAL Ah = a->A[h], run = 0;
+	for (size_t t = 0; t < q; t++) {
+		run += dt[t * d->H] * Ah;
+		acum[t] = run;
+	}
+}
+
+// chunk_xt fills xt (q, P) with X̃_t = dt_t·x_t of head h in chunk c.
+static inline void FN(chunk_xt)(const FN(ssd_args) *a, int b, int h, int c, size_t q, REAL *xt) {
+	const nss_dims *d = &a->d;
+	size_t P = d->P, H = d->H, t0 = (size_t)b * d->L + (size_t)c * d->Q;
+	for (size_t t = 0; t < q; t++) {
+		const REAL *xs = a->x + ((t0 + t) * H + h) * P;
+		REAL w = a->dt[(t0 + t) * H + h];
+		for (size_t p = 0; p < P; p++) xt[t * P + p] = w * xs[p];
+	}
+}
+
+// scaled_rows fills out (q, N) with k[t]·in_t (rows of stride N).
+static inline void FN(scaled_rows)(const REAL *in, const REAL *k, size_t q, size_t N, REAL *out) {
+	for (size_t t = 0; t < q; t++)
+		for (size_t n = 0; n < N; n++) out[t * N + n] = k[t] * in[t * N + n];
+}
+
+// chunk_decays fills e[t] = exp(acum_t) and w[t] = exp(acum_last − acum_t).
+static inline void FN(chunk_decays)(const REAL *acum, size_t q, REAL *e, REAL *w) {
+	REAL last = acum[q - 1];
+	for (size_t t = 0; t < q; t++) {
+		e[t] = EXPR(acum[t]);
+		w[t] = EXPR(last - acum[t]);
+	}
+}
+
+// Pass 2 (forward): the state entering each chunk of (b, h), and the final
+// state. S (N, P) runs through the chunks: S ← exp(a_last)·S +
+// Σ_s exp(a_last − acum_s)·Bm_s ⊗ X̃_s.
+HOT static void FN(states_task)(void *user, size_t task) {
+	FN(ssd_args) *a = user;
+	const nss_dims *d = &a->d;
+	int nc = NCHUNKS(d), b = (int)(task / d->H), h = (int)(task % d->H);
+	size_t P = d->P, N = d->N, Q = d->Q, NP = N * P;
+	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
+	REAL *xt = malloc(Q * P * sizeof(REAL)), *bw = malloc(Q * N * sizeof(REAL)), *S = malloc(NP * sizeof(REAL));
+	if (!acum || !e || !w || !xt || !bw || !S) {
+		a->fail = 1;
+		goto out;
+	}
+	const REAL *h0 = a->h0 + task * NP; // (P, N)
+	for (size_t p = 0; p < P; p++)
+		for (size_t n = 0; n < N; n++) S[n * P + p] = h0[p * N + n];
+	for (int c = 0; c < nc; c++) {
+		memcpy(a->states + (task * nc + c) * NP, S, NP * sizeof(REAL));
+		size_t q = FN(chunk_len)(d, c);
+		FN(chunk_acum)(a, b, h, c, q, acum);
+		FN(chunk_xt)(a, b, h, c, q, xt);
+		FN(chunk_decays)(acum, q, e, w);
+		REAL el = e[q - 1];
+		for (size_t i = 0; i < NP; i++) S[i] *= el;
+		FN(scaled_rows)(a->Bm + ((size_t)b * d->L + (size_t)c * Q) * N, w, q, N, bw);
+		FN(gemm)(N, P, q, bw, 1, N, xt, P, S, P, 0); // S += (w·Bm)ᵀ·X̃
+	}
+	if (a->final) {
+		REAL *f = a->final + task * NP;
+		for (size_t p = 0; p < P; p++)
+			for (size_t n = 0; n < N; n++) f[p * N + n] = S[n * P + p];
+	}
+out:
+	free(acum);
+	free(e);
+	free(w);
+	free(xt);
+	free(bw);
+	free(S);
+}
+
+// decay_rows fills lm[t][s] = exp(acum_t − acum_s)·(cb ? cb[t][s] : 1) for
+// s ≤ t and 0 for t < s < q.
+static inline void FN(decay_rows)(const REAL *acum, const REAL *cb, size_t q, size_t Q, REAL *lm) {
+	for (size_t t = 0; t < q; t++) {
+		REAL at = acum[t];
+		REAL *row = lm + t * Q;
+		for (size_t s = 0; s <= t; s++) row[s] = EXPR(at - acum[s]);
+		if (cb)
+			for (size_t s = 0; s <= t; s++) row[s] *= cb[t * Q + s];
+		for (size_t s = t + 1; s < q; s++) row[s] = 0;
+	}
+}
+
+// Pass 3 (forward): y_t = Σ_{s≤t} CB[t][s]·exp(acum_t − acum_s)·X̃_s +
+// exp(acum_t)·Sᵀ·Cm_t for every head, one (batch, chunk) per task.
+HOT static void FN(out_task)(void *user, size_t task) {
+	FN(ssd_args) *a = user;
+	const nss_dims *d = &a->d;
+	int nc = NCHUNKS(d), b = (int)(task / nc), c = (int)(task % nc);
+	size_t q = FN(chunk_len)(d, c), P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P;
+	size_t t0 = (size_t)b * d->L + (size_t)c * Q;
+	const REAL *cb = a->cb + ((size_t)b * nc + c) * Q * Q;
+	const REAL *Cm = a->Cm + t0 * N;
+	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
+	REAL *xt = malloc(Q * P * sizeof(REAL)), *m = malloc(Q * Q * sizeof(REAL)), *ce = malloc(Q * N * sizeof(REAL));
+	if (!acum || !e || !w || !xt || !m || !ce) {
+		a->fail = 1;
+		goto out;
+	}
+	for (size_t h = 0; h < H; h++) {
+		FN(chunk_acum)(a, b, (int)h, c, q, acum);
+		FN(chunk_xt)(a, b, (int)h, c, q, xt);
+		FN(chunk_decays)(acum, q, e, w);
+		FN(decay_rows)(acum, cb, q, Q, m);
+		FN(scaled_rows)(Cm, e, q, N, ce);
+		const REAL *S = a->states + (((size_t)b * H + h) * nc + c) * NP;
+		REAL *y = a->y + (t0 * H + h) * P; // rows of stride H·P
+		for (size_t t = 0; t < q; t++)
+			for (size_t p = 0; p < P; p++) y[t * H * P + p] = 0;
+		FN(gemm)(q, P, q, m, Q, 1, xt, P, y, H * P, 1); // inside the chunk
+		FN(gemm)(q, P, N, ce, N, 1, S, P, y, H * P, 0); // from the state entering it
+	}
+out:
+	free(acum);
+	free(e);
+	free(w);
+	free(xt);
+	free(m);
+	free(ce);
+}
+
+// Backward pass 2b: the adjoint of the state leaving each chunk of (b, h),
+// walking the chunks backwards: G_leaving(c−1) = exp(a_last)·G +
+// Σ_t exp(acum_t)·Cm_t ⊗ dy_t, from G_leaving(last) = dfinal; dh0 is the
+// adjoint entering chunk 0.
+HOT static void FN(adjoint_task)(void *user, size_t task) {
+	FN(ssd_args) *a = user;
+	const nss_dims *d = &a->d;
+	int nc = NCHUNKS(d), b = (int)(task / d->H), h = (int)(task % d->H);
+	size_t P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P;
+	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
+	REAL *ce = malloc(Q * N * sizeof(REAL)), *G = malloc(NP * sizeof(REAL));
+	if (!acum || !e || !w || !ce || !G) {
+		a->fail = 1;
+		goto out;
+	}
+	const REAL *df = a->dfinal + task * NP;
+	for (size_t p = 0; p < P; p++)
+		for (size_t n = 0; n < N; n++) G[n * P + p] = df[p * N + n];
+	for (int c = nc - 1; c >= 0; c--) {
+		memcpy(a->adj + (task * nc + c) * NP, G, NP * sizeof(REAL));
+		size_t q = FN(chunk_len)(d, c), t0 = (size_t)b * d->L + (size_t)c * Q;
+		FN(chunk_acum)(a, b, h, c, q, acum);
+		FN(chunk_decays)(acum, q, e, w);
+		REAL el = e[q - 1];
+		for (size_t i = 0; i < NP; i++) G[i] *= el;
+		FN(scaled_rows)(a->Cm + t0 * N, e, q, N, ce);
+		FN(gemm)(N, P, q, ce, 1, N, a->dy + (t0 * H + h) * P, H * P, G, P, 0); // G += (e·Cm)ᵀ·dy
+	}
+	REAL *dh0 = a->dh0 + task * NP;
+	for (size_t p = 0; p < P; p++)
+		for (size_t n = 0; n < N; n++) dh0[p * N + n] = G[n * P + p];
+out:
+	free(acum);
+	free(e);
+	free(w);
+	free(ce);
+	free(G);
+}
+
+// transpose writes the (R, C) matrix src as (C, R).
+static inline void FN(transpose)(const REAL *src, size_t R, size_t C, REAL *dst) {
+	for (size_t r = 0; r < R; r++)
+		for (size_t c = 0; c < C; c++) dst[c * R + r] = src[r * C + c];
+}
+
+// grad_scratch is one backward task's working memory.
+typedef struct {
+	REAL *acum, *dacum, *e, *w;  // (Q)
+	REAL *xt, *xtT, *dxt, *u, *v; // (Q, P)
+	REAL *lm, *dm;                // (Q, Q)
+	REAL *SPN, *GPN;              // (P, N)
+} FN(grad_scratch);
+
+// head_grad adds head h's gradients of chunk c of batch b: dBm and dCm rows
+// (summed over heads by the caller's loop), dx, ddt, and this chunk's dA.
+HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c, size_t h) {
+	const nss_dims *d = &a->d;
+	int nc = NCHUNKS(d);
+	size_t q = FN(chunk_len)(d, c), P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P, HP = H * P;
+	size_t t0 = (size_t)b * d->L + (size_t)c * Q;
+	const REAL *cb = a->cb + ((size_t)b * nc + c) * Q * Q;
+	const REAL *Bm = a->Bm + t0 * N, *Cm = a->Cm + t0 * N, *dy = a->dy + (t0 * H + h) * P; // dy rows of stride H·P
+	REAL *dBm = a->dBm + t0 * N, *dCm = a->dCm + t0 * N;
+	const REAL *S = a->states + (((size_t)b * H + h) * nc + c) * NP; // (N, P)
+	const REAL *G = a->adj + (((size_t)b * H + h) * nc + c) * NP;    // (N, P)
+	REAL *acum = w->acum, *dacum = w->dacum, *e = w->e, *ws = w->w, *xt = w->xt, *dxt = w->dxt, *lm = w->lm, *dm = w->dm;
+	FN(chunk_acum)(a, b, (int)h, c, q, acum);
+	FN(chunk_xt)(a, b, (int)h, c, q, xt);
+	FN(chunk_decays)(acum, q, e, ws);
+	FN(decay_rows)(acum, NULL, q, Q, lm);
+	FN(transpose)(S, N, P, w->SPN);
+	FN(transpose)(G, N, P, w->GPN);
+	FN(transpose)(xt, q, P, w->xtT);
+	memset(dxt, 0, q * P * sizeof(REAL));
+	memset(dacum, 0, q * sizeof(REAL));
+
+	// Inside the chunk, y_t = Σ_s CB[t][s]·L[t][s]·X̃_s: with D = dy·X̃ᵀ and
+	// K = L ⊙ D, dX̃ = (CB ⊙ L)ᵀ·dy, dCm = K·Bm, dBm = Kᵀ·Cm, and
+	// dacum gets the row sums minus the column sums of CB ⊙ K.
+	for (size_t t = 0; t < q; t++)
+		for (size_t s = 0; s < q; s++) dm[t * Q + s] = 0;
+	FN(gemm)(q, q, P, dy, HP, 1, w->xtT, q, dm, Q, 0);
+	for (size_t t = 0; t < q; t++) {
+		REAL *kt = dm + t * Q, *lt = lm + t * Q, rowsum = 0;
+		const REAL *cbt = cb + t * Q;
+		for (size_t s = 0; s <= t; s++) {
+			kt[s] *= lt[s];           // K
+			REAL r = cbt[s] * kt[s]; // CB ⊙ K
+			rowsum += r;
+			dacum[s] -= r;
+			lt[s] *= cbt[s];          // CB ⊙ L
+		}
+		for (size_t s = t + 1; s < q; s++) kt[s] = 0;
+		dacum[t] += rowsum;
+	}
+	FN(gemm)(q, P, q, lm, 1, Q, dy, HP, dxt, P, 0);
+	FN(gemm)(q, N, q, dm, Q, 1, Bm, N, dCm, N, 1);
+	FN(gemm)(q, N, q, dm, 1, Q, Cm, N, dBm, N, 0);
+
+	// From the state entering the chunk, y_t += e_t·Sᵀ·Cm_t: dCm_t +=
+	// e_t·S·dy_t, dacum_t += e_t·dy_t·(Sᵀ·Cm_t).
+	REAL *u = w->u, *v = w->v;
+	for (size_t t = 0; t < q; t++)
+		for (size_t p = 0; p < P; p++) v[t * P + p] = e[t] * dy[t * HP + p];
+	FN(gemm)(q, N, P, v, P, 1, w->SPN, N, dCm, N, 0);
+	memset(u, 0, q * P * sizeof(REAL));
+	FN(gemm)(q, P, N, Cm, N, 1, S, P, u, P, 0);
+	for (size_t t = 0; t < q; t++) {
+		REAL dot = 0;
+		for (size_t p = 0; p < P; p++) dot += v[t * P + p] * u[t * P + p];
+		dacum[t] += dot;
+	}
+
+	// Into the state leaving the chunk, e_last·S + Σ_s w_s·Bm_s ⊗ X̃_s: with
+	// U = Bm·G, dX̃_s += w_s·U_s, dBm_s += w_s·G·X̃_s, and w_s·X̃_s·U_s moves
+	// from dacum_s to dacum_last.
+	memset(u, 0, q * P * sizeof(REAL));
+	FN(gemm)(q, P, N, Bm, N, 1, G, P, u, P, 0);
+	REAL moved = 0;
+	for (size_t s = 0; s < q; s++) {
+		REAL dot = 0;
+		for (size_t p = 0; p < P; p++) {
+			dot += xt[s * P + p] * u[s * P + p];
+			dxt[s * P + p] += ws[s] * u[s * P + p];
+			v[s * P + p] = ws[s] * xt[s * P + p];
+		}
+		moved += ws[s] * dot;
+		dacum[s] -= ws[s] * dot;
+	}
+	dacum[q - 1] += moved;
+	FN(gemm)(q, N, P, v, P, 1, w->GPN, N, dBm, N, 0);
+	REAL gs = 0;
+	for (size_t i = 0; i < NP; i++) gs += G[i] * S[i];
+	dacum[q - 1] += e[q - 1] * gs;
+
+	// acum is a cumulative sum of dt·A: reverse cumulative sum, then the chain
+	// through X̃ = dt·x and Ã = dt·A.
+	REAL Ah = a->A[h], run = 0, dA = 0;
+	for (size_t t = q; t-- > 0;) {
+		run += dacum[t];
+		size_t i = (t0 + t) * H + h;
+		const REAL *xs = a->x + i * P, *dxs = dxt + t * P;
+		REAL *dxo = a->dx + i * P, dtt = a->dt[i], xd = 0;
+		for (size_t p = 0; p < P; p++) {
+			dxo[p] = dtt * dxs[p];
+			xd += xs[p] * dxs[p];
+		}
+		a->ddt[i] = xd + Ah * run;
+		dA += dtt * run;
+	}
+	a->dApart[((size_t)b * nc + c) * H + h] = dA;
+}
+
+// Backward pass 3: every head's gradients of one (batch, chunk).
+HOT static void FN(grad_task)(void *user, size_t task) {
+	FN(ssd_args) *a = user;
+	const nss_dims *d = &a->d;
+	int nc = NCHUNKS(d), b = (int)(task / nc), c = (int)(task % nc);
+	size_t q = FN(chunk_len)(d, c), P = d->P, N = d->N, Q = d->Q, NP = N * P;
+	size_t t0 = (size_t)b * d->L + (size_t)c * Q;
+	FN(grad_scratch) w = {
+		malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)),
+		malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)),
+		malloc(Q * Q * sizeof(REAL)), malloc(Q * Q * sizeof(REAL)),
+		malloc(NP * sizeof(REAL)), malloc(NP * sizeof(REAL)),
+	};
+	if (!w.acum || !w.dacum || !w.e || !w.w || !w.xt || !w.xtT || !w.dxt || !w.u || !w.v || !w.lm || !w.dm || !w.SPN || !w.GPN) {
+		a->fail = 1;
+		goto out;
+	}
+	memset(a->dBm + t0 * N, 0, q * N * sizeof(REAL));
+	memset(a->dCm + t0 * N, 0, q * N * sizeof(REAL));
+	for (size_t h = 0; h < (size_t)d->H; h++) FN(head_grad)(a, &w, b, c, h);
+out:
+	free(w.acum);
+	free(w.dacum);
+	free(w.e);
+	free(w.w);
+	free(w.xt);
+	free(w.xtT);
+	free(w.dxt);
+	free(w.u);
+	free(w.v);
+	free(w.lm);
+	free(w.dm);
+	free(w.SPN);
+	free(w.GPN);
+}
+
+// ssd_alloc makes the buffers shared by the passes; 0 on success.
+static int FN(ssd_alloc)(FN(ssd_args) *a, int backward) {
+	const nss_dims *d = &a->d;
+	size_t nc = NCHUNKS(d), B = d->B, H = d->H, Q = d->Q, NP = (size_t)d->N * d->P;
+	a->cb = malloc(B * nc * Q * Q * sizeof(REAL));
+	a->states = malloc(B * H * nc * NP * sizeof(REAL));
+	if (backward) {
+		a->adj = malloc(B * H * nc * NP * sizeof(REAL));
+		a->dApart = malloc(B * nc * H * sizeof(REAL));
+	}
+	return !a->cb || !a->states || (backward && (!a->adj || !a->dApart));
+}
+
+static void FN(ssd_free)(FN(ssd_args) *a) {
+	free(a->cb);
+	free(a->states);
+	free(a->adj);
+	free(a->dApart);
+}
+
+// nss_ssd_fwd: y (B,L,H,P) without the D·x skip, and the final state (B,H,P,N)
+// (final may be NULL). Returns 0, or 1 when memory ran out.
+int FN(nss_ssd_fwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL *A, const REAL *Bm,
+		    const REAL *Cm, const REAL *h0, REAL *y, REAL *final, nss_par par, void *ctx) {
+	FN(ssd_args) a = {.d = *d, .x = x, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .h0 = h0, .y = y, .final = final};
+	if (d->L == 0 || FN(ssd_alloc)(&a, 0)) {
+		FN(ssd_free)(&a);
+		return d->L == 0 ? 0 : 1;
+	}
+	size_t nc = NCHUNKS(d);
+	par(ctx, FN(cb_task), d->B * nc, &a);
+	par(ctx, FN(states_task), (size_t)d->B * d->H, &a);
+	par(ctx, FN(out_task), d->B * nc, &a);
+	FN(ssd_free)(&a);
+	return a.fail;
+}
+
+// nss_ssd_bwd: the gradients of nss_ssd_fwd's (y, final) with respect to x,
+// dt, A, Bm, Cm and h0, given dy and dfinal, recomputing inside chunks.
+int FN(nss_ssd_bwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL *A, const REAL *Bm,
+		    const REAL *Cm, const REAL *h0, const REAL *dy, const REAL *dfinal, REAL *dx, REAL *ddt,
+		    REAL *dA, REAL *dBm, REAL *dCm, REAL *dh0, nss_par par, void *ctx) {
+	FN(ssd_args) a = {.d = *d, .x = x, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .h0 = h0, .dy = dy,
+			  .dfinal = dfinal, .dx = dx, .ddt = ddt, .dA = dA, .dBm = dBm, .dCm = dCm, .dh0 = dh0};
+	for (int h = 0; h < d->H; h++) dA[h] = 0;
+	if (d->L == 0) {
+		memcpy(dh0, dfinal, (size_t)d->B * d->H * d->P * d->N * sizeof(REAL));
+		return 0;
+	}
+	if (FN(ssd_alloc)(&a, 1)) {
+		FN(ssd_free)(&a);
+		return 1;
+	}
+	size_t nc = NCHUNKS(d);
+	par(ctx, FN(cb_task), d->B * nc, &a);
+	par(ctx, FN(states_task), (size_t)d->B * d->H, &a);
+	par(ctx, FN(adjoint_task), (size_t)d->B * d->H, &a);
+	par(ctx, FN(grad_task), d->B * nc, &a);
+	for (size_t i = 0; i < d->B * nc; i++)
+		for (int h = 0; h < d->H; h++) dA[h] += a.dApart[i * d->H + h];
+	FN(ssd_free)(&a);
+	return a.fail;
+}
+
+#undef FN
