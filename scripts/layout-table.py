@@ -6,22 +6,31 @@ the output of scripts/layout-bench.sh.
     python3 scripts/layout-table.py V1_DIR FLOW_DIR BENCH.txt
 
 Each work directory gives: train.txt (the final validation line: held-out
-bits per packet over every held-out token), report/metrics.json (eval of the
+bits per packet over every held-out token; or fullval.txt, see val_bits),
+report/metrics.json (eval of the
 sampled traffic against the held-out captures, with --train for verbatim
 headers)."""
 import json
+import math
 import re
 import statistics
 import sys
 
 
 def val_bits(d):
+    """Held-out bits per packet over every held-out token: train's final
+    validation line, or else `netssm-cli train loss-by-offset --tokens 0`'s
+    output saved as fullval.txt (nats/token times the tokens it scored, over
+    the held-out packets of dataset-heldout.txt)."""
     try:
-        txt = open(f"{d}/train.txt").read()
-    except OSError:
+        m = re.search(r"validation loss ([\d.]+) nats/token \(([\d.]+) bits/packet\)", open(f"{d}/train.txt").read())
+        if m:
+            return float(m.group(2))
+        m = re.search(r": (\d+) tokens, ([\d.]+) nats/token", open(f"{d}/fullval.txt").read())
+        pk = re.search(r"(\d+) packets", open(f"{d}/dataset-heldout.txt").read())
+        return float(m.group(2)) * int(m.group(1)) / int(pk.group(1)) / math.log(2)
+    except (OSError, AttributeError):
         return None
-    m = re.search(r"validation loss ([\d.]+) nats/token \(([\d.]+) bits/packet\)", txt)
-    return float(m.group(2)) if m else None
 
 
 def metrics(d):
@@ -45,8 +54,12 @@ def bench(path):
 
 
 def flows(m, side, label=None):
-    fs = m["flow_structure"][side]
-    return fs["pooled"] if label is None else fs["per_label"][label]
+    fs = m["flow_structure"]
+    return fs["pooled"][side] if label is None else fs["per_label"][label][side]
+
+
+def share(x):
+    return x["value"] if isinstance(x, dict) else x
 
 
 def main():
@@ -72,21 +85,21 @@ def main():
     row("generation packets/s, batch 32", lambda l: B[(l, "generate batch 32")], "{:.1f}", "flow ≥ 2× v1")
     row("pooled mean JSD", lambda l: M[l]["fidelity"]["pooled"]["mean_jsd"], "{:.3f}", "≤ 0.15")
     row("TSTR/TRTR accuracy", lambda l: M[l]["utility"]["tstr_to_trtr_accuracy"], "{:.2f}", "≥ 0.9")
-    row("verbatim training headers", lambda l: M[l]["privacy"]["synth_header_verbatim"], "{:.3f}", "≤ 0.05")
+    row("verbatim training headers", lambda l: share(M[l]["privacy"]["synth_header_verbatim"]), "{:.3f}", "≤ 0.05")
     row("TCP flows with monotone sequence numbers", lambda l: M[l]["compliance"]["synth"]["tcp_flows_seq_monotone"]["value"], "{:.3f}", "≥ 0.9 (real: {:.3f})".format(M["flow"]["compliance"]["real"]["tcp_flows_seq_monotone"]["value"]))
     row("TCP flag sets valid", lambda l: check(M[l], "tcp_flags_valid"), "{:.4f}", "1")
-    row("tshark malformed frames", lambda l: M[l]["malformed"]["synth"]["pooled"]["value"], "{:.4f}", "0 (real: {:.4f})".format(M["flow"]["malformed"]["real"]["pooled"]["value"]))
+    row("tshark malformed frames", lambda l: M[l]["malformed"]["synth"]["frames"]["value"], "{:.4f}", "0 (real: {:.4f})".format(M["flow"]["malformed"]["real"]["frames"]["value"]))
     real = flows(M["flow"], "real")
     row("flows per 500 packets", lambda l: flows(M[l], "synth")["flows_per_window"], "{:.1f}", f"within 1.5× of real {real['flows_per_window']:.1f}")
     row("IP addresses per 500 packets", lambda l: flows(M[l], "synth")["addresses_per_window"], "{:.1f}", f"within 1.5× of real {real['addresses_per_window']:.1f}")
     row("TCP packets per TCP flow", lambda l: flows(M[l], "synth")["tcp_packets_per_tcp_flow"], "{:.1f}", f"≥ 10 (real {real['tcp_packets_per_tcp_flow']:.1f})")
-    row("single-packet flows", lambda l: flows(M[l], "synth")["single_packet_flows"], "{:.3f}", f"within 0.10 of real {real['single_packet_flows']:.3f}")
+    row("single-packet flows", lambda l: share(flows(M[l], "synth")["single_packet_flows"]), "{:.3f}", f"within 0.10 of real {share(real['single_packet_flows']):.3f}")
     row("labels closest to their own real label", lambda l: "{} of {}".format(M[l]["label_confusion"]["own_closest"], M[l]["label_confusion"]["compared"]), "{}", "all")
     print("| | v1 | flow | target |\n|---|---|---|---|")
     print("\n".join(rows))
     print("\nPer label, flows / IP addresses per 500 packets and TCP packets per TCP flow (real | v1 | flow):\n")
     print("| label | real | v1 | flow |\n|---|---|---|---|")
-    for label in sorted(M["flow"]["flow_structure"]["real"]["per_label"]):
+    for label in sorted(M["flow"]["flow_structure"]["per_label"]):
         cells = []
         for src, side in ((M["flow"], "real"), (M["v1"], "synth"), (M["flow"], "synth")):
             try:

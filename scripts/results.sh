@@ -12,12 +12,15 @@
 #   shared  scripts/shared-results.sh (../shared/data; 30 minutes of training; LAYOUT, default v1)
 #   bench   scripts/bench-vs-torch.sh (needs ../shared/bench/torch_ref and python3-torch)
 #   long    scripts/long-sample.sh on the shared run's model (after shared)
+#   layouts the flow layout against v1: scripts/shared-results.sh with LAYOUT=v1
+#           and LAYOUT=flow (THREADS=1 each, side by side), scripts/layout-bench.sh,
+#           scripts/layout-table.py; a work directory whose report exists is reused
 # Needs jq. WORK_DIR defaults to results-work.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="results-work"
-if [ $# -gt 0 ] && [[ "$1" != demo && "$1" != shared && "$1" != bench && "$1" != long ]]; then work="$1"; shift; fi
-[ $# -gt 0 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+if [ $# -gt 0 ] && [[ "$1" != demo && "$1" != shared && "$1" != bench && "$1" != long && "$1" != layouts ]]; then work="$1"; shift; fi
+[ $# -gt 0 ] || { sed -n '2,19p' "$0" >&2; exit 2; }
 command -v jq >/dev/null || { echo "results.sh needs jq" >&2; exit 1; }
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
@@ -114,10 +117,32 @@ section_long() {
   replace long "$body"
 }
 
+section_layouts() {
+  local out="$work/layouts" body="$work/layouts.md" l
+  mkdir -p "$out"
+  for l in v1 flow; do
+    [ -f "$out/$l/report/metrics.json" ] || LAYOUT=$l THREADS=1 "$repo/scripts/shared-results.sh" "$out/$l" 30m > "$out/$l.log" 2>&1 &
+  done
+  wait
+  [ -f "$out/bench.txt" ] || "$repo/scripts/layout-bench.sh" "$out/v1" "$out/flow" 1 > "$out/bench.txt"
+  {
+    header layouts "The flow layout against v1 (shared captures, small preset, 30 minutes each, one core each)" \
+      "scripts/results.sh DIR layouts (LAYOUT=v1|flow THREADS=1 scripts/shared-results.sh, scripts/layout-bench.sh, scripts/layout-table.py)"
+    python3 "$repo/scripts/layout-table.py" "$out/v1" "$out/flow" "$out/bench.txt"
+    echo
+    echo "Training steps reached: v1 $(jq -s 'map(.step) | max' "$out/v1/run/metrics.jsonl"), flow $(jq -s 'map(.step) | max' "$out/flow/run/metrics.jsonl")."
+    echo
+    echo '```'
+    cat "$out/bench.txt"
+    echo '```'
+  } > "$body"
+  replace layouts "$body"
+}
+
 for s in "$@"; do
   case "$s" in
-    demo | shared | bench | long) "section_$s" ;;
-    *) echo "unknown section $s (demo, shared, bench, long)" >&2; exit 2 ;;
+    demo | shared | bench | long | layouts) "section_$s" ;;
+    *) echo "unknown section $s (demo, shared, bench, long, layouts)" >&2; exit 2 ;;
   esac
 done
 echo "updated $doc"
