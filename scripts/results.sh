@@ -132,6 +132,7 @@ section_layouts() {
     echo
     echo "Training steps reached: v1 $(jq -s 'map(.step) | max' "$out/v1/run/metrics.jsonl"), flow $(jq -s 'map(.step) | max' "$out/flow/run/metrics.jsonl")."
     echo
+    [ -n "${NOTE:-}" ] && { echo "$NOTE"; echo; }
     echo '```'
     cat "$out/bench.txt"
     echo '```'
