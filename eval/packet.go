@@ -23,8 +23,8 @@ const (
 	flagPSH = tokenizer.TCPFlagPSH
 	flagACK = tokenizer.TCPFlagACK
 	flagURG = tokenizer.TCPFlagURG
-	flagECE = uint8(0x40)
-	flagCWR = uint8(0x80)
+	flagECE = tokenizer.TCPFlagECE
+	flagCWR = tokenizer.TCPFlagCWR
 )
 
 // Status bits of a parsed packet: what held when its header was read.

@@ -2,8 +2,6 @@ package tokenizer_test
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"math/rand/v2"
 	"testing"
 
@@ -16,30 +14,15 @@ import (
 // encodeFile encodes a capture's IP packets as one trace under spec sp.
 func encodeFile(t testing.TB, sp *tokenizer.Spec, file string) tokenizer.Trace {
 	t.Helper()
-	r, err := capture.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
 	enc, err := sp.NewEncoder(sp.Labels[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		p, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if p.IP == nil {
-			continue
-		}
+	eachIPPacket(t, file, func(p capture.Packet) {
 		if err := enc.Add(p.Timestamp, p.IPWireLen(), p.IP); err != nil {
 			t.Fatalf("%s packet %d: %v", file, p.Index, err)
 		}
-	}
+	})
 	return enc.Finish()
 }
 

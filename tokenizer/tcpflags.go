@@ -8,6 +8,8 @@ const (
 	TCPFlagPSH uint8 = 0x08
 	TCPFlagACK uint8 = 0x10
 	TCPFlagURG uint8 = 0x20
+	TCPFlagECE uint8 = 0x40
+	TCPFlagCWR uint8 = 0x80
 )
 
 // TCPFlagsValid reports whether a TCP flag byte is one a real stack sends:

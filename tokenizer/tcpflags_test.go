@@ -13,18 +13,6 @@ import (
 	"github.com/netssm/netssm/tokenizer"
 )
 
-// TCP flag sets by name, for the tests below.
-const (
-	fFIN = tokenizer.TCPFlagFIN
-	fSYN = tokenizer.TCPFlagSYN
-	fRST = tokenizer.TCPFlagRST
-	fPSH = tokenizer.TCPFlagPSH
-	fACK = tokenizer.TCPFlagACK
-	fURG = tokenizer.TCPFlagURG
-	fECE = uint8(0x40)
-	fCWR = uint8(0x80)
-)
-
 // tcpSegment builds an IPv4 or IPv6 TCP segment with the given flag byte,
 // TCP options (MSS, SACK-permitted, timestamps) and payload, checksums
 // computed.
@@ -32,8 +20,8 @@ func tcpSegment(t *testing.T, v6 bool, flags uint8, payload int) []byte {
 	t.Helper()
 	tcp := &layers.TCP{
 		SrcPort: 51512, DstPort: 443, Seq: 1_000_000, Ack: 2_000_000, Window: 64240,
-		FIN: flags&fFIN != 0, SYN: flags&fSYN != 0, RST: flags&fRST != 0, PSH: flags&fPSH != 0,
-		ACK: flags&fACK != 0, URG: flags&fURG != 0, ECE: flags&fECE != 0, CWR: flags&fCWR != 0,
+		FIN: flags&tokenizer.TCPFlagFIN != 0, SYN: flags&tokenizer.TCPFlagSYN != 0, RST: flags&tokenizer.TCPFlagRST != 0, PSH: flags&tokenizer.TCPFlagPSH != 0,
+		ACK: flags&tokenizer.TCPFlagACK != 0, URG: flags&tokenizer.TCPFlagURG != 0, ECE: flags&tokenizer.TCPFlagECE != 0, CWR: flags&tokenizer.TCPFlagCWR != 0,
 		Options: []layers.TCPOption{
 			{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{5, 0xb4}},
 			{OptionType: layers.TCPOptionKindSACKPermitted, OptionLength: 2},
@@ -112,7 +100,7 @@ func checkTCPFlagsByteFollowsTCPFlagsValid(t *testing.T, g *tokenizer.Grammar) {
 func TestWellFormedTCPFlagsByteFollowsTCPFlagsValid(t *testing.T) {
 	sp := timingOff(t)
 	for _, v6 := range []bool{false, true} {
-		g, _ := grammarAtTCPFlags(t, sp, tcpSegment(t, v6, fACK, 30), true)
+		g, _ := grammarAtTCPFlags(t, sp, tcpSegment(t, v6, tokenizer.TCPFlagACK, 30), true)
 		checkTCPFlagsByteFollowsTCPFlagsValid(t, g)
 	}
 }
@@ -122,7 +110,7 @@ func TestWellFormedTCPFlagsByteFollowsTCPFlagsValid(t *testing.T) {
 // (the well-formed rules) is held to TCPFlagsValid.
 func TestStructuralGrammarTakesAnyTCPFlags(t *testing.T) {
 	sp := timingOff(t)
-	g, _ := grammarAtTCPFlags(t, sp, tcpSegment(t, false, fACK, 30), false)
+	g, _ := grammarAtTCPFlags(t, sp, tcpSegment(t, false, tokenizer.TCPFlagACK, 30), false)
 	mask := g.Allowed(nil)
 	for b := range 256 {
 		if !mask[b] {
@@ -142,12 +130,12 @@ func TestValidTCPFlagsListsTCPFlagsValid(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("ValidTCPFlags() = %x, want %x", got, want)
 	}
-	for _, f := range []uint8{fSYN, fSYN | fACK, fACK, fPSH | fACK, fFIN | fACK, fRST, fRST | fACK, fSYN | fECE | fCWR, fACK | fECE} {
+	for _, f := range []uint8{tokenizer.TCPFlagSYN, tokenizer.TCPFlagSYN | tokenizer.TCPFlagACK, tokenizer.TCPFlagACK, tokenizer.TCPFlagPSH | tokenizer.TCPFlagACK, tokenizer.TCPFlagFIN | tokenizer.TCPFlagACK, tokenizer.TCPFlagRST, tokenizer.TCPFlagRST | tokenizer.TCPFlagACK, tokenizer.TCPFlagSYN | tokenizer.TCPFlagECE | tokenizer.TCPFlagCWR, tokenizer.TCPFlagACK | tokenizer.TCPFlagECE} {
 		if !slices.Contains(got, f) {
 			t.Errorf("%#02x, sent by every stack, is not valid", f)
 		}
 	}
-	for _, f := range []uint8{0, fFIN, fPSH, fSYN | fFIN, fSYN | fRST, fFIN | fRST | fACK, fECE | fCWR, fFIN | fPSH | fURG} {
+	for _, f := range []uint8{0, tokenizer.TCPFlagFIN, tokenizer.TCPFlagPSH, tokenizer.TCPFlagSYN | tokenizer.TCPFlagFIN, tokenizer.TCPFlagSYN | tokenizer.TCPFlagRST, tokenizer.TCPFlagFIN | tokenizer.TCPFlagRST | tokenizer.TCPFlagACK, tokenizer.TCPFlagECE | tokenizer.TCPFlagCWR, tokenizer.TCPFlagFIN | tokenizer.TCPFlagPSH | tokenizer.TCPFlagURG} {
 		if slices.Contains(got, f) {
 			t.Errorf("%#02x is valid", f)
 		}
@@ -160,7 +148,7 @@ func TestValidTCPFlagsListsTCPFlagsValid(t *testing.T) {
 // same segment with an invalid flag set is refused at its flags byte.
 func TestWellFormedGrammarTakesValidTCPConnections(t *testing.T) {
 	sp := timingOff(t)
-	conn := []uint8{fSYN | fECE | fCWR, fSYN | fACK | fECE, fACK, fPSH | fACK, fACK | fECE, fPSH | fACK | fCWR, fFIN | fACK, fACK, fRST, fRST | fACK, fURG | fACK}
+	conn := []uint8{tokenizer.TCPFlagSYN | tokenizer.TCPFlagECE | tokenizer.TCPFlagCWR, tokenizer.TCPFlagSYN | tokenizer.TCPFlagACK | tokenizer.TCPFlagECE, tokenizer.TCPFlagACK, tokenizer.TCPFlagPSH | tokenizer.TCPFlagACK, tokenizer.TCPFlagACK | tokenizer.TCPFlagECE, tokenizer.TCPFlagPSH | tokenizer.TCPFlagACK | tokenizer.TCPFlagCWR, tokenizer.TCPFlagFIN | tokenizer.TCPFlagACK, tokenizer.TCPFlagACK, tokenizer.TCPFlagRST, tokenizer.TCPFlagRST | tokenizer.TCPFlagACK, tokenizer.TCPFlagURG | tokenizer.TCPFlagACK}
 	for _, v6 := range []bool{false, true} {
 		var pkts [][]byte
 		var times []time.Time
@@ -179,7 +167,7 @@ func TestWellFormedGrammarTakesValidTCPConnections(t *testing.T) {
 		if !g.Done() {
 			t.Errorf("IPv6 %v: the trace did not end", v6)
 		}
-		for _, bad := range []uint8{0, fSYN | fFIN, fSYN | fRST | fACK, fFIN | fRST | fACK, fPSH, fFIN} {
+		for _, bad := range []uint8{0, tokenizer.TCPFlagSYN | tokenizer.TCPFlagFIN, tokenizer.TCPFlagSYN | tokenizer.TCPFlagRST | tokenizer.TCPFlagACK, tokenizer.TCPFlagFIN | tokenizer.TCPFlagRST | tokenizer.TCPFlagACK, tokenizer.TCPFlagPSH, tokenizer.TCPFlagFIN} {
 			g, at := grammarAtTCPFlags(t, sp, tcpSegment(t, v6, bad, 10), true)
 			if err := g.Advance(uint16(bad)); err == nil {
 				t.Errorf("IPv6 %v: flags %#02x at byte %d accepted", v6, bad, at)

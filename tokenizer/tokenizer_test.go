@@ -306,33 +306,40 @@ func grammarAcceptsMask(sp *tokenizer.Spec, toks []uint16, withMask bool) error 
 func eachWholePacket(t *testing.T, sp *tokenizer.Spec, files []string, fn func(file string, index int, tr tokenizer.Trace)) (short int) {
 	t.Helper()
 	for _, f := range files {
-		r, err := capture.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for {
-			p, err := r.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p.IP == nil {
-				continue
-			}
+		eachIPPacket(t, f, func(p capture.Packet) {
 			enc, _ := sp.NewEncoder(sp.Labels[0])
 			enc.Add(p.Timestamp, p.IPWireLen(), p.IP)
 			tr := enc.Finish()
 			if tr.Stats.Truncated > 0 || tr.Stats.Malformed > 0 {
 				short++
-				continue
+				return
 			}
 			fn(f, p.Index, tr)
-		}
-		r.Close()
+		})
 	}
 	return short
+}
+
+// eachIPPacket calls fn with every IP packet of a capture file.
+func eachIPPacket(t testing.TB, file string, fn func(p capture.Packet)) {
+	t.Helper()
+	r, err := capture.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for {
+		p, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if p.IP != nil {
+			fn(p)
+		}
+	}
 }
 
 // checkCaptures checks the grammar accepts each packet of the files whose
