@@ -36,6 +36,10 @@ func flowAndV1(t testing.TB) (flow, v1 *tokenizer.Spec) {
 // packets and tokens of each layout.
 func checkFlowRoundTrip(t *testing.T, files []string, withMask bool) (pkts, flowToks, v1Toks int) {
 	flow, v1 := flowAndV1(t)
+	return checkFlowRoundTripSpecs(t, flow, v1, files, withMask)
+}
+
+func checkFlowRoundTripSpecs(t *testing.T, flow, v1 *tokenizer.Spec, files []string, withMask bool) (pkts, flowToks, v1Toks int) {
 	for _, f := range files {
 		ft, vt := encodeFile(t, flow, f), encodeFile(t, v1, f)
 		fd, err := flow.Decode(ft.Tokens, tokenizer.DecodeOptions{})
@@ -69,6 +73,17 @@ func checkFlowRoundTrip(t *testing.T, files []string, withMask bool) (pkts, flow
 
 func TestFlowLayoutDecodesToV1KeptBytesOnProjectCaptures(t *testing.T) {
 	checkFlowRoundTrip(t, capturetest.ProjectCaptures(t), true)
+}
+
+func TestFlowLayoutWithoutTimingOrWithChecksumsDecodesToV1KeptBytes(t *testing.T) {
+	for _, c := range []struct {
+		timing bool
+		sums   string
+	}{{false, tokenizer.ChecksumsZero}, {true, tokenizer.ChecksumsKeep}} {
+		f, v := tokenizer.FlowSpec(), tokenizer.DefaultSpec()
+		f.Timing, v.Timing, f.Checksums, v.Checksums = c.timing, c.timing, c.sums, c.sums
+		checkFlowRoundTripSpecs(t, specWith(t, f, "x"), specWith(t, v, "x"), capturetest.ProjectCaptures(t), true)
+	}
 }
 
 func TestFlowLayoutDecodesToV1KeptBytesOnSharedCaptures(t *testing.T) {
