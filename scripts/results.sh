@@ -126,7 +126,7 @@ section_layouts() {
   wait
   [ -f "$out/bench.txt" ] || "$repo/scripts/layout-bench.sh" "$out/v1" "$out/flow" 1 > "$out/bench.txt"
   {
-    header layouts "The flow layout against v1 (shared captures, small preset, 30 minutes each, one core each)" \
+    header layouts "The flow layout against v1 (shared captures, small preset, 30 minutes each, side by side)" \
       "scripts/results.sh DIR layouts (LAYOUT=v1|flow THREADS=1 scripts/shared-results.sh, scripts/layout-bench.sh, scripts/layout-table.py)"
     python3 "$repo/scripts/layout-table.py" "$out/v1" "$out/flow" "$out/bench.txt"
     echo
