@@ -243,9 +243,9 @@ func (s *Session) InputNames() []string { return s.inputs }
 // OutputNames lists the graph's outputs in order.
 func (s *Session) OutputNames() []string { return s.outputs }
 
-// modelIO reads the input and output names from the ModelProto itself
-// (inputs that are initializers excluded), without compiling a session.
-func modelIO(model []byte) (inputs, outputs []string, err error) {
+// modelGraph parses a serialized model's graph and the names of its
+// initializers (inputs that are initializers are no inputs of a Run).
+func modelGraph(model []byte) (*onnxpb.GraphProto, map[string]bool, error) {
 	var m onnxpb.ModelProto
 	if err := proto.Unmarshal(model, &m); err != nil {
 		return nil, nil, fmt.Errorf("the model is not a valid ONNX ModelProto: %w", err)
@@ -257,6 +257,16 @@ func modelIO(model []byte) (inputs, outputs []string, err error) {
 	inits := map[string]bool{}
 	for _, t := range g.GetInitializer() {
 		inits[t.GetName()] = true
+	}
+	return g, inits, nil
+}
+
+// modelIO reads the input and output names from the ModelProto itself
+// (inputs that are initializers excluded), without compiling a session.
+func modelIO(model []byte) (inputs, outputs []string, err error) {
+	g, inits, err := modelGraph(model)
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, in := range g.GetInput() {
 		if !inits[in.GetName()] {
@@ -393,18 +403,10 @@ func (s *Session) EP() string { return s.ep }
 // ModelProto itself: unlike onnxruntime_go's GetInputOutputInfoWithONNXData
 // it compiles no session, so it also works for models that use netssm's
 // custom ops. Every input and output must be a tensor of a fixed shape.
-func ModelIOInfo(model []byte) (inputs, outputs []ortgo.InputOutputInfo, err error) {
-	var m onnxpb.ModelProto
-	if err := proto.Unmarshal(model, &m); err != nil {
-		return nil, nil, fmt.Errorf("the model is not a valid ONNX ModelProto: %w", err)
-	}
-	g := m.GetGraph()
-	if g == nil {
-		return nil, nil, fmt.Errorf("the ONNX model has no graph")
-	}
-	inits := map[string]bool{}
-	for _, t := range g.GetInitializer() {
-		inits[t.GetName()] = true
+func ModelIOInfo(model []byte) (inputs, outputs []IOInfo, err error) {
+	g, inits, err := modelGraph(model)
+	if err != nil {
+		return nil, nil, err
 	}
 	info := func(v *onnxpb.ValueInfoProto) (ortgo.InputOutputInfo, error) {
 		tt := v.GetType().GetTensorType()

@@ -30,8 +30,3 @@ func NewHostTensor[T ortgo.TensorData](shape ...int64) (*HostTensor[T], error) {
 func HostTensorOf[T ortgo.TensorData](shape []int64, data []T) (*HostTensor[T], error) {
 	return ortgo.NewTensor(ortgo.NewShape(shape...), data)
 }
-
-// ModelInfo reads the inputs and outputs of a serialized ONNX model.
-func ModelInfo(model []byte) (inputs, outputs []IOInfo, err error) {
-	return ortgo.GetInputOutputInfoWithONNXData(model)
-}
