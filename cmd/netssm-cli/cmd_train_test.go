@@ -173,29 +173,20 @@ func metricLosses(t *testing.T, path string) []float64 {
 func TestFlowLayoutTrainsWithSegmentsExportsAndSamples(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "d.parquet")
-	if msg, code := runCLI(t, nil, "-q", "tokenize", "--layout", "flow", "-o", data, projectCaptures(t)); code != 0 {
-		t.Fatalf("tokenize: exit %d:\n%s", code, msg)
-	}
-	info, code := runCLI(t, nil, "dataset", "info", data)
-	if code != 0 || !strings.Contains(info, "layout flow") || !strings.Contains(info, "tokens per packet") {
-		t.Fatalf("dataset info (exit %d) does not report the flow layout and tokens per packet:\n%s", code, info)
+	runOK(t, "-q", "tokenize", "--layout", "flow", "-o", data, projectCaptures(t))
+	if info := runOK(t, "dataset", "info", data); !strings.Contains(info, "layout flow") || !strings.Contains(info, "tokens per packet") {
+		t.Fatalf("dataset info does not report the flow layout and tokens per packet:\n%s", info)
 	}
 	out := filepath.Join(dir, "run")
-	if msg, code := runCLI(t, nil, "-q", "train", "--data", data, "--val-frac", "0", "--preset", "tiny", "--ctx", "64", "--batch", "2",
-		"--segment", "128", "--eval-every", "0", "--seed", "3", "--steps", "3", "--out", out); code != 0 {
-		t.Fatalf("train: exit %d:\n%s", code, msg)
-	}
+	runOK(t, "-q", "train", "--data", data, "--val-frac", "0", "--preset", "tiny", "--ctx", "64", "--batch", "2",
+		"--segment", "128", "--eval-every", "0", "--seed", "3", "--steps", "3", "--out", out)
 	if msg, code := runCLI(t, nil, "-q", "train", "--data", data, "--remap-addresses", "--out", filepath.Join(dir, "x")); code != 2 {
 		t.Fatalf("train --remap-addresses on a flow dataset: exit %d, want 2:\n%s", code, msg)
 	}
 	bundle := filepath.Join(dir, "bundle")
-	if msg, code := runCLI(t, nil, "-q", "export", out, "-o", bundle); code != 0 {
-		t.Fatalf("export: exit %d:\n%s", code, msg)
-	}
+	runOK(t, "-q", "export", out, "-o", bundle)
 	pcap := filepath.Join(dir, "synthetic.pcap")
-	if msg, code := runCLI(t, nil, "-q", "sample", "--model", bundle, "--label", "web", "--packets", "40", "--ignore-eos", "--seed", "1", "-o", pcap); code != 0 {
-		t.Fatalf("sample: exit %d:\n%s", code, msg)
-	}
+	runOK(t, "-q", "sample", "--model", bundle, "--label", "web", "--packets", "40", "--ignore-eos", "--seed", "1", "-o", pcap)
 	r, err := capture.Open(pcap)
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,17 @@ func runCLI(t *testing.T, env []string, args ...string) (string, int) {
 	return string(out), code
 }
 
+// runOK runs the CLI and fails the test, naming the command, unless it
+// exits 0; it returns the output.
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	out, code := runCLI(t, nil, args...)
+	if code != 0 {
+		t.Fatalf("netssm-cli %s: exit %d:\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
 func TestUsageErrorsExitTwoWithHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"bogus-command"},
