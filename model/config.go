@@ -37,6 +37,15 @@ type Config struct {
 	// windows as the state "packet_history" (see PacketHistoryState). 0: off.
 	PrevPackets   int `json:"prev_packets,omitempty"`
 	PacketHistory int `json:"packet_history,omitempty"`
+	// Labels n > 0 adds a learned embedding of the trace's label to every
+	// position's input ("label.weight", (n+1, D); row 0 before any label
+	// token was read), the label being the last label token read: ids
+	// FirstLabel…FirstLabel+n−1. A trace states its label once, in its
+	// first token; without this the recurrent state must carry it across
+	// thousands of tokens. It is carried between windows as the state
+	// "label" (see LabelState). 0: off.
+	Labels     int `json:"labels,omitempty"`
+	FirstLabel int `json:"first_label,omitempty"`
 	// Kernels chooses how float32 graphs compute the SSD scan and the
 	// decoding step: KernelsStandard ("" too) in standard ONNX ops, which any
 	// ONNX runtime loads, or KernelsFused in the fused ops of netssm's own
@@ -166,6 +175,9 @@ func (c Config) Validate() error {
 	if c.PrevPackets > 0 && (c.PacketHistory < 2 || c.PacketHistory > MaxPacketHistory) {
 		return fmt.Errorf("packet_history %d: 2…%d tokens with prev_packets", c.PacketHistory, MaxPacketHistory)
 	}
+	if c.Labels < 0 || (c.Labels > 0 && (c.FirstLabel < 0 || c.FirstLabel+c.Labels > c.VocabSize)) {
+		return fmt.Errorf("labels %d from id %d: outside the vocabulary of %d", c.Labels, c.FirstLabel, c.VocabSize)
+	}
 	if c.Kernels != "" {
 		if _, err := ParseKernels(c.Kernels); err != nil {
 			return err
@@ -185,6 +197,9 @@ func (c Config) String() string {
 	}
 	if c.PrevPackets > 0 {
 		s += fmt.Sprintf(" prev-packets=%d history=%d", c.PrevPackets, c.PacketHistory)
+	}
+	if c.Labels > 0 {
+		s += fmt.Sprintf(" label-embedding=%d", c.Labels)
 	}
 	return s
 }
@@ -211,14 +226,17 @@ func LayerPrefix(i int) string { return fmt.Sprintf("layers.%d", i) }
 // them: embedding.weight, then per layer norm.weight and the mixer's
 // in_proj.weight, conv1d.weight, conv1d.bias, dt_bias, A_log, D, norm.weight,
 // out_proj.weight, then norm_f.weight. The embedding is tied to the output.
-// With packet positions, packet_position.weight (K, D) follows the embedding;
-// with previous packets, copy.bias (J, PacketHistory) and copy.gate (J, D)
+// With packet positions, packet_position.weight (K, D) follows the embedding,
+// then with labels label.weight (n+1, D); with previous packets, copy.bias (J, PacketHistory) and copy.gate (J, D)
 // come last.
 func ParamShapes(c Config) []ParamShape {
 	D, di, H, C, W := c.DModel, c.DInner(), c.Heads(), c.ConvDim(), c.DConv
 	ps := []ParamShape{{"embedding.weight", []int{c.VocabSize, D}}}
 	if c.PacketPositions > 0 {
 		ps = append(ps, ParamShape{PacketPositionParam, []int{c.PacketPositions, D}})
+	}
+	if c.Labels > 0 {
+		ps = append(ps, ParamShape{LabelParam, []int{c.Labels + 1, D}})
 	}
 	for i := range c.Layers {
 		l := LayerPrefix(i)
@@ -253,7 +271,8 @@ func ParamCount(c Config) int64 {
 
 // StateNames lists the recurrent-state graph inputs and the matching outputs,
 // layer by layer: conv_state then ssm_state; then, with packet positions,
-// PacketPositionState; then, with previous packets, PacketHistoryState.
+// PacketPositionState; then, with previous packets, PacketHistoryState; then,
+// with labels, LabelState.
 func StateNames(c Config) (in, out []string) {
 	for i := range c.Layers {
 		for _, s := range []string{"conv_state", "ssm_state"} {
@@ -269,6 +288,10 @@ func StateNames(c Config) (in, out []string) {
 	if c.PrevPackets > 0 {
 		in = append(in, PacketHistoryState)
 		out = append(out, PacketHistoryState+NextSuffix)
+	}
+	if c.Labels > 0 {
+		in = append(in, LabelState)
+		out = append(out, LabelState+NextSuffix)
 	}
 	return in, out
 }
@@ -306,6 +329,14 @@ const (
 // fresh sequence).
 const PacketHistoryState = "packet_history"
 
+// LabelParam is the label embedding's parameter name.
+const LabelParam = "label.weight"
+
+// LabelState is the state (B, 1) that carries the trace's label into the
+// next window, in the graphs' float type: 0 before any label token was read
+// (the all-zero state of a fresh sequence), else 1 + the label's index.
+const LabelState = "label"
+
 // NextSuffix turns a state input's name into its output's.
 const NextSuffix = ".next"
 
@@ -321,6 +352,9 @@ func StateShapes(c Config, B int) [][]int {
 	}
 	if c.PrevPackets > 0 {
 		s = append(s, []int{B, c.PacketHistory})
+	}
+	if c.Labels > 0 {
+		s = append(s, []int{B, 1})
 	}
 	return s
 }

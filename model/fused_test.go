@@ -54,23 +54,13 @@ func runF32(t *testing.T, c model.Config, b []byte, B int, ids []int64, idShape 
 	t.Helper()
 	s := orttest.SessionBytes(t, b)
 	feeds := map[string]*ort.Tensor{model.InIDs: ort.NewTensor(idShape, ids)}
-	in, out := model.StateNames(c)
+	in, _ := model.StateNames(c)
 	shapes := model.StateShapes(c, B)
 	for i, v := range st.Flat() {
 		feeds[in[i]] = ort.NewTensor(int64s(shapes[i]), toF32(v))
 	}
 	res := orttest.Run(t, s, feeds)
-	var next model.States64
-	for i := range c.Layers {
-		next.Conv = append(next.Conv, toF64(res[out[2*i]].Float32()))
-		next.SSM = append(next.SSM, toF64(res[out[2*i+1]].Float32()))
-	}
-	if c.PacketPositions > 0 {
-		next.Packet = toF64(res[out[2*c.Layers]].Float32())
-	}
-	if c.PrevPackets > 0 {
-		next.History = toF64(res[out[len(out)-1]].Float32())
-	}
+	next := statesOutAs(c, res, func(t *ort.Tensor) []float64 { return toF64(t.Float32()) })
 	return toF64(res[model.OutLogits].Float32()), next
 }
 

@@ -55,6 +55,7 @@ type States struct {
 	Layers  []LayerState
 	Packet  *graph.Tensor // nil without packet positions
 	History *graph.Tensor // nil without previous packets
+	Label   *graph.Tensor // nil without labels
 }
 
 // DeclareStates declares the recurrent-state inputs of every layer for
@@ -67,12 +68,20 @@ func DeclareStates(g *graph.Graph, c Config, B int) States {
 		st.Layers[i].Conv = g.Input(in[2*i], g.Float(), shapes[2*i]...)
 		st.Layers[i].SSM = g.Input(in[2*i+1], g.Float(), shapes[2*i+1]...)
 	}
+	n := 2 * c.Layers
+	next := func() *graph.Tensor {
+		t := g.Input(in[n], g.Float(), shapes[n]...)
+		n++
+		return t
+	}
 	if c.PacketPositions > 0 {
-		st.Packet = g.Input(in[2*c.Layers], g.Float(), shapes[2*c.Layers]...)
+		st.Packet = next()
 	}
 	if c.PrevPackets > 0 {
-		n := len(in) - 1
-		st.History = g.Input(in[n], g.Float(), shapes[n]...)
+		st.History = next()
+	}
+	if c.Labels > 0 {
+		st.Label = next()
 	}
 	return st
 }
@@ -99,6 +108,9 @@ func (st States) flatten() []*graph.Tensor {
 	if st.History != nil {
 		ts = append(ts, st.History)
 	}
+	if st.Label != nil {
+		ts = append(ts, st.Label)
+	}
 	return ts
 }
 
@@ -119,15 +131,53 @@ func (m *LM) LastLogits(ids *graph.Tensor, states States) (logits *graph.Tensor,
 }
 
 // embed is the token embedding of ids (B, L), plus with packet positions the
-// embedding of each token's offset in its packet; it returns the next
-// packet-position state (nil without).
-func (m *LM) embed(ids *graph.Tensor, packet *graph.Tensor) (x, nextPacket *graph.Tensor) {
-	x = graph.Gather(m.p("embedding.weight"), ids, 0) // x: (B, L, D)
-	if m.cfg.PacketPositions == 0 {
-		return x, nil
+// embedding of each token's offset in its packet and with labels the
+// embedding of the trace's label; it sets next's packet-position and label
+// states (nil without).
+func (m *LM) embed(ids *graph.Tensor, states States, next *States) *graph.Tensor {
+	c := m.cfg
+	x := graph.Gather(m.p("embedding.weight"), ids, 0) // x: (B, L, D)
+	if c.PacketPositions > 0 {
+		var off *graph.Tensor
+		off, next.Packet = packetOffsets(ids, states.Packet, c.PacketPositions, c.PacketToken)
+		x = graph.Add(x, graph.Gather(m.p(PacketPositionParam), off, 0))
 	}
-	off, nextPacket := packetOffsets(ids, packet, m.cfg.PacketPositions, m.cfg.PacketToken)
-	return graph.Add(x, graph.Gather(m.p(PacketPositionParam), off, 0)), nextPacket
+	if c.Labels > 0 {
+		var lab *graph.Tensor
+		lab, next.Label = traceLabels(ids, states.Label, c.FirstLabel, c.Labels)
+		x = graph.Add(x, graph.Gather(m.p(LabelParam), lab, 0))
+	}
+	return x
+}
+
+// traceLabels is each token's trace label, ids (B, L): 1 + the index of the
+// last label token (ids first…first+n−1) read up to and including it, or 0
+// where none was. state (B, 1) is LabelState before the window. It returns
+// the labels (B, L) Int64 and the state after the window.
+//
+// Without a running maximum in ONNX the last label is found by counting, as
+// prevPacketTokens finds packet starts: over X = state ++ window labels
+// (0 where a token is no label), with c(q) the number of labels in X[0…q],
+// the m-th label's value is scattered into slot m of a table T (slot 0
+// stays 0, none), and the label at q is T[c(q)].
+func traceLabels(ids, state *graph.Tensor, first, n int) (lab, next *graph.Tensor) {
+	g, ft := ids.Graph(), state.DType()
+	B, L := ids.Dim(0), ids.Dim(1)
+	T, S := L+1, L+2 // X's length, the slots of the table per row
+	isLab := graph.And(graph.GreaterOrEqual(ids, g.Full(graph.Int64, float64(first))),
+		graph.Less(ids, g.Full(graph.Int64, float64(first+n))))
+	val := graph.Where(isLab, graph.Cast(ids, ft).AddScalar(float64(1-first)), graph.ScalarLike(state, 0)) // (B, L)
+	X := graph.Concat(1, state, val)                                                                         // (B, T)
+	has := graph.Cast(graph.Greater(X, graph.ScalarLike(X, 0)), ft)
+	count := graph.CumSum(has, 1, false, false) // (B, T)
+	rowBase := graph.Reshape(g.Arange(ft, B).MulScalar(float64(S)), B, 1)
+	slot := graph.Add(graph.Mul(count, has), rowBase) // (B, T): slot m of the m-th label, slot 0 otherwise
+	table := graph.ScatterAdd(g.Zeros(ft, B*S), graph.Unsqueeze(graph.Cast(slot, graph.Int64), -1),
+		graph.Mul(X, has)) // (B·S)
+	at := graph.Cast(graph.Add(graph.Slice(count, 1, 1, T), rowBase), graph.Int64) // (B, L)
+	labF := graph.Gather(table, at, 0)                                              // (B, L)
+	next = graph.Slice(labF, 1, L-1, L)                                             // (B, 1)
+	return graph.Cast(labF, graph.Int64), next
 }
 
 // copySource is what the copy logits read for each position: tok (…, J)
@@ -261,7 +311,7 @@ func packetOffsets(ids, state *graph.Tensor, K, pkt int) (off, next *graph.Tenso
 // the final norm.
 func (m *LM) residual(ids *graph.Tensor, states States) (x *graph.Tensor, src copySource, next States) {
 	c := m.cfg
-	x, next.Packet = m.embed(ids, states.Packet)
+	x = m.embed(ids, states, &next)
 	if c.PrevPackets > 0 {
 		src, next.History = prevPacketTokens(ids, states.History, c.PrevPackets, c.PacketToken, c.VocabSize)
 	}
@@ -293,9 +343,7 @@ func (m *LM) Step(ids *graph.Tensor, states States) (logits *graph.Tensor, next 
 	c := m.cfg
 	B := ids.Dim(0)
 	ids2 := graph.Reshape(ids, B, 1)
-	x, packet := m.embed(ids2, states.Packet)
-	x = graph.Reshape(x, B, c.DModel) // x: (B, D)
-	next.Packet = packet
+	x := graph.Reshape(m.embed(ids2, states, &next), B, c.DModel) // x: (B, D)
 	var src copySource
 	if c.PrevPackets > 0 {
 		src, next.History = prevPacketTokens(ids2, states.History, c.PrevPackets, c.PacketToken, c.VocabSize)

@@ -26,8 +26,9 @@ func testConfig(t testing.TB) model.Config {
 // testConfigs are testConfig without and with packet positions (K = 8, so
 // that random packets of mean length 5 often reach the cap), and with both
 // packet positions and two previous packets over a 12-token history (so
-// that previous packets are often out of reach); every model invariant is
-// checked on each.
+// that previous packets are often out of reach), and with packet positions
+// and a label embedding of three labels; every model invariant is checked
+// on each.
 func testConfigs(t testing.TB) map[string]model.Config {
 	t.Helper()
 	c := testConfig(t)
@@ -35,7 +36,9 @@ func testConfigs(t testing.TB) map[string]model.Config {
 	withPos.PacketPositions, withPos.PacketToken = 8, 257
 	withPrev := withPos
 	withPrev.PrevPackets, withPrev.PacketHistory = 2, 12
-	return map[string]model.Config{"plain": c, "packet positions": withPos, "previous packets": withPrev}
+	withLabels := withPos
+	withLabels.Labels, withLabels.FirstLabel = 3, 260
+	return map[string]model.Config{"plain": c, "packet positions": withPos, "previous packets": withPrev, "labels": withLabels}
 }
 
 // paramFeeds feeds float64 parameters by name.
@@ -58,19 +61,33 @@ func stateFeeds(c model.Config, B int, st model.States64, feeds map[string]*ort.
 	}
 }
 
-// statesOut collects a graph's next states as reference states.
+// statesOut collects a float64 graph's next states as reference states.
 func statesOut(c model.Config, out map[string]*ort.Tensor) model.States64 {
+	return statesOutAs(c, out, (*ort.Tensor).Float64)
+}
+
+// statesOutAs collects a graph's next states as reference states, reading
+// each with value.
+func statesOutAs(c model.Config, out map[string]*ort.Tensor, value func(*ort.Tensor) []float64) model.States64 {
 	_, names := model.StateNames(c)
 	var st model.States64
 	for i := range c.Layers {
-		st.Conv = append(st.Conv, out[names[2*i]].Float64())
-		st.SSM = append(st.SSM, out[names[2*i+1]].Float64())
+		st.Conv = append(st.Conv, value(out[names[2*i]]))
+		st.SSM = append(st.SSM, value(out[names[2*i+1]]))
+	}
+	n := 2 * c.Layers
+	next := func() []float64 {
+		n++
+		return value(out[names[n-1]])
 	}
 	if c.PacketPositions > 0 {
-		st.Packet = out[names[2*c.Layers]].Float64()
+		st.Packet = next()
 	}
 	if c.PrevPackets > 0 {
-		st.History = out[names[len(names)-1]].Float64()
+		st.History = next()
+	}
+	if c.Labels > 0 {
+		st.Label = next()
 	}
 	return st
 }
@@ -107,6 +124,9 @@ func randomStates(c model.Config, B int, r *rand.Rand) model.States64 {
 			}
 		}
 	}
+	for range min(c.Labels, 1) * B {
+		st.Label = append(st.Label, float64(r.IntN(c.Labels+1))) // none or a label
+	}
 	return st
 }
 
@@ -117,6 +137,9 @@ func randomIDs(c model.Config, B, L int, r *rand.Rand) [][]int64 {
 			id := int64(r.IntN(c.VocabSize))
 			if (c.PacketPositions > 0 || c.PrevPackets > 0) && r.IntN(5) == 0 {
 				id = int64(c.PacketToken) // packets of mean length 5
+			}
+			if c.Labels > 0 && r.IntN(10) == 0 {
+				id = int64(c.FirstLabel + r.IntN(c.Labels)) // a new trace's label
 			}
 			ids[b] = append(ids[b], id)
 		}

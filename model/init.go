@@ -9,7 +9,8 @@ import (
 
 // InitParams64 initialises every parameter of c from seed, exactly as the
 // model document prescribes (docs/mamba2.md): embedding N(0, 0.02) (the packet-position
-// embedding and the copy logits' bias and gate too, netssm's additions);
+// and label embeddings and the copy logits' bias and gate too, netssm's
+// additions);
 // in_proj U(±1/√D); conv1d
 // weight and bias U(±1/√W); dt_bias the inverse softplus of a log-uniform dt
 // in [0.001, 0.1] (clamped ≥ 1e-4); A_log = ln U(1, 16); D = 1; norms 1;
@@ -32,7 +33,7 @@ func InitParams64(c Config, seed uint64) map[string][]float64 {
 		}
 		n := p.Name
 		switch {
-		case n == "embedding.weight", n == PacketPositionParam, n == CopyBiasParam, n == CopyGateParam:
+		case n == "embedding.weight", n == PacketPositionParam, n == LabelParam, n == CopyBiasParam, n == CopyGateParam:
 			for i := range v {
 				v[i] = 0.02 * r.NormFloat64()
 			}

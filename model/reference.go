@@ -14,12 +14,14 @@ import (
 // row-major slice per layer: Conv[i] is layer i's conv_state (B, conv_dim, W),
 // SSM[i] its ssm_state (B, H, P, N); Packet is the packet-position state
 // (B) with packet positions, else nil; History is the packet-history state
-// (B, PacketHistory) with previous packets, else nil.
+// (B, PacketHistory) with previous packets, else nil; Label the label state
+// (B) with labels, else nil.
 type States64 struct {
 	Conv    [][]float64
 	SSM     [][]float64
 	Packet  []float64
 	History []float64
+	Label   []float64
 }
 
 // ZeroStates64 is the all-zero state of a batch of B sequences.
@@ -34,6 +36,9 @@ func ZeroStates64(c Config, B int) States64 {
 	}
 	if c.PrevPackets > 0 {
 		s.History = make([]float64, B*c.PacketHistory)
+	}
+	if c.Labels > 0 {
+		s.Label = make([]float64, B)
 	}
 	return s
 }
@@ -51,6 +56,9 @@ func (s States64) Clone() States64 {
 	if s.History != nil {
 		o.History = append([]float64(nil), s.History...)
 	}
+	if s.Label != nil {
+		o.Label = append([]float64(nil), s.Label...)
+	}
 	return o
 }
 
@@ -65,6 +73,9 @@ func (s States64) Flat() [][]float64 {
 	}
 	if s.History != nil {
 		f = append(f, s.History)
+	}
+	if s.Label != nil {
+		f = append(f, s.Label)
 	}
 	return f
 }
@@ -98,6 +109,9 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 	if J := c.PrevPackets; J > 0 && len(st.History) != B*c.PacketHistory {
 		return nil, States64{}, fmt.Errorf("reference forward: %d packet-history values for batch %d × %d", len(st.History), B, c.PacketHistory)
 	}
+	if c.Labels > 0 && len(st.Label) != B {
+		return nil, States64{}, fmt.Errorf("reference forward: %d label states for batch %d", len(st.Label), B)
+	}
 	next = st.Clone()
 	V, D := c.VocabSize, c.DModel
 	E := p["embedding.weight"]
@@ -122,6 +136,16 @@ func ReferenceForward(c Config, p map[string][]float64, ids []int64, B, L int, s
 				pe := p[PacketPositionParam][off*D : (off+1)*D]
 				for i := range x {
 					x[i] += pe[i]
+				}
+			}
+			if n := c.Labels; n > 0 {
+				// The trace's label: the last label token read, 0 before any.
+				if id >= int64(c.FirstLabel) && id < int64(c.FirstLabel+n) {
+					next.Label[b] = float64(id) - float64(c.FirstLabel) + 1
+				}
+				le := p[LabelParam][int(next.Label[b])*D : (int(next.Label[b])+1)*D]
+				for i := range x {
+					x[i] += le[i]
 				}
 			}
 			var prev []int64 // the previous packets' tokens at this offset (−1: none)

@@ -41,6 +41,7 @@ func init() {
 			&cli.IntFlag{Name: "packet-positions", Value: 128, Usage: "add a learned embedding of each token's offset in its packet, offsets 0…K−1 (0: off, the plain Mamba-2 of the presets)"},
 			&cli.IntFlag{Name: "prev-packets", Value: 0, Usage: "add copy logits: boost, for the next token, its counterparts at the same offset in the J packets before, by a learned bias per offset and a gate on the hidden state (0: off, the default; see docs/training.md for when to use it)"},
 			&cli.IntFlag{Name: "packet-history", Value: 256, Usage: "with --prev-packets: how many tokens back a previous packet's <pkt> may lie"},
+			&cli.BoolFlag{Name: "label-embedding", Value: true, Usage: "add a learned embedding of the trace's label to every position's input (--label-embedding=false: the label is only the trace's first token, as in NetSSM)"},
 			&cli.IntFlag{Name: "batch", Value: 4, Usage: "windows per step"},
 			&cli.Int64Flag{Name: "steps", Usage: "budget: optimiser steps"},
 			&cli.Int64Flag{Name: "tokens", Usage: "budget: training tokens"},
@@ -193,6 +194,9 @@ func trainAction(c *cli.Context) error {
 	if j := c.Int("prev-packets"); j > 0 && !resume {
 		mcfg.PrevPackets, mcfg.PacketHistory, mcfg.PacketToken = j, c.Int("packet-history"), tokenizer.TokPkt
 	}
+	if c.Bool("label-embedding") && len(spec.Labels) > 0 && !resume {
+		mcfg.Labels, mcfg.FirstLabel = len(spec.Labels), spec.FirstLabelID
+	}
 	if resume {
 		var saved model.Config
 		decoded := json.Unmarshal(cfg.Model, &saved) == nil
@@ -202,6 +206,7 @@ func trainAction(c *cli.Context) error {
 		if decoded {
 			mcfg.PacketPositions, mcfg.PacketToken = saved.PacketPositions, saved.PacketToken
 			mcfg.PrevPackets, mcfg.PacketHistory = saved.PrevPackets, saved.PacketHistory
+			mcfg.Labels, mcfg.FirstLabel = saved.Labels, saved.FirstLabel
 		}
 		if decoded && saved != mcfg {
 			return fmt.Errorf("the run in %s was trained with model %v, the data now gives %v", out, saved, mcfg)
