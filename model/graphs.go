@@ -167,7 +167,7 @@ func traceLabels(ids, state *graph.Tensor, first, n int) (lab, next *graph.Tenso
 	isLab := graph.And(graph.GreaterOrEqual(ids, g.Full(graph.Int64, float64(first))),
 		graph.Less(ids, g.Full(graph.Int64, float64(first+n))))
 	val := graph.Where(isLab, graph.Cast(ids, ft).AddScalar(float64(1-first)), graph.ScalarLike(state, 0)) // (B, L)
-	X := graph.Concat(1, state, val)                                                                         // (B, T)
+	X := graph.Concat(1, state, val)                                                                       // (B, T)
 	has := graph.Cast(graph.Greater(X, graph.ScalarLike(X, 0)), ft)
 	count := graph.CumSum(has, 1, false, false) // (B, T)
 	rowBase := graph.Reshape(g.Arange(ft, B).MulScalar(float64(S)), B, 1)
@@ -175,8 +175,8 @@ func traceLabels(ids, state *graph.Tensor, first, n int) (lab, next *graph.Tenso
 	table := graph.ScatterAdd(g.Zeros(ft, B*S), graph.Unsqueeze(graph.Cast(slot, graph.Int64), -1),
 		graph.Mul(X, has)) // (B·S)
 	at := graph.Cast(graph.Add(graph.Slice(count, 1, 1, T), rowBase), graph.Int64) // (B, L)
-	labF := graph.Gather(table, at, 0)                                              // (B, L)
-	next = graph.Slice(labF, 1, L-1, L)                                             // (B, 1)
+	labF := graph.Gather(table, at, 0)                                             // (B, L)
+	next = graph.Slice(labF, 1, L-1, L)                                            // (B, 1)
 	return graph.Cast(labF, graph.Int64), next
 }
 
