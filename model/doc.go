@@ -37,6 +37,19 @@
 // forking and exporting states therefore handle it without knowing it.
 // Every invariant below is checked with and without it.
 //
+// # Label embedding (an extension of the model of docs/mamba2.md)
+//
+// With Config.Labels n > 0 the input of the first layer also gets a learned
+// embedding of the trace's label ("label.weight", (n+1, D)): row 1+i after
+// the label token FirstLabel+i was read, row 0 before any label token. A
+// trace names its label once, in its first token, and a small recurrent
+// state trained briefly does not carry that one token through thousands of
+// packets: sampled traffic then hardly depends on the label. Like the packet
+// position, the label is a function of the tokens read (a CumSum counts label
+// tokens, a ScatterND writes the m-th label into slot m, a Gather reads the
+// current one), carried between windows and steps in the state "label"
+// (B, 1) (LabelState). Every invariant below is checked with it.
+//
 // # Copy logits from previous packets (an extension of the model of docs/mamba2.md)
 //
 // With Config.PrevPackets J > 0 the output gets copy logits: for each j in
