@@ -114,6 +114,7 @@ func init() {
 		"LogSoftmax": vjpLogSoftmax,
 		"Gather":     vjpGather,
 		"SSDScan":    vjpSSDScan,
+		"ConvSilu":   vjpConvSilu,
 	}
 }
 

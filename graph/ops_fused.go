@@ -13,10 +13,12 @@ const (
 
 // fusedOps are the op types of FusedDomain (package ort registers the same
 // names; a test checks that they agree).
-var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true}
+var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "ConvSilu": true, "ConvSiluGrad": true}
 
 // FusedOps lists the op types of FusedDomain that the builder emits.
-func FusedOps() []string { return []string{"SSDScan", "SSDScanGrad", "MixerStep"} }
+func FusedOps() []string {
+	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad"}
+}
 
 // SSDScan is the chunked SSD scan of one layer in one fused float32 node:
 // for x (B, L, H, P), dt (B, L, H), A (H), Bm and Cm (B, L, N) (one group)
@@ -105,4 +107,51 @@ func MixerStep(zxbcdt, conv, convW, convB, dtBias, aLog, D, normW, ssm *Tensor) 
 		outs = g.addNode("MixerStep", ins, nil, nil, []outSpec{{Float32, Shape{B, di}}, {Float32, conv.shape.Clone()}, {Float32, ssm.shape.Clone()}})
 	}()
 	return outs[0], outs[1], outs[2]
+}
+
+// ConvSilu is a mixer's causal depthwise convolution followed by silu in one
+// fused float32 node: with full = [state, x] along time (the carried
+// state's W columns first), y[b, t, c] = silu(bias[c] + Σ_k w[c, k]·
+// full[b, t+1+k, c]) for x (B, L, C), state (B, C, W), w (C, W) and bias
+// (C); it returns y (B, L, C) and the next state, full's last W columns
+// (B, C, W). Its gradient is the ConvSiluGrad node.
+func ConvSilu(x, state, w, bias *Tensor) (y, next *Tensor) {
+	outs := []*Tensor{x, state}
+	func() {
+		defer guardAll(x, &outs, 2)
+		ins := []*Tensor{x, state, w, bias}
+		g := sameGraph("ConvSilu", ins...)
+		for _, t := range ins {
+			if t.dtype != Float32 {
+				failf("ConvSilu: the fused kernels are float32, got %s", t)
+			}
+		}
+		if x.Rank() != 3 || state.Rank() != 3 {
+			failf("ConvSilu: x %s must be (B, L, C), state %s (B, C, W)", x, state)
+		}
+		B, C, W := x.Dim(0), x.Dim(2), state.Dim(2)
+		if !state.shape.Equal(Shape{B, C, W}) || !w.shape.Equal(Shape{C, W}) || !bias.shape.Equal(Shape{C}) || W < 1 {
+			failf("ConvSilu: shapes do not agree: x %s, state %s, w %s, bias %s", x, state, w, bias)
+		}
+		outs = g.addNode("ConvSilu", ins, nil, nil, []outSpec{{Float32, x.shape.Clone()}, {Float32, state.shape.Clone()}})
+	}()
+	return outs[0], outs[1]
+}
+
+// vjpConvSilu is the ConvSiluGrad node: it recomputes the convolution and
+// returns the gradients of x, state, w and bias (a missing dy or dnext is
+// zeros).
+func vjpConvSilu(n *node, d []*Tensor) []*Tensor {
+	g := n.outputs[0].g
+	for i := range d {
+		if d[i] == nil {
+			d[i] = g.Zeros(n.outputs[i].dtype, n.outputs[i].shape...)
+		}
+	}
+	ins := append(append([]*Tensor(nil), n.inputs...), d[0], d[1])
+	specs := make([]outSpec, 4)
+	for i, in := range n.inputs {
+		specs[i] = outSpec{in.dtype, in.shape.Clone()}
+	}
+	return g.addNode("ConvSiluGrad", ins, nil, nil, specs)
 }

@@ -374,22 +374,17 @@ func normRMS(x, w *graph.Tensor) *graph.Tensor {
 func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, LayerState) {
 	c := m.cfg
 	B, L := u.Dim(0), u.Dim(1)
-	di, C, W, H, P, N := c.DInner(), c.ConvDim(), c.DConv, c.Heads(), c.HeadDim, c.DState
+	di, C, H, P, N := c.DInner(), c.ConvDim(), c.Heads(), c.HeadDim, c.DState
 	zxbcdt := graph.MatMul(u, graph.Transpose(m.p(pre+"in_proj.weight"), 1, 0)) // (B, L, width)
 	parts := graph.Split(zxbcdt, -1, di, C, H)
 	z, xbc, dtRaw := parts[0], parts[1], parts[2]
 
-	// Convolution over time in (B, C, time) layout.
-	xbcT := graph.Transpose(xbc, 0, 2, 1)             // (B, C, L)
-	full := graph.Concat(2, st.Conv, xbcT)            // (B, C, W+L): carried columns first
-	nextConv := graph.Slice(full, 2, L, L+W)          // (B, C, W): the last W raw columns
-	w := m.p(pre + "conv1d.weight")                   // (C, W)
-	acc := graph.Unsqueeze(m.p(pre+"conv1d.bias"), 1) // (C, 1)
-	for k := range W {
-		// output t reads full[1+t+k] = xBC[t−W+1+k]
-		acc = graph.Add(acc, graph.Mul(graph.Slice(full, 2, 1+k, 1+k+L), graph.Slice(w, 1, k, k+1)))
+	var xbcC, nextConv *graph.Tensor // silu(conv(xBC)) (B, L, C), the last W raw columns (B, C, W)
+	if m.fused(u) {
+		xbcC, nextConv = graph.ConvSilu(xbc, st.Conv, m.p(pre+"conv1d.weight"), m.p(pre+"conv1d.bias"))
+	} else {
+		xbcC, nextConv = convSilu(xbc, st.Conv, m.p(pre+"conv1d.weight"), m.p(pre+"conv1d.bias"))
 	}
-	xbcC := graph.Silu(graph.Transpose(acc, 0, 2, 1)) // (B, L, C)
 	xs := graph.Split(xbcC, -1, di, N, N)
 	x := graph.Reshape(xs[0], B, L, H, P) // (B, L, H, P)
 	bm, cm := xs[1], xs[2]                // (B, L, N) each (one group)
@@ -406,6 +401,22 @@ func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, L
 	y = graph.Reshape(y, B, L, di)
 	out := m.gatedOut(pre, y, z)
 	return out, LayerState{Conv: nextConv, SSM: nextSSM}
+}
+
+// convSilu is the causal depthwise convolution over time of xbc (B, L, C),
+// continuing the carried columns state (B, C, W), followed by silu; it
+// returns the result (B, L, C) and the last W raw columns (B, C, W). It works
+// in (B, C, time) layout.
+func convSilu(xbc, state, w, bias *graph.Tensor) (y, next *graph.Tensor) {
+	L, W := xbc.Dim(1), state.Dim(2)
+	full := graph.Concat(2, state, graph.Transpose(xbc, 0, 2, 1)) // (B, C, W+L): carried columns first
+	next = graph.Slice(full, 2, L, L+W)
+	acc := graph.Unsqueeze(bias, 1) // (C, 1)
+	for k := range W {
+		// output t reads full[1+t+k] = xBC[t−W+1+k]
+		acc = graph.Add(acc, graph.Mul(graph.Slice(full, 2, 1+k, 1+k+L), graph.Slice(w, 1, k, k+1)))
+	}
+	return graph.Silu(graph.Transpose(acc, 0, 2, 1)), next
 }
 
 // gatedOut is the gated RMSNorm (g = y ⊙ silu(z), normalised, ⊙ norm.weight)

@@ -139,3 +139,175 @@ int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *con
 	par(ctx, step_task, (size_t)d->B, &a);
 	return a.fail;
 }
+
+// ---- the causal depthwise convolution with silu (training and prefill) ----
+//
+// With full = [state (W columns), x (L columns)] over time, channel c:
+// y[t][c] = silu(bias[c] + Σ_k w[c][k]·full[t+1+k][c]) and the next state is
+// full's last W columns. x and y are (B, L, C) with channels contiguous, so
+// every inner loop runs over a block of channels; state is (B, C, W) as the
+// graphs carry it. Tasks own (batch, channel block) in the forward and a
+// channel block over every batch row in the backward, so dw and dbias are
+// summed by one task each and nothing is shared between threads.
+
+enum { convBlock = 64 };
+
+typedef struct {
+	nss_conv_dims d;
+	const float *x, *state, *w, *bias, *dy, *dnext;
+	float *y, *next, *dx, *dstate, *dw, *dbias;
+	int fail;
+} conv_args;
+
+// full_row is column j of full for row b, channels c0…c0+n−1: a pointer into
+// x, or tmp filled from the state.
+static inline const float *full_row(const conv_args *a, size_t b, size_t j, size_t c0, size_t n, float *tmp) {
+	const nss_conv_dims *d = &a->d;
+	size_t W = d->W;
+	if (j >= W) return a->x + (b * d->L + (j - W)) * d->C + c0;
+	for (size_t i = 0; i < n; i++) tmp[i] = a->state[(b * d->C + c0 + i) * W + j];
+	return tmp;
+}
+
+// put_grad stores g as the gradient of column j of full (row b, channels
+// c0…c0+n−1).
+static inline void put_grad(const conv_args *a, size_t b, size_t j, size_t c0, size_t n, const float *g) {
+	const nss_conv_dims *d = &a->d;
+	size_t W = d->W;
+	if (j >= W) {
+		memcpy(a->dx + (b * d->L + (j - W)) * d->C + c0, g, n * sizeof(float));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) a->dstate[(b * d->C + c0 + i) * W + j] = g[i];
+}
+
+// conv_pre fills pre[t][i] = bias + Σ_k w·full[t+1+k] for the channels
+// c0…c0+n−1 of row b, t < L (pre is L × n); wt is the block's weights
+// transposed, (W, n); tmp holds n values.
+HOT static void conv_pre(const conv_args *a, size_t b, size_t c0, size_t n, const float *wt, float *pre, float *tmp) {
+	size_t L = a->d.L, W = a->d.W;
+	for (size_t t = 0; t < L; t++) {
+		float *row = pre + t * n;
+		memcpy(row, a->bias + c0, n * sizeof(float));
+		for (size_t k = 0; k < W; k++) {
+			const float *f = full_row(a, b, t + 1 + k, c0, n, tmp), *wk = wt + k * n;
+			for (size_t i = 0; i < n; i++) row[i] += wk[i] * f[i];
+		}
+	}
+}
+
+static void conv_weights_t(const conv_args *a, size_t c0, size_t n, float *wt) {
+	size_t W = a->d.W;
+	for (size_t k = 0; k < W; k++)
+		for (size_t i = 0; i < n; i++) wt[k * n + i] = a->w[(c0 + i) * W + k];
+}
+
+static inline float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+// block_of is the channel block of a task: its first channel and width.
+static inline size_t block_of(const nss_conv_dims *d, size_t blk, size_t *n) {
+	size_t c0 = blk * convBlock, C = (size_t)d->C;
+	*n = C - c0 < convBlock ? C - c0 : convBlock;
+	return c0;
+}
+
+HOT static void conv_fwd_task(void *user, size_t task) {
+	conv_args *a = user;
+	const nss_conv_dims *d = &a->d;
+	size_t nb = ((size_t)d->C + convBlock - 1) / convBlock, b = task / nb, n;
+	size_t c0 = block_of(d, task % nb, &n), L = d->L, C = d->C, W = d->W;
+	float *scratch = malloc((L * n + (W + 1) * n) * sizeof(float));
+	if (!scratch) {
+		a->fail = 1;
+		return;
+	}
+	float *pre = scratch, *wt = pre + L * n, *tmp = wt + W * n;
+	conv_weights_t(a, c0, n, wt);
+	conv_pre(a, b, c0, n, wt, pre, tmp);
+	for (size_t t = 0; t < L; t++) {
+		float *yr = a->y + (b * L + t) * C + c0;
+		const float *pr = pre + t * n;
+		for (size_t i = 0; i < n; i++) yr[i] = pr[i] * sigm(pr[i]);
+	}
+	for (size_t k = 0; k < W; k++) {
+		const float *f = full_row(a, b, L + k, c0, n, tmp);
+		for (size_t i = 0; i < n; i++) a->next[(b * C + c0 + i) * W + k] = f[i];
+	}
+	free(scratch);
+}
+
+// conv_bwd_row adds row b's gradients of the block to dw and dbias and
+// stores its dx and dstate columns; da is scratch for L × n values, tmp and
+// acc for n each.
+HOT static void conv_bwd_row(conv_args *a, size_t b, size_t c0, size_t n, const float *wt, float *da, float *tmp, float *acc) {
+	size_t L = a->d.L, W = a->d.W, C = a->d.C;
+	conv_pre(a, b, c0, n, wt, da, tmp);
+	// da = dy · silu'(pre), silu'(v) = s·(1 + v·(1 − s))
+	for (size_t t = 0; t < L; t++) {
+		float *r = da + t * n;
+		const float *g = a->dy + (b * L + t) * C + c0;
+		for (size_t i = 0; i < n; i++) {
+			float s = sigm(r[i]);
+			r[i] = g[i] * s * (1.0f + r[i] * (1.0f - s));
+		}
+	}
+	// dfull[j] = Σ_k da[j−1−k]·w[k] over 0 ≤ j−1−k < L, plus dnext[j−L] for j ≥ L.
+	for (size_t j = 0; j < W + L; j++) {
+		memset(acc, 0, n * sizeof(float));
+		for (size_t k = 0; k < W; k++) {
+			if (j < 1 + k || j - 1 - k >= L) continue;
+			const float *r = da + (j - 1 - k) * n, *wk = wt + k * n;
+			for (size_t i = 0; i < n; i++) acc[i] += r[i] * wk[i];
+		}
+		if (j >= L)
+			for (size_t i = 0; i < n; i++) acc[i] += a->dnext[(b * C + c0 + i) * W + (j - L)];
+		put_grad(a, b, j, c0, n, acc);
+	}
+	for (size_t t = 0; t < L; t++) {
+		const float *r = da + t * n;
+		for (size_t i = 0; i < n; i++) a->dbias[c0 + i] += r[i];
+		for (size_t k = 0; k < W; k++) {
+			const float *f = full_row(a, b, t + 1 + k, c0, n, tmp);
+			float *dwk = a->dw + k * C + c0; // dw is accumulated transposed, (W, C)
+			for (size_t i = 0; i < n; i++) dwk[i] += r[i] * f[i];
+		}
+	}
+}
+
+HOT static void conv_bwd_task(void *user, size_t task) {
+	conv_args *a = user;
+	const nss_conv_dims *d = &a->d;
+	size_t n, c0 = block_of(d, task, &n), L = d->L, W = d->W;
+	float *scratch = malloc((L * n + (W + 2) * n) * sizeof(float));
+	if (!scratch) {
+		a->fail = 1;
+		return;
+	}
+	float *da = scratch, *wt = da + L * n, *tmp = wt + W * n, *acc = tmp + n;
+	conv_weights_t(a, c0, n, wt);
+	for (size_t b = 0; b < (size_t)d->B; b++) conv_bwd_row(a, b, c0, n, wt, da, tmp, acc);
+	free(scratch);
+}
+
+int nss_conv_fwd(const nss_conv_dims *d, const float *x, const float *state, const float *w, const float *bias,
+		 float *y, float *next, nss_par par, void *ctx) {
+	conv_args a = {*d, x, state, w, bias, NULL, NULL, y, next, NULL, NULL, NULL, NULL, 0};
+	size_t nb = ((size_t)d->C + convBlock - 1) / convBlock;
+	par(ctx, conv_fwd_task, (size_t)d->B * nb, &a);
+	return a.fail;
+}
+
+int nss_conv_bwd(const nss_conv_dims *d, const float *x, const float *state, const float *w, const float *bias,
+		 const float *dy, const float *dnext, float *dx, float *dstate, float *dw, float *dbias, nss_par par,
+		 void *ctx) {
+	size_t C = d->C, W = d->W;
+	float *dwt = calloc(C * W, sizeof(float)); // (W, C), transposed into dw at the end
+	if (!dwt) return 1;
+	memset(dbias, 0, C * sizeof(float));
+	conv_args a = {*d, x, state, w, bias, dy, dnext, NULL, NULL, dx, dstate, dwt, dbias, 0};
+	par(ctx, conv_bwd_task, (C + convBlock - 1) / convBlock, &a);
+	for (size_t c = 0; c < C; c++)
+		for (size_t k = 0; k < W; k++) dw[c * W + k] = dwt[k * C + c];
+	free(dwt);
+	return a.fail;
+}

@@ -40,4 +40,20 @@ int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *con
 		   const float *convb, const float *dtb, const float *alog, const float *D, const float *normw,
 		   const float *ssm, float *out, float *conv2, float *ssm2, nss_par par, void *ctx);
 
+// nss_conv_dims are the sizes of one causal depthwise convolution: batch B,
+// length L, channels C, width W.
+typedef struct {
+	int B, L, C, W;
+} nss_conv_dims;
+
+// nss_conv_fwd: x (B,L,C), state (B,C,W), w (C,W), bias (C) → y = silu(conv)
+// (B,L,C), next state (B,C,W).
+int nss_conv_fwd(const nss_conv_dims *d, const float *x, const float *state, const float *w, const float *bias,
+		 float *y, float *next, nss_par par, void *ctx);
+// nss_conv_bwd: the same inputs, dy (B,L,C) and dnext (B,C,W) → dx, dstate,
+// dw, dbias.
+int nss_conv_bwd(const nss_conv_dims *d, const float *x, const float *state, const float *w, const float *bias,
+		 const float *dy, const float *dnext, float *dx, float *dstate, float *dw, float *dbias, nss_par par,
+		 void *ctx);
+
 #endif

@@ -284,6 +284,53 @@ static status_t mixer_step(void *k, void *ctx) {
 	return finish(&p, fail, op);
 }
 
+// conv_dims checks x (B,L,C), state (B,C,W), w (C,W), bias (C): the first
+// four inputs of both convolution ops.
+static status_t conv_dims(const char *op, const tensor *in, nss_conv_dims *d) {
+	if (in[0].rank != 3 || in[1].rank != 3) return shape_error(op, "x must be (B, L, C), state (B, C, W)");
+	for (int i = 0; i < 3; i++)
+		if (in[0].dims[i] > INT_MAX / 2 || in[1].dims[i] > INT_MAX / 2) return shape_error(op, "x or state is too large");
+	*d = (nss_conv_dims){(int)in[0].dims[0], (int)in[0].dims[1], (int)in[0].dims[2], (int)in[1].dims[2]};
+	int64_t st[3] = {d->B, d->C, d->W}, w[2] = {d->C, d->W}, c1[1] = {d->C};
+	if (d->W < 1 || !is(&in[1], 3, st) || !is(&in[2], 2, w) || !is(&in[3], 1, c1))
+		return shape_error(op, "state must be (B, C, W), w (C, W) and bias (C) for x (B, L, C)");
+	return NULL;
+}
+
+// ConvSilu(x, state, w, bias) → (silu(causal depthwise conv) (B,L,C), next state (B,C,W)).
+static status_t conv_silu(void *k, void *ctx) {
+	(void)k;
+	tensor in[4];
+	nss_conv_dims d;
+	status_t st = inputs(ctx, in, 4);
+	if (!st) st = conv_dims("ConvSilu", in, &d);
+	float *y, *next;
+	if (!st) st = output(ctx, 0, in[0].dims, 3, &y);
+	if (!st) st = output(ctx, 1, in[1].dims, 3, &next);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_conv_fwd(&d, in[0].data, in[1].data, in[2].data, in[3].data, y, next, ort_parallel, &p);
+	return finish(&p, fail, "ConvSilu");
+}
+
+// ConvSiluGrad(x, state, w, bias, dy, dnext) → (dx, dstate, dw, dbias).
+static status_t conv_silu_grad(void *k, void *ctx) {
+	(void)k;
+	tensor in[6];
+	nss_conv_dims d;
+	status_t st = inputs(ctx, in, 6);
+	if (!st) st = conv_dims("ConvSiluGrad", in, &d);
+	if (!st && !is(&in[4], 3, in[0].dims)) st = shape_error("ConvSiluGrad", "dy must be shaped like x");
+	if (!st && !is(&in[5], 3, in[1].dims)) st = shape_error("ConvSiluGrad", "dnext must be shaped like state");
+	float *out[4];
+	for (int i = 0; i < 4 && !st; i++) st = output(ctx, (size_t)i, in[i].dims, in[i].rank, &out[i]);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_conv_bwd(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, out[0], out[1],
+				out[2], out[3], ort_parallel, &p);
+	return finish(&p, fail, "ConvSiluGrad");
+}
+
 // ---- the domain ----
 
 #define OP(nm, nin, nout, chk, fn)                                                                                       \
@@ -298,6 +345,8 @@ static nss_op ops[] = {
 	OP("SSDScan", 6, 2, 1, ssd_scan),
 	OP("SSDScanGrad", 8, 6, 1, ssd_scan_grad),
 	OP("MixerStep", 9, 3, 0, mixer_step),
+	OP("ConvSilu", 4, 2, 0, conv_silu),
+	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),
 };
 
 const char *nss_fused_op_name(int i) { return i >= 0 && i < (int)(sizeof ops / sizeof ops[0]) ? ops[i].name : NULL; }
