@@ -115,6 +115,7 @@ func init() {
 		"Gather":     vjpGather,
 		"SSDScan":    vjpSSDScan,
 		"ConvSilu":   vjpConvSilu,
+		"RMSNorm":    vjpRMSNorm,
 	}
 }
 

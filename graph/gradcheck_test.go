@@ -53,13 +53,31 @@ var gradCases = []gradCase{
 	{op: "SSDScan", name: "via float32, last chunk padded", step: 1e-2, rtol: 2e-3, inputs: []gradInput{
 		in(1, 5, 2, 2), in(1, 5, 2).within(0.05, 0.5), in(2).within(-2, -0.5), in(1, 5, 3), in(1, 5, 3), in(1, 2, 2, 3),
 	}, f: func(xs []*graph.Tensor) *graph.Tensor {
-		f := make([]*graph.Tensor, len(xs))
-		for i, x := range xs {
-			f[i] = graph.Cast(x, graph.Float32)
-		}
+		f := toFloat32(xs)
 		y, final := graph.SSDScan(f[0], f[1], f[2], f[3], f[4], f[5], 2)
 		return graph.Cast(graph.Concat(0, graph.Reshape(y, 20), graph.Reshape(final, 12)), graph.Float64)
 	}},
+	// The fused convolution and RMSNorm likewise: a window shorter than the
+	// kernel (the next state reaches into the carried one) and a longer one.
+	{op: "ConvSilu", name: "via float32, L < W", step: 1e-2, rtol: 2e-3, inputs: []gradInput{
+		in(2, 2, 3), in(2, 3, 4), in(3, 4), in(3),
+	}, f: func(xs []*graph.Tensor) *graph.Tensor {
+		f := toFloat32(xs)
+		y, next := graph.ConvSilu(f[0], f[1], f[2], f[3])
+		return graph.Cast(graph.Concat(0, graph.Reshape(y, 12), graph.Reshape(next, 24)), graph.Float64)
+	}},
+	{op: "ConvSilu", name: "via float32, L > W", step: 1e-2, rtol: 2e-3, inputs: []gradInput{
+		in(1, 6, 2), in(1, 2, 3), in(2, 3), in(2),
+	}, f: func(xs []*graph.Tensor) *graph.Tensor {
+		f := toFloat32(xs)
+		y, next := graph.ConvSilu(f[0], f[1], f[2], f[3])
+		return graph.Cast(graph.Concat(0, graph.Reshape(y, 12), graph.Reshape(next, 6)), graph.Float64)
+	}},
+	{op: "RMSNorm", name: "via float32", step: 1e-2, rtol: 2e-3, inputs: []gradInput{in(3, 5), in(5)},
+		f: func(xs []*graph.Tensor) *graph.Tensor {
+			f := toFloat32(xs)
+			return graph.Cast(graph.RMSNorm(f[0], f[1], 1e-5), graph.Float64)
+		}},
 	{op: "Add", name: "broadcast", inputs: []gradInput{in(2, 3), in(3)}, f: two(graph.Add)},
 	{op: "Sub", name: "broadcast both", inputs: []gradInput{in(2, 1, 3), in(4, 1)}, f: two(graph.Sub)},
 	{op: "Mul", name: "broadcast", inputs: []gradInput{in(2, 3, 4), in(3, 1)}, f: two(graph.Mul)},
@@ -121,6 +139,15 @@ var gradCases = []gradCase{
 		ids := x.Graph().Const([]int64{3, 3, 0}, 3)
 		return graph.Gather(x, ids, 1)
 	})},
+}
+
+// toFloat32 casts every input to float32, for the fused ops' cases.
+func toFloat32(xs []*graph.Tensor) []*graph.Tensor {
+	f := make([]*graph.Tensor, len(xs))
+	for i, x := range xs {
+		f[i] = graph.Cast(x, graph.Float32)
+	}
+	return f
 }
 
 func TestEveryGradientRuleHasAFiniteDifferenceCheck(t *testing.T) {

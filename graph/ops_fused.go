@@ -13,11 +13,12 @@ const (
 
 // fusedOps are the op types of FusedDomain (package ort registers the same
 // names; a test checks that they agree).
-var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "ConvSilu": true, "ConvSiluGrad": true}
+var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "ConvSilu": true, "ConvSiluGrad": true,
+	"RMSNorm": true, "RMSNormGrad": true}
 
 // FusedOps lists the op types of FusedDomain that the builder emits.
 func FusedOps() []string {
-	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad"}
+	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad"}
 }
 
 // SSDScan is the chunked SSD scan of one layer in one fused float32 node:
@@ -154,4 +155,26 @@ func vjpConvSilu(n *node, d []*Tensor) []*Tensor {
 		specs[i] = outSpec{in.dtype, in.shape.Clone()}
 	}
 	return g.addNode("ConvSiluGrad", ins, nil, nil, specs)
+}
+
+// RMSNorm is x / √(mean(x²) + eps) ⊙ w over the last axis in one fused
+// float32 node, for x (…, D) and w (D). Its gradient is the RMSNormGrad
+// node.
+func RMSNorm(x, w *Tensor, eps float64) (out *Tensor) {
+	defer guard(x, &out)
+	g := sameGraph("RMSNorm", x, w)
+	if x.dtype != Float32 || w.dtype != Float32 {
+		failf("RMSNorm: the fused kernels are float32, got %s and %s", x, w)
+	}
+	if x.Rank() < 1 || !w.shape.Equal(Shape{x.Dim(-1)}) || !(eps > 0) {
+		failf("RMSNorm: x %s must be (…, D), w %s (D), eps %g positive", x, w, eps)
+	}
+	return g.addNode("RMSNorm", []*Tensor{x, w}, []attribute{{"eps", eps}}, nil, []outSpec{{Float32, x.shape.Clone()}})[0]
+}
+
+// vjpRMSNorm is the RMSNormGrad node: the gradients of x and w.
+func vjpRMSNorm(n *node, d []*Tensor) []*Tensor {
+	x, w := n.inputs[0], n.inputs[1]
+	return x.g.addNode("RMSNormGrad", []*Tensor{x, w, d[0]}, []attribute{{"eps", n.attr("eps")}}, nil,
+		[]outSpec{{Float32, x.shape.Clone()}, {Float32, w.shape.Clone()}})
 }

@@ -113,3 +113,70 @@ func TestFusedConvSiluEqualsStandardGraph(t *testing.T) {
 		}
 	}
 }
+
+// TestFusedRMSNormEqualsStandardGraph checks RMSNorm and RMSNormGrad
+// against normRMS and its autodiff over random shapes (row counts that
+// leave a task partial, widths from 1, inputs from tiny to large).
+func TestFusedRMSNormEqualsStandardGraph(t *testing.T) {
+	orttest.Init(t)
+	r := rand.New(rand.NewPCG(43, 44))
+	for range 16 {
+		lead := []int{1 + r.IntN(3), []int{1, 5, 64, 65, 200}[r.IntN(5)]}
+		D := []int{1, 3, 16, 256, 513}[r.IntN(5)]
+		scale := []float64{1e-3, 1, 30}[r.IntN(3)]
+		vals := map[string][]float32{}
+		rows := lead[0] * lead[1]
+		for name, n := range map[string]int{"x": rows * D, "w": D, "wy": rows * D} {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(scale * (2*r.Float64() - 1))
+			}
+			vals[name] = v
+		}
+		run := func(fused bool) map[string][]float32 {
+			g := graph.New("norm")
+			x := g.Input("x", graph.Float32, lead[0], lead[1], D)
+			w := g.Input("w", graph.Float32, D)
+			wy := g.Input("wy", graph.Float32, lead[0], lead[1], D)
+			var y *graph.Tensor
+			if fused {
+				y = graph.RMSNorm(x, w, normEps)
+			} else {
+				y = normRMS(x, w)
+			}
+			g.Output("y", y)
+			gs, err := graph.Gradients(graph.ReduceSum(graph.Mul(y, wy)), []*graph.Tensor{x, w})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Output("d_x", gs[0])
+			g.Output("d_w", gs[1])
+			b, err := g.Serialize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := ort.NewSession(b, ort.SessionOptions{Threads: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			dims := []int64{int64(lead[0]), int64(lead[1]), int64(D)}
+			out, err := s.Run(map[string]*ort.Tensor{"x": ort.NewTensor(dims, vals["x"]),
+				"w": ort.NewTensor([]int64{int64(D)}, vals["w"]), "wy": ort.NewTensor(dims, vals["wy"])})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := map[string][]float32{}
+			for name, v := range out {
+				res[name] = v.Float32()
+			}
+			return res
+		}
+		want, got := run(false), run(true)
+		for _, name := range []string{"y", "d_x", "d_w"} {
+			if e := relErr(got[name], want[name]); !finite(got[name]) || e > 1e-4 {
+				t.Errorf("rows %v D=%d scale %g: fused %s differs from the standard graph's by %.3g", lead, D, scale, name, e)
+			}
+		}
+	}
+}

@@ -317,7 +317,7 @@ func (m *LM) residual(ids *graph.Tensor, states States) (x *graph.Tensor, src co
 	}
 	for i := range c.Layers {
 		l := LayerPrefix(i)
-		u := normRMS(x, m.p(l+".norm.weight"))
+		u := m.norm(x, m.p(l+".norm.weight"))
 		out, st := m.mixer(l+".mixer.", u, states.Layers[i])
 		x = graph.Add(x, out)
 		next.Layers = append(next.Layers, st)
@@ -329,7 +329,7 @@ func (m *LM) residual(ids *graph.Tensor, states States) (x *graph.Tensor, src co
 // previous packets the copy logits of src (shaped like x without its last
 // axis).
 func (m *LM) logits(x *graph.Tensor, src copySource) *graph.Tensor {
-	xn := normRMS(x, m.p("norm_f.weight"))
+	xn := m.norm(x, m.p("norm_f.weight"))
 	out := graph.MatMul(xn, graph.Transpose(m.p("embedding.weight"), 1, 0))
 	if m.cfg.PrevPackets > 0 {
 		out = graph.Add(out, m.copyLogits(xn, src))
@@ -351,12 +351,20 @@ func (m *LM) Step(ids *graph.Tensor, states States) (logits *graph.Tensor, next 
 	}
 	for i := range c.Layers {
 		l := LayerPrefix(i)
-		u := normRMS(x, m.p(l+".norm.weight"))
+		u := m.norm(x, m.p(l+".norm.weight"))
 		out, st := m.mixerStep(l+".mixer.", u, states.Layers[i])
 		x = graph.Add(x, out)
 		next.Layers = append(next.Layers, st)
 	}
 	return m.logits(x, src), next // (B, V)
+}
+
+// norm is normRMS, in one fused node when the graph uses the fused kernels.
+func (m *LM) norm(x, w *graph.Tensor) *graph.Tensor {
+	if m.fused(x) {
+		return graph.RMSNorm(x, w, normEps)
+	}
+	return normRMS(x, w)
 }
 
 // normRMS is x / √(mean(x²) + 1e-5) ⊙ w over the last axis.
@@ -423,7 +431,7 @@ func convSilu(xbc, state, w, bias *graph.Tensor) (y, next *graph.Tensor) {
 // followed by out_proj.
 func (m *LM) gatedOut(pre string, y, z *graph.Tensor) *graph.Tensor {
 	g := graph.Mul(y, graph.Silu(z))
-	return graph.MatMul(normRMS(g, m.p(pre+"norm.weight")), graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
+	return graph.MatMul(m.norm(g, m.p(pre+"norm.weight")), graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
 }
 
 // ssd is the chunked state-space dual form of the recurrence

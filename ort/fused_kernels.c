@@ -311,3 +311,74 @@ int nss_conv_bwd(const nss_conv_dims *d, const float *x, const float *state, con
 	free(dwt);
 	return a.fail;
 }
+
+// ---- RMSNorm (every norm of the model) ----
+//
+// y = x / √(mean(x²) + eps) ⊙ w over the last axis of rows × D. The
+// backward, with r = 1/√(mean(x²) + eps) and g = dy ⊙ w:
+// dx = r·g − x·r³·(g·x)/D, and dw = Σ_rows dy ⊙ x·r, summed per task
+// into its own row of partial sums and added up afterwards.
+
+enum { normRowsPerTask = 64 };
+
+typedef struct {
+	nss_norm_dims d;
+	const float *x, *w, *dy;
+	float *y, *dx, *dwpart;
+} norm_args;
+
+HOT static void norm_fwd_task(void *user, size_t task) {
+	norm_args *a = user;
+	size_t D = a->d.D, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
+	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
+	for (size_t r = r0; r < r1; r++) {
+		const float *x = a->x + r * D;
+		float *y = a->y + r * D;
+		float inv = 1.0f / sqrtf(dot8(x, x, D) / (float)D + a->d.eps);
+		for (size_t i = 0; i < D; i++) y[i] = x[i] * inv * a->w[i];
+	}
+}
+
+HOT static void norm_bwd_task(void *user, size_t task) {
+	norm_args *a = user;
+	size_t D = a->d.D, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
+	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
+	float *dw = a->dwpart + task * D;
+	memset(dw, 0, D * sizeof(float));
+	for (size_t r = r0; r < r1; r++) {
+		const float *x = a->x + r * D, *dy = a->dy + r * D;
+		float *dx = a->dx + r * D;
+		float inv = 1.0f / sqrtf(dot8(x, x, D) / (float)D + a->d.eps);
+		float gx = 0;
+		for (size_t i = 0; i < D; i++) gx += dy[i] * a->w[i] * x[i];
+		float k = inv * inv * inv * gx / (float)D;
+		for (size_t i = 0; i < D; i++) {
+			dx[i] = inv * dy[i] * a->w[i] - x[i] * k;
+			dw[i] += dy[i] * x[i] * inv;
+		}
+	}
+}
+
+static size_t norm_tasks(const nss_norm_dims *d) { return ((size_t)d->rows + normRowsPerTask - 1) / normRowsPerTask; }
+
+int nss_norm_fwd(const nss_norm_dims *d, const float *x, const float *w, float *y, nss_par par, void *ctx) {
+	norm_args a = {*d, x, w, NULL, y, NULL, NULL};
+	par(ctx, norm_fwd_task, norm_tasks(d), &a);
+	return 0;
+}
+
+int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const float *dy, float *dx, float *dw,
+		 nss_par par, void *ctx) {
+	size_t T = norm_tasks(d), D = d->D;
+	float *part = malloc((T ? T : 1) * D * sizeof(float));
+	if (!part) return 1;
+	norm_args a = {*d, x, w, dy, NULL, dx, part};
+	par(ctx, norm_bwd_task, T, &a);
+	for (size_t i = 0; i < D; i++) {
+		float s = 0;
+		for (size_t t = 0; t < T; t++) s += part[t * D + i];
+		dw[i] = s;
+	}
+	free(part);
+	return 0;
+}

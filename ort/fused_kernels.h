@@ -4,6 +4,7 @@
 #define NETSSM_FUSED_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 // nss_task is one task of a parallel loop; nss_par runs fn(user, i) for i in
 // [0, total), in parallel when ctx is an ONNX Runtime kernel context.
@@ -55,5 +56,18 @@ int nss_conv_fwd(const nss_conv_dims *d, const float *x, const float *state, con
 int nss_conv_bwd(const nss_conv_dims *d, const float *x, const float *state, const float *w, const float *bias,
 		 const float *dy, const float *dnext, float *dx, float *dstate, float *dw, float *dbias, nss_par par,
 		 void *ctx);
+
+// nss_norm_dims are the sizes of one RMSNorm: rows of D values, and eps.
+typedef struct {
+	int64_t rows;
+	int D;
+	float eps;
+} nss_norm_dims;
+
+// nss_norm_fwd: x (rows, D), w (D) → y = x / √(mean(x²) + eps) ⊙ w.
+int nss_norm_fwd(const nss_norm_dims *d, const float *x, const float *w, float *y, nss_par par, void *ctx);
+// nss_norm_bwd: x, w and dy (rows, D) → dx (rows, D), dw (D).
+int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const float *dy, float *dx, float *dw,
+		 nss_par par, void *ctx);
 
 #endif

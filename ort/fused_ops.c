@@ -80,6 +80,7 @@ typedef struct nss_op {
 	const char *name;
 	int inputs, outputs;
 	int chunked; // reads the int attribute "chunk"
+	int normed;  // reads the float attribute "eps"
 	status_t (*compute)(void *kernel, void *ctx);
 } nss_op;
 
@@ -108,9 +109,10 @@ static void op_release_pairs(int *in, int *out) { (void)in; (void)out; }
 typedef struct {
 	const nss_op *op;
 	int64_t chunk;
+	float eps;
 } kernel;
 
-enum { slotKernelInfoGetAttributeInt64 = 86 };
+enum { slotKernelInfoGetAttributeFloat = 85, slotKernelInfoGetAttributeInt64 = 86 };
 
 static status_t op_create(const struct ort_op *op, const void *a, const void *info, void **out) {
 	(void)a;
@@ -120,6 +122,14 @@ static status_t op_create(const struct ort_op *op, const void *a, const void *in
 	if (k->op->chunked) {
 		status_t st = CALL(slotKernelInfoGetAttributeInt64, status_t (*)(const void *, const char *, int64_t *))(info, "chunk", &k->chunk);
 		if (!st && k->chunk < 1) st = make_status(ortInvalidArgument, "ai.netssm: attribute chunk must be positive");
+		if (st) {
+			free(k);
+			return st;
+		}
+	}
+	if (k->op->normed) {
+		status_t st = CALL(slotKernelInfoGetAttributeFloat, status_t (*)(const void *, const char *, float *))(info, "eps", &k->eps);
+		if (!st && !(k->eps > 0)) st = make_status(ortInvalidArgument, "ai.netssm: attribute eps must be positive");
 		if (st) {
 			free(k);
 			return st;
@@ -331,14 +341,58 @@ static status_t conv_silu_grad(void *k, void *ctx) {
 	return finish(&p, fail, "ConvSiluGrad");
 }
 
+// norm_dims checks x (…, D) and w (D) and reads the attribute eps.
+static status_t norm_dims(const char *op, const tensor *in, float eps, nss_norm_dims *d) {
+	if (in[0].rank < 1 || in[1].rank != 1 || in[0].dims[in[0].rank - 1] != in[1].dims[0] || in[1].dims[0] < 1 ||
+	    in[1].dims[0] > INT_MAX / 2)
+		return shape_error(op, "x must be (…, D) and w (D)");
+	int64_t rows = 1;
+	for (size_t i = 0; i + 1 < in[0].rank; i++) rows *= in[0].dims[i];
+	*d = (nss_norm_dims){rows, (int)in[1].dims[0], eps};
+	return NULL;
+}
+
+// RMSNorm(x, w; eps) → y.
+static status_t rms_norm(void *kv, void *ctx) {
+	const kernel *k = kv;
+	tensor in[2];
+	nss_norm_dims d;
+	status_t st = inputs(ctx, in, 2);
+	if (!st) st = norm_dims("RMSNorm", in, k->eps, &d);
+	float *y;
+	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &y);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_norm_fwd(&d, in[0].data, in[1].data, y, ort_parallel, &p);
+	return finish(&p, fail, "RMSNorm");
+}
+
+// RMSNormGrad(x, w, dy; eps) → (dx, dw).
+static status_t rms_norm_grad(void *kv, void *ctx) {
+	const kernel *k = kv;
+	tensor in[3];
+	nss_norm_dims d;
+	status_t st = inputs(ctx, in, 3);
+	if (!st) st = norm_dims("RMSNormGrad", in, k->eps, &d);
+	if (!st && !is(&in[2], in[0].rank, in[0].dims)) st = shape_error("RMSNormGrad", "dy must be shaped like x");
+	float *dx, *dw;
+	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &dx);
+	if (!st) st = output(ctx, 1, in[1].dims, 1, &dw);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_norm_bwd(&d, in[0].data, in[1].data, in[2].data, dx, dw, ort_parallel, &p);
+	return finish(&p, fail, "RMSNormGrad");
+}
+
 // ---- the domain ----
 
-#define OP(nm, nin, nout, chk, fn)                                                                                       \
+#define OP(nm, nin, nout, chk, fn) OPN(nm, nin, nout, chk, 0, fn)
+#define OPN(nm, nin, nout, chk, nrm, fn)                                                                                       \
 	{                                                                                                                \
 		{24, NULL, op_name, op_ep, op_float, op_inputs, op_float, op_outputs, NULL, op_destroy, op_required,    \
 		 op_required, op_mem_default, op_one, op_one, op_one, op_one, op_create, op_compute, NULL, op_start,     \
 		 op_end, op_no_pairs, op_release_pairs, op_no_pairs, op_release_pairs},                                  \
-		    nm, nin, nout, chk, fn                                                                               \
+		    nm, nin, nout, chk, nrm, fn                                                                          \
 	}
 
 static nss_op ops[] = {
@@ -347,6 +401,8 @@ static nss_op ops[] = {
 	OP("MixerStep", 9, 3, 0, mixer_step),
 	OP("ConvSilu", 4, 2, 0, conv_silu),
 	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),
+	OPN("RMSNorm", 2, 1, 0, 1, rms_norm),
+	OPN("RMSNormGrad", 3, 2, 0, 1, rms_norm_grad),
 };
 
 const char *nss_fused_op_name(int i) { return i >= 0 && i < (int)(sizeof ops / sizeof ops[0]) ? ops[i].name : NULL; }
