@@ -50,15 +50,7 @@ func (p ssdProblem) run(t *testing.T, fused, grads bool) map[string][]float32 {
 	t.Helper()
 	s, feeds := p.session(t, fused, grads, 2)
 	defer s.Close()
-	out, err := s.Run(feeds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := map[string][]float32{}
-	for name, v := range out {
-		res[name] = v.Float32()
-	}
-	return res
+	return float32Outputs(t, s, feeds)
 }
 
 // session builds the graph of run and its feeds.

@@ -74,6 +74,12 @@ func (p convProblem) run(t *testing.T, fused bool) map[string][]float32 {
 	for i, name := range convInputs {
 		g.Output("d_"+name, gs[i])
 	}
+	return runFloat32(t, g, feeds)
+}
+
+// runFloat32 runs g on two threads and returns every output as float32.
+func runFloat32(t *testing.T, g *graph.Graph, feeds map[string]*ort.Tensor) map[string][]float32 {
+	t.Helper()
 	b, err := g.Serialize()
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +89,12 @@ func (p convProblem) run(t *testing.T, fused bool) map[string][]float32 {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	return float32Outputs(t, s, feeds)
+}
+
+// float32Outputs runs s and returns every output as float32.
+func float32Outputs(t *testing.T, s *ort.Session, feeds map[string]*ort.Tensor) map[string][]float32 {
+	t.Helper()
 	out, err := s.Run(feeds)
 	if err != nil {
 		t.Fatal(err)
@@ -151,26 +163,9 @@ func TestFusedRMSNormEqualsStandardGraph(t *testing.T) {
 			}
 			g.Output("d_x", gs[0])
 			g.Output("d_w", gs[1])
-			b, err := g.Serialize()
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := ort.NewSession(b, ort.SessionOptions{Threads: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
 			dims := []int64{int64(lead[0]), int64(lead[1]), int64(D)}
-			out, err := s.Run(map[string]*ort.Tensor{"x": ort.NewTensor(dims, vals["x"]),
+			return runFloat32(t, g, map[string]*ort.Tensor{"x": ort.NewTensor(dims, vals["x"]),
 				"w": ort.NewTensor([]int64{int64(D)}, vals["w"]), "wy": ort.NewTensor(dims, vals["wy"])})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := map[string][]float32{}
-			for name, v := range out {
-				res[name] = v.Float32()
-			}
-			return res
 		}
 		want, got := run(false), run(true)
 		for _, name := range []string{"y", "d_x", "d_w"} {
