@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -130,7 +131,7 @@ func (l OptLevel) ort() ortgo.GraphOptimizationLevel {
 // SessionOptions choose where and how a graph runs.
 type SessionOptions struct {
 	EP       string // "cpu" (default) or "cuda"
-	Threads  int    // intra-op threads; 0 lets ONNX Runtime choose
+	Threads  int    // intra-op threads; 0: one per CPU the process may run on (DefaultThreads)
 	OptLevel OptLevel
 	Device   int // CUDA device id
 	// IOBinding: whether loops keep the tensors they carry from one Run to
@@ -160,6 +161,13 @@ func ParseIOBinding(s string) error {
 	return fmt.Errorf("--io-binding must be auto, on or off, not %q", s)
 }
 
+// DefaultThreads is the intra-op thread count of a session that asks for
+// none: the CPUs the process may run on (its affinity mask, as taskset,
+// cgroup cpusets and container runtimes set it). ONNX Runtime's own default
+// counts the machine's cores instead, so a process held to one core would
+// run two spinning threads on it, each waiting on the other.
+func DefaultThreads() int { return runtime.NumCPU() }
+
 // Session is a graph loaded into ONNX Runtime.
 type Session struct {
 	s       *ortgo.DynamicAdvancedSession
@@ -187,13 +195,15 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 		return nil, fmt.Errorf("creating session options: %w", err)
 	}
 	defer opts.Destroy()
-	if o.Threads > 0 {
-		if err := opts.SetIntraOpNumThreads(o.Threads); err != nil {
-			return nil, fmt.Errorf("setting %d threads: %w", o.Threads, err)
-		}
-		if err := opts.SetInterOpNumThreads(1); err != nil {
-			return nil, fmt.Errorf("setting inter-op threads: %w", err)
-		}
+	threads := o.Threads
+	if threads <= 0 {
+		threads = DefaultThreads()
+	}
+	if err := opts.SetIntraOpNumThreads(threads); err != nil {
+		return nil, fmt.Errorf("setting %d threads: %w", threads, err)
+	}
+	if err := opts.SetInterOpNumThreads(1); err != nil {
+		return nil, fmt.Errorf("setting inter-op threads: %w", err)
 	}
 	if err := opts.SetGraphOptimizationLevel(o.OptLevel.ort()); err != nil {
 		return nil, fmt.Errorf("setting the optimisation level: %w", err)
