@@ -175,7 +175,7 @@ func TestONNXMemoryConstantInGeneratedLength(t *testing.T) {
 }
 
 // ortOptions are the session options of the tests and benchmarks: the CPU,
-// intra-op threads from NETSSM_BENCH_THREADS (default: ONNX Runtime's choice).
+// intra-op threads from NETSSM_BENCH_THREADS (default: one per core the process may use).
 func ortOptions() ort.SessionOptions {
 	n, _ := strconv.Atoi(os.Getenv("NETSSM_BENCH_THREADS"))
 	ep := os.Getenv("NETSSM_TEST_EP") // cpu unless set (cuda on a GPU machine)

@@ -10,7 +10,7 @@
 #
 # LAYOUT=flow|v1 (default flow) picks the token layout; everything else is
 # the same for both, so two work directories compare the layouts. THREADS
-# (default: ONNX Runtime's choice) sets --threads of train and sample, so
+# (default: one per core the process may use) sets --threads of train and sample, so
 # two runs side by side can each have a core.
 #
 # BUDGET is a duration (30m: --time, what docs/results.md records) or a step
