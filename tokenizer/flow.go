@@ -222,6 +222,7 @@ type flowEntry struct {
 	key     flowKey
 	firstLo bool      // direction 0 travels from the key's lo endpoint
 	last    [2][]byte // last kept bytes in each direction (nil: none yet)
+	hs      handshake // TCP: the handshake (flow_handshake.go)
 }
 
 func (e *flowEntry) dir(fromLo bool) int {
@@ -261,9 +262,11 @@ func (t *flowTable) record(fp flowPacket, p []byte) {
 		return
 	}
 	var e *flowEntry
+	first := false
 	if r := t.find(fp.key); r >= 0 {
 		e = t.touch(r)
 	} else {
+		first = true
 		e = &flowEntry{key: fp.key, firstLo: fp.fromLo}
 		if len(t.entries) < t.size {
 			t.entries = append(t.entries, nil)
@@ -271,7 +274,15 @@ func (t *flowTable) record(fp flowPacket, p []byte) {
 		copy(t.entries[1:], t.entries[:len(t.entries)-1])
 		t.entries[0] = e
 	}
-	e.last[e.dir(fp.fromLo)] = append([]byte(nil), p...)
+	d := e.dir(fp.fromLo)
+	e.last[d] = append([]byte(nil), p...)
+	if fp.key.proto == ProtoTCP {
+		l4 := 40
+		if fp.key.v4 {
+			l4 = 20
+		}
+		e.hs.follow(p, l4, d, first)
+	}
 }
 
 func (t *flowTable) clone() flowTable {

@@ -9,7 +9,8 @@ import (
 // its flow token to its end, and keeps the trace's flow table. The decoder
 // and the grammar both run it, so they cannot disagree on what a token
 // means. With strict set, it also holds generated packets to the
-// well-formedness rules (wellformed.go) and the TCP flag rule.
+// well-formedness rules (wellformed.go), the TCP flag rule and the TCP
+// handshake rule (flow_handshake.go).
 type flowMachine struct {
 	spec  *Spec
 	v1    *Spec // the v1 spec with the same kept bytes: the byte grammar of new and raw packets
@@ -22,7 +23,9 @@ type flowMachine struct {
 
 	// a known flow's packet
 	ctx      flowContext
-	cur      []byte // fixed header; fields [0, next) settled
+	hs       handshake // its flow's handshake when the packet started (strict rule)
+	dir      int       // its direction
+	cur      []byte    // fixed header; fields [0, next) settled
 	next     int
 	op       int    // flowOps index of the op being read
 	opBytes  []byte // its bytes so far
@@ -183,7 +186,8 @@ func (m *flowMachine) advanceFlowToken(tok int) error {
 	if !ok || r >= len(m.table.entries) {
 		return fmt.Errorf("flow layout: %s where a flow token must stand (table of %d flows)", s.TokenString(tok), len(m.table.entries))
 	}
-	m.ctx = s.context(m.table.entries[r], d)
+	e := m.table.entries[r]
+	m.ctx, m.hs, m.dir = s.context(e, d), e.hs, d
 	m.cur = append(m.cur[:0], m.ctx.tmpl[:m.ctx.shape.fixed]...)
 	m.next, m.phase = 0, fpFields
 	return nil

@@ -6,7 +6,8 @@ import "slices"
 // take. Structural rules hold always (they keep a packet parseable: TCP data
 // offset ≥ 5, IPv6 version nibble 6, mask bits only inside the tail);
 // strict ones (generation) hold every rebuilt header byte to the
-// well-formedness rules of wellformed.go and TCP flags to TCPFlagsValid.
+// well-formedness rules of wellformed.go, TCP flags to TCPFlagsValid and an
+// open TCP handshake to the handshake rule (flow_handshake.go).
 
 // byteRule is the rule for the next byte of a new or raw packet.
 func (m *flowMachine) byteRule(strict bool) byteRule {
@@ -94,7 +95,7 @@ func (m *flowMachine) skipValid(i int) bool {
 	for j := m.next; j < i; j++ {
 		f := sh.fields[j]
 		putField(tmp, f, m.ctx.predict(f, tmp))
-		if !fieldWellFormed(sh, tmp, j) {
+		if !m.fieldOK(tmp, j) {
 			return false
 		}
 	}
@@ -104,17 +105,27 @@ func (m *flowMachine) skipValid(i int) bool {
 // opPossible reports whether op may set field i: some value of its bytes
 // passes the rules.
 func (m *flowMachine) opPossible(i int, op flowOp, strict bool) bool {
-	sh := &m.ctx.shape
-	f := sh.fields[i]
-	if !strict || !deltaField(f.kind) || !constrained(f.kind) || op.n == f.width {
-		return true // raw fields, unconstrained deltas and full-width deltas reach every value
+	f := m.ctx.shape.fields[i]
+	if !strict || !deltaField(f.kind) || op.n == f.width {
+		return true // raw fields and full-width deltas reach every value
 	}
 	tmp := slices.Clone(m.cur)
 	settleFields(&m.ctx, tmp, m.next, i)
 	pred := m.ctx.predict(f, tmp)
+	if vals := m.hsValues(f.kind, tmp); vals != nil {
+		for _, v := range vals {
+			if _, ok := deltaRaw(v, pred, op.n, f.width); ok {
+				return true
+			}
+		}
+		return false
+	}
+	if !constrained(f.kind) {
+		return true
+	}
 	for b := range 256 {
 		putField(tmp, f, applyDelta(pred, []byte{byte(b)}, f.width))
-		if fieldWellFormed(sh, tmp, i) {
+		if m.fieldOK(tmp, i) {
 			return true
 		}
 	}
@@ -160,22 +171,28 @@ func (m *flowMachine) opByteOK(b int, strict bool) bool {
 		if !wellFormedRule(tmp[:f.off+j]).allows(b) || (f.kind == fFlags && !TCPFlagsValid(byte(b))) {
 			return false
 		}
-		return j < f.width-1 || fieldWellFormed(sh, tmp, m.next)
+		return j < f.width-1 || m.fieldOK(tmp, m.next)
 	}
-	if !strict || !constrained(f.kind) {
+	if !strict {
 		return true
 	}
 	pred := m.ctx.predict(f, tmp)
+	if vals := m.hsValues(f.kind, tmp); vals != nil {
+		return hsDeltaByteOK(vals, pred, m.opBytes, b, op.n, f.width)
+	}
+	if !constrained(f.kind) {
+		return true
+	}
 	raw := append(append(slices.Clone(m.opBytes), byte(b)), 0)
 	if j == op.n-1 {
 		raw = raw[:op.n]
 		putField(tmp, f, applyDelta(pred, raw, f.width))
-		return fieldWellFormed(sh, tmp, m.next)
+		return m.fieldOK(tmp, m.next)
 	}
 	for lo := range 256 { // one byte left (2-byte deltas)
 		raw[op.n-1] = byte(lo)
 		putField(tmp, f, applyDelta(pred, raw, f.width))
-		if fieldWellFormed(sh, tmp, m.next) {
+		if m.fieldOK(tmp, m.next) {
 			return true
 		}
 	}

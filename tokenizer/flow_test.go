@@ -102,6 +102,20 @@ func TestFlowGrammarMaskAgreesWithAdvance(t *testing.T) {
 	for _, strict := range []bool{false, true} {
 		checkMaskAgreesWithAdvanceSpec(t, flow, strict, 60, 400, 9)
 	}
+	// Walks steered into TCP handshakes, so that the handshake rule's masks
+	// are checked too (a uniform walk rarely answers a SYN); a small table
+	// keeps the clones cheap and evicts flows mid-handshake.
+	small := tokenizer.FlowSpec()
+	small.FlowTable = 8
+	sp := specWith(t, small, "x")
+	for seed := range uint64(2) {
+		_, pkts := walkFlowWith(t, sp, true, seed, 60, handshakeBias(sp), true)
+		hs := followHandshakes(t, pkts)
+		t.Logf("seed %d: %+v", seed, hs)
+		if hs.opened < 5 || hs.answered < 3 {
+			t.Fatalf("seed %d: the walk opened %d flows with a SYN and answered %d: it did not test the handshake rule", seed, hs.opened, hs.answered)
+		}
+	}
 }
 
 // checkMaskAgreesWithAdvanceSpec walks random traces of spec sp and checks
@@ -141,6 +155,18 @@ func checkMaskAgreesWithAdvanceSpec(t *testing.T, sp *tokenizer.Spec, wellFormed
 // strict), ending a packet with probability 1/3 where it may end; it returns
 // the tokens and the packets as the grammar held them when they ended.
 func walkFlow(t *testing.T, sp *tokenizer.Spec, strict bool, seed uint64, n int) ([]uint16, [][]byte) {
+	return walkFlowWith(t, sp, strict, seed, n, nil, false)
+}
+
+// walkBias picks a token among ok, the tokens the grammar allows inside the
+// packet g is in (inNew: a <flow:new> packet; last: the token before), or
+// returns false to leave the choice uniform.
+type walkBias func(g *tokenizer.Grammar, inNew bool, last string, ok []uint16, rng *rand.Rand) (uint16, bool)
+
+// walkFlowWith is walkFlow with the choice of a packet's tokens steered by
+// bias (nil: uniform), checking at every step that Allowed and Advance agree
+// on every token when checkMask.
+func walkFlowWith(t *testing.T, sp *tokenizer.Spec, strict bool, seed uint64, n int, bias walkBias, checkMask bool) ([]uint16, [][]byte) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
 	g, _ := sp.NewGrammar()
@@ -150,17 +176,32 @@ func walkFlow(t *testing.T, sp *tokenizer.Spec, strict bool, seed uint64, n int)
 	lbl, _ := sp.LabelToken(sp.Labels[0])
 	var toks []uint16
 	var pkts [][]byte
+	inNew, last := false, ""
 	step := func(tok uint16) {
 		t.Helper()
 		if err := g.Advance(tok); err != nil {
 			t.Fatalf("after %d tokens: %v", len(toks), err)
 		}
 		toks = append(toks, tok)
+		last = sp.TokenString(int(tok))
+		switch last {
+		case "<pkt>":
+			inNew = false
+		case "<flow:new>":
+			inNew = true
+		}
 	}
 	step(uint16(lbl))
 	step(tokenizer.TokPkt)
 	for len(pkts) < n {
 		mask := g.Allowed(nil)
+		if checkMask {
+			for tok, allowed := range mask {
+				if err := g.Clone().Advance(uint16(tok)); allowed != (err == nil) {
+					t.Fatalf("token %s after %x: mask says %v, Advance says %v", sp.TokenString(tok), g.PacketBytes(), allowed, err)
+				}
+			}
+		}
 		var ok []uint16
 		for tok, allowed := range mask {
 			if allowed && tok != tokenizer.TokPkt && tok != tokenizer.TokEOS {
@@ -180,6 +221,12 @@ func walkFlow(t *testing.T, sp *tokenizer.Spec, strict bool, seed uint64, n int)
 		}
 		if len(ok) == 0 {
 			t.Fatalf("dead end after %x", g.PacketBytes())
+		}
+		if bias != nil {
+			if tok, chosen := bias(g, inNew, last, ok, rng); chosen {
+				step(tok)
+				continue
+			}
 		}
 		step(ok[rng.IntN(len(ok))])
 	}
