@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the flow-vs-v1 table of docs/flow-layout-results.md from two
+"""Builds the flow-vs-v1 table of docs/results.md (section layouts) from two
 scripts/shared-results.sh work directories (LAYOUT=v1 and LAYOUT=flow) and
 the output of scripts/layout-bench.sh.
 
@@ -88,6 +88,7 @@ def main():
     row("verbatim training headers", lambda l: share(M[l]["privacy"]["synth_header_verbatim"]), "{:.3f}", "≤ 0.05")
     row("TCP flows with monotone sequence numbers", lambda l: M[l]["compliance"]["synth"]["tcp_flows_seq_monotone"]["value"], "{:.3f}", "≥ 0.9 (real: {:.3f})".format(M["flow"]["compliance"]["real"]["tcp_flows_seq_monotone"]["value"]))
     row("TCP flag sets valid", lambda l: check(M[l], "tcp_flags_valid"), "{:.4f}", "1")
+    row("TCP handshakes in order (of flows opening with SYN)", lambda l: check(M[l], "tcp_handshake_in_order"), "{:.3f}", "(real: {:.3f})".format(M["flow"]["compliance"]["real"]["tcp_handshake_in_order"]["value"]))
     row("tshark malformed frames", lambda l: M[l]["malformed"]["synth"]["frames"]["value"], "{:.4f}", "0 (real: {:.4f})".format(M["flow"]["malformed"]["real"]["frames"]["value"]))
     real = flows(M["flow"], "real")
     row("flows per 500 packets", lambda l: flows(M[l], "synth")["flows_per_window"], "{:.1f}", f"within 1.5× of real {real['flows_per_window']:.1f}")

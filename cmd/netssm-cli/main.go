@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 
@@ -103,7 +104,31 @@ func setUsageHandlers(c *cli.Command) {
 }
 
 func main() {
-	os.Exit(run(os.Args))
+	stop := startCPUProfile(os.Getenv("NETSSM_CPUPROFILE"))
+	code := run(os.Args)
+	stop()
+	os.Exit(code)
+}
+
+// startCPUProfile writes a Go CPU profile of the whole command to path (the
+// NETSSM_CPUPROFILE environment variable; read it with go tool pprof) and
+// returns what stops it; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		slog.Warn("not profiling", "path", path, "err", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // run executes the CLI and maps the outcome to an exit code.
