@@ -38,10 +38,20 @@ def metrics(d):
 
 
 def check(m, name):
+    c = check_share(m, name)
+    return c["value"] if c else None
+
+
+def check_share(m, name):
+    """A compliance check's share of the synthetic side: value, hits, total."""
     for c in m["compliance"]["synth"].get("checks", []):
         if c["name"] == name:
-            return c["share"]["value"]
-    return m["compliance"]["synth"].get(name, {}).get("value")
+            return c["share"]
+    return m["compliance"]["synth"].get(name)
+
+
+def with_count(c):
+    return "{:.3f} ({}/{})".format(c["value"], c["hits"], c["total"]) if c and c.get("total") else "n/a (0 judged)"
 
 
 def bench(path):
@@ -88,7 +98,7 @@ def main():
     row("verbatim training headers", lambda l: share(M[l]["privacy"]["synth_header_verbatim"]), "{:.3f}", "≤ 0.05")
     row("TCP flows with monotone sequence numbers", lambda l: M[l]["compliance"]["synth"]["tcp_flows_seq_monotone"]["value"], "{:.3f}", "≥ 0.9 (real: {:.3f})".format(M["flow"]["compliance"]["real"]["tcp_flows_seq_monotone"]["value"]))
     row("TCP flag sets valid", lambda l: check(M[l], "tcp_flags_valid"), "{:.4f}", "1")
-    row("TCP handshakes in order (of flows opening with SYN)", lambda l: check(M[l], "tcp_handshake_in_order"), "{:.3f}", "(real: {:.3f})".format(M["flow"]["compliance"]["real"]["tcp_handshake_in_order"]["value"]))
+    row("TCP handshakes in order (of flows opening with SYN)", lambda l: with_count(check_share(M[l], "tcp_handshake_in_order")), "{}", "(real: {:.3f})".format(M["flow"]["compliance"]["real"]["tcp_handshake_in_order"]["value"]))
     row("tshark malformed frames", lambda l: M[l]["malformed"]["synth"]["frames"]["value"], "{:.4f}", "0 (real: {:.4f})".format(M["flow"]["malformed"]["real"]["frames"]["value"]))
     real = flows(M["flow"], "real")
     row("flows per 500 packets", lambda l: flows(M[l], "synth")["flows_per_window"], "{:.1f}", f"within 1.5× of real {real['flows_per_window']:.1f}")
