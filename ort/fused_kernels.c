@@ -70,7 +70,9 @@ typedef struct {
 	int fail;
 } step_args;
 
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
+// sigm and silu use nss_expf, so that loops over them vectorise.
+static inline float sigm(float v) { return 1.0f / (1.0f + nss_expf(-v)); }
+static inline float silu(float v) { return v * sigm(v); }
 static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
 // dot8 is a dot product in eight partial sums, which vectorises without
@@ -106,8 +108,9 @@ HOT static void step_task(void *user, size_t b) {
 		for (size_t k = 0; k + 1 < K; k++) row2[k] = row[k + 1];
 		row2[K - 1] = xbc[c];
 		for (size_t k = 0; k < K; k++) acc += row2[k] * w[k];
-		xc[c] = silu(acc);
+		xc[c] = acc;
 	}
+	for (size_t c = 0; c < C; c++) xc[c] = silu(xc[c]);
 	const float *x = xc, *Bm = xc + di, *Cm = xc + di + N;
 	for (size_t h = 0; h < H; h++) {
 		float dt = softplus(dtraw[h] + a->dtb[h]);
@@ -122,11 +125,8 @@ HOT static void step_task(void *user, size_t b) {
 			out[h * P + p] = dot8(sp2, Cm, N) + a->D[h] * x[h * P + p];
 		}
 	}
-	float ms = 0;
-	for (size_t i = 0; i < di; i++) {
-		out[i] *= silu(z[i]);
-		ms += out[i] * out[i];
-	}
+	for (size_t i = 0; i < di; i++) out[i] *= silu(z[i]);
+	float ms = dot8(out, out, di);
 	float inv = 1.0f / sqrtf(ms / (float)di + 1e-5f);
 	for (size_t i = 0; i < di; i++) out[i] = out[i] * inv * a->normw[i];
 	free(xc);
@@ -202,7 +202,6 @@ static void conv_weights_t(const conv_args *a, size_t c0, size_t n, float *wt) {
 		for (size_t i = 0; i < n; i++) wt[k * n + i] = a->w[(c0 + i) * W + k];
 }
 
-static inline float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 // block_of is the channel block of a task: its first channel and width.
 static inline size_t block_of(const nss_conv_dims *d, size_t blk, size_t *n) {
