@@ -23,7 +23,10 @@ func NewMamba2(c model.Config, params map[string][]float32, so ort.SessionOption
 	in, out := model.StateNames(c)
 	sig := StepSignature{Token: model.InIDs, Logits: model.OutLogits}
 	for i := range in {
-		sig.States = append(sig.States, StatePair{In: in[i], Out: out[i]})
+		// The layers' conv and SSM states come first; with fused kernels
+		// only MixerStep reads and writes them.
+		inPlace := c.Fused() && i < 2*c.Layers
+		sig.States = append(sig.States, StatePair{In: in[i], Out: out[i], InPlace: inPlace})
 	}
 	init := graph.Initializers(model.Values(params))
 	m := &ONNXModel{Logits: c.VocabSize, Signature: sig, Session: so}

@@ -87,6 +87,23 @@ func TestMamba2BatchSizeDoesNotChangeTraces(t *testing.T) {
 	sameFiles(t, paperFiles(t, m, 4, 1, 200), paperFiles(t, m, 4, 4, 200), "Mamba-2 batch 1 vs 4")
 }
 
+// With fused kernels the step updates the layers' states in place (one
+// buffer for input and output): traces still do not depend on the batch,
+// and stepping a prompt still lands where the chunked prefill does
+// (TestMamba2PrefillMatchesSteppedPrompt, "fused kernels").
+func TestMamba2InPlaceStatesDoNotChangeTraces(t *testing.T) {
+	c, err := model.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Kernels = model.KernelsFused
+	m := mamba2Of(t, c)
+	if !m.Signature.States[0].InPlace {
+		t.Fatal("the fused step graph's conv state is not updated in place")
+	}
+	sameFiles(t, paperFiles(t, m, 4, 1, 200), paperFiles(t, m, 4, 4, 200), "fused Mamba-2 batch 1 vs 4")
+}
+
 // BenchmarkMamba2Step measures step decoding (the step graph alone, no
 // sampling) in tokens/s: go test -run XXX -bench Mamba2Step ./infer/
 // ("small+positions" is small with 128 packet positions, for the cost of

@@ -18,8 +18,16 @@ type StepSignature struct {
 	States []StatePair
 }
 
-// StatePair is one recurrent state tensor's input and output name.
-type StatePair struct{ In, Out string }
+// StatePair is one recurrent state tensor's input and output name. InPlace
+// says that the step graph reads the input only in the node that writes the
+// output, element by element before writing it (the fused MixerStep's conv
+// and SSM states), so one buffer can serve as both: a decoding step then
+// reads and writes each state once instead of reading one buffer and
+// filling another, half the memory traffic of a step at large batches.
+type StatePair struct {
+	In, Out string
+	InPlace bool
+}
 
 // ONNXModel runs a model's step graph on ONNX Runtime. Graphs have static
 // shapes, so StepGraph builds (or picks) the graph for each batch size
@@ -91,6 +99,9 @@ type onnxBatch struct {
 	stateIn []int // position of state k among the inputs
 	stateOu []int // … and among the outputs
 	per     []int // elements of state k per sequence
+	// resident: the states live in the provider's memory (I/O binding),
+	// two sets that alternate; no state is updated in place then.
+	resident bool
 
 	names     *bindNames
 	bindings  [2]*ort.Binding // [0]: devIn → devOut, [1]: devOut → devIn
@@ -122,7 +133,7 @@ func (m *ONNXModel) newBatch(size int) (*onnxBatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &onnxBatch{sess: sess, size: size, vocab: m.Logits}
+	b := &onnxBatch{sess: sess, size: size, vocab: m.Logits, resident: m.Session.UseBinding()}
 	if err := b.bind(m.Signature, ins, outs); err != nil {
 		sess.Close()
 		b.destroy()
@@ -243,9 +254,11 @@ func (b *onnxBatch) bind(sig StepSignature, ins, outs []ort.IOInfo) error {
 			return fmt.Errorf("state %q: %w", sp.In, err)
 		}
 		b.in = append(b.in, tin)
-		tout, err := alignedTensor[float32](dims)
-		if err != nil {
-			return fmt.Errorf("state %q: %w", sp.Out, err)
+		tout := tin
+		if !sp.InPlace || b.resident {
+			if tout, err = alignedTensor[float32](dims); err != nil {
+				return fmt.Errorf("state %q: %w", sp.Out, err)
+			}
 		}
 		b.out = append(b.out, tout)
 		b.stateIn = append(b.stateIn, i)
@@ -340,8 +353,11 @@ func (b *onnxBatch) destroy() {
 		}
 		b.bindings[p], b.dev[p] = nil, nil
 	}
-	for _, t := range append(slices.Clone(b.in), b.out...) {
+	for k, t := range b.in {
 		t.Destroy()
+		if k < len(b.out) && b.out[k] != t {
+			b.out[k].Destroy()
+		}
 	}
 	if b.tok64 != nil {
 		b.tok64.Destroy()
