@@ -10,7 +10,8 @@
 # Sections:
 #   demo    netssm-cli demo (embedded captures; about 3 minutes on 2 cores)
 #   shared  scripts/shared-results.sh (../shared/data; 30 minutes of training; LAYOUT, default v1)
-#   bench   scripts/bench-vs-torch.sh (needs ../shared/bench/torch_ref and python3-torch)
+#   bench   scripts/bench-vs-torch.sh twice, pinned to one core (BENCH_CPU, default 1);
+#           needs ../shared/bench/torch_ref and python3-torch on OpenBLAS
 #   long    scripts/long-sample.sh on the shared run's model (after shared)
 #   layouts the flow layout against v1: scripts/shared-results.sh with LAYOUT=v1
 #           and LAYOUT=flow (THREADS=1 each, side by side), scripts/layout-bench.sh,
@@ -103,10 +104,23 @@ section_shared() {
   replace shared "$body"
 }
 
+# section_bench runs scripts/bench-vs-torch.sh twice, one run after the
+# other, pinned to one core (BENCH_CPU, default 1) when taskset exists, so
+# that netssm and PyTorch get the same single core.
 section_bench() {
-  local body="$work/bench.md"
-  (cd "$repo" && scripts/bench-vs-torch.sh) | tee "$work/bench.txt"
-  { header bench "Throughput against PyTorch" "scripts/bench-vs-torch.sh"; echo '```'; cat "$work/bench.txt"; echo '```'; } > "$body"
+  local body="$work/bench.md" pin=() run
+  command -v taskset >/dev/null && pin=(taskset -c "${BENCH_CPU:-1}")
+  : > "$work/bench.txt"
+  for run in 1 2; do
+    echo "run $run" | tee -a "$work/bench.txt"
+    (cd "$repo" && "${pin[@]}" scripts/bench-vs-torch.sh) | tee -a "$work/bench.txt"
+  done
+  {
+    header bench "Throughput against PyTorch (one core, two runs)" "scripts/results.sh DIR bench (${pin[*]:-} scripts/bench-vs-torch.sh, twice)"
+    echo "Fused and standard are netssm's two kernel choices ([kernels.md](kernels.md), which also has the memory of a long training window); the ratios are fused / PyTorch, standard / PyTorch and fused / standard."
+    echo
+    echo '```'; cat "$work/bench.txt"; echo '```'
+  } > "$body"
   replace bench "$body"
 }
 
