@@ -71,6 +71,9 @@ func TestTrainChunkLengthChangesSpeedNotLosses(t *testing.T) {
 			t.Errorf("config.json records packet_positions %d, prev_packets %d, packet_history %d; want the defaults 128, 0, 0",
 				m.PacketPositions, m.PrevPackets, m.PacketHistory)
 		}
+		if m.Labels == 0 || m.FirstLabel == 0 {
+			t.Errorf("config.json records labels %d from id %d; want the label embedding, train's default", m.Labels, m.FirstLabel)
+		}
 		losses[chunk] = metricLosses(t, filepath.Join(out, "metrics.jsonl"))
 	}
 	a, b := losses["16"], losses["0"]
@@ -99,8 +102,11 @@ func TestTrainWithPacketFeaturesResumesExportsAndSamples(t *testing.T) {
 	if msg, code := runCLI(t, nil, append(train, "--steps", "2")...); code != 0 {
 		t.Fatalf("train: exit %d:\n%s", code, msg)
 	}
-	if msg, code := runCLI(t, nil, "-q", "train", "--out", out, "--resume", "--steps", "3", "--prev-packets", "1"); code != 0 {
+	if msg, code := runCLI(t, nil, "-q", "train", "--out", out, "--resume", "--steps", "3", "--prev-packets", "1", "--label-embedding=false"); code != 0 {
 		t.Fatalf("train --resume: exit %d:\n%s", code, msg)
+	}
+	if m := runModelConfig(t, out); m.Labels == 0 {
+		t.Errorf("the resumed run lost its label embedding (config.json labels %d)", m.Labels)
 	}
 	if m := runModelConfig(t, out); m.PacketPositions != 32 || m.PacketToken != tokenizer.TokPkt || m.PrevPackets != 2 || m.PacketHistory != 40 {
 		t.Errorf("config.json records packet_positions %d, packet_token %d, prev_packets %d, packet_history %d; want 32, %d, 2, 40",
