@@ -270,16 +270,35 @@ func TestFlowGrammarPacketsAreWellFormedAndDecodeAsWalked(t *testing.T) {
 	}
 }
 
+// One Restarter serves every file, its cache bounded to the largest trace,
+// so that traces are dropped and decoded again between files: a restarted
+// segment is the same either way, and the cache stays within its bound.
 func TestFlowRestartDecodesToTheSamePackets(t *testing.T) {
 	flow, _ := flowAndV1(t)
 	files := capturetest.ProjectCaptures(t)
+	limit, total := 0, 0
 	for _, f := range files {
+		d, _ := flow.Decode(encodeFile(t, flow, f).Tokens, tokenizer.DecodeOptions{})
+		n := 0
+		for _, p := range d.Packets {
+			n += len(p.Bytes) + len(p.Link) + 64 // as the cache counts
+		}
+		limit, total = max(limit, n), total+n
+	}
+	if total <= limit {
+		t.Fatalf("the traces (%d bytes) fit the cache bound (%d): nothing would be dropped", total, limit)
+	}
+	r := flow.NewRestarter()
+	r.SetCacheLimit(limit)
+	for fi, f := range files {
 		tr := encodeFile(t, flow, f)
 		full, _ := flow.Decode(tr.Tokens, tokenizer.DecodeOptions{})
-		r := flow.NewRestarter()
 		for k := 1; k+3 < len(tr.PktOffsets); k += 7 {
 			start, stop := int(tr.PktOffsets[k]), int(tr.PktOffsets[k+3])
-			part := append(r.Restart(0, tr.Tokens, start, stop), tokenizer.TokEOS)
+			part := append(r.Restart(fi, tr.Tokens, start, stop), tokenizer.TokEOS)
+			if c := r.CachedBytes(); c > limit || c == 0 {
+				t.Fatalf("the restart cache holds %d bytes; want some, within its limit of %d", c, limit)
+			}
 			if err := grammarAccepts(flow, part); err != nil {
 				t.Fatalf("%s packets %d..%d restarted: %v", f, k, k+3, err)
 			}
