@@ -129,19 +129,23 @@ type Options struct {
 // analyzeAll runs analyzeTrace over traces, in parallel.
 func analyzeAll(traces []*Trace) []traceAnalysis {
 	out := make([]traceAnalysis, len(traces))
+	parallel(len(traces), func(i int) { out[i] = analyzeTrace(traces[i]) })
+	return out
+}
+
+// parallel runs fn(0) … fn(n−1), up to GOMAXPROCS at once, and waits for
+// them.
+func parallel(n int, fn func(i int)) {
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
-	for i, t := range traces {
-		wg.Add(1)
+	for i := range n {
 		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer func() { <-sem }()
-			out[i] = analyzeTrace(t)
-		}()
+			fn(i)
+		})
 	}
 	wg.Wait()
-	return out
 }
 
 // Evaluate compares synthetic traces with real ones (and, when train is not

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync"
 )
 
 // Malformed packets as Wireshark's dissectors see them: tshark marks a frame
@@ -62,18 +60,7 @@ func tsharkVersion(tshark string) string {
 func malformedSide(tshark string, traces []*Trace) (MalformedSide, error) {
 	counts := make([]int64, len(traces))
 	errs := make([]error, len(traces))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, t := range traces {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			counts[i], errs[i] = tsharkMalformed(tshark, t.Path)
-		}()
-	}
-	wg.Wait()
+	parallel(len(traces), func(i int) { counts[i], errs[i] = tsharkMalformed(tshark, traces[i].Path) })
 	if err := errors.Join(errs...); err != nil {
 		return MalformedSide{}, err
 	}
