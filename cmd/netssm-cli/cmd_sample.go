@@ -80,7 +80,7 @@ func init() {
 			&cli.TimestampFlag{Name: "start", Layout: time.RFC3339, Usage: "time of each trace's start (RFC 3339; default 2024-01-01T00:00:00Z, so files are reproducible)"},
 			epFlag(),
 			ioBindingFlag(),
-			&cli.IntFlag{Name: "threads", Usage: "intra-op threads (0: one per core this process may use)"},
+			threadsFlag(),
 			&cli.StringFlag{Name: "kernels", Value: model.KernelsFused, Usage: "decoding step and prefill in netssm's fused CPU kernels (fused) or in standard ONNX ops (standard)"},
 		},
 		Action: runSample,

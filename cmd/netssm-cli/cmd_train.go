@@ -57,7 +57,7 @@ func init() {
 			&cli.BoolFlag{Name: "remap-addresses", Usage: "stream mode: read every stretch of a capture under fresh IP addresses (a Crypto-PAn key per stretch), so the model predicts addresses from context instead of memorising the training hosts"},
 			epFlag(),
 			ioBindingFlag(),
-			&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: one per core this process may use)"},
+			threadsFlag(),
 			&cli.StringFlag{Name: "kernels", Value: model.KernelsFused, Usage: "SSD scan in netssm's fused CPU kernels (fused) or in standard ONNX ops (standard); the same model either way"},
 			&cli.Int64Flag{Name: "eval-every", Value: 100, Usage: "validate (and checkpoint) every N steps"},
 			&cli.Int64Flag{Name: "eval-tokens", Value: 200_000, Usage: "validation tokens per evaluation (0: all)"},

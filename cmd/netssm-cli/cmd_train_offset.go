@@ -34,7 +34,7 @@ var lossByOffsetCommand = &cli.Command{
 		&cli.StringFlag{Name: "val", Usage: "held-out dataset (default: the run's own validation traces)"},
 		&cli.Int64Flag{Name: "tokens", Value: 200_000, Usage: "target tokens to score, spread over the traces as validation does (0: all)"},
 		epFlag(),
-		&cli.IntFlag{Name: "threads", Usage: "CPU threads (0: one per core this process may use)"},
+		threadsFlag(),
 	},
 	Action: lossByOffsetAction,
 }

@@ -22,6 +22,11 @@ func epFlag() *cli.StringFlag {
 	return &cli.StringFlag{Name: "ep", Value: "cpu", Usage: "execution provider: cpu | cuda"}
 }
 
+// threadsFlag is --threads, ONNX Runtime's intra-op threads.
+func threadsFlag() *cli.IntFlag {
+	return &cli.IntFlag{Name: "threads", Usage: "CPU threads (0: one per core this process may use)"}
+}
+
 // ioBindingFlag is --io-binding, for the commands whose loops carry
 // tensors from one Run to the next.
 func ioBindingFlag() *cli.StringFlag {
