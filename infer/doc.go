@@ -38,7 +38,11 @@
 // `<eos>` is sampled; when a token or duration limit cuts a packet short, it is
 // kept only if the grammar says it could end there (or when decoding is
 // unconstrained), else it is counted in Stats.Truncated. A slot whose trace
-// ends starts the next trace index of the job at once.
+// ends starts the next trace index of the job at once. Once no trace is left
+// to start and at most half the slots are busy, the traces still running
+// move into a batch of their number (Batch.Save, then Load; their rows are
+// bit-identical in any batch), so the longest traces of a job do not step
+// idle rows to their end.
 //
 // # Models
 //

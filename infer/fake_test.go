@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -34,6 +35,7 @@ type markovModel struct {
 	noEOS bool    // never end a trace by itself
 	mu    sync.Mutex
 	steps int
+	sizes []int // the batch sizes asked for, in order
 }
 
 func (m *markovModel) Vocab() int { return fakeLogits }
@@ -97,6 +99,9 @@ func (m *markovModel) logits(h, pos []float32, out []float32) {
 }
 
 func (m *markovModel) NewBatch(size int) (Batch, error) {
+	m.mu.Lock()
+	m.sizes = append(m.sizes, size)
+	m.mu.Unlock()
 	return &markovBatch{m: m, h: make([]float32, 2*size), pos: make([]float32, size), out: make([]float32, size*fakeLogits)}, nil
 }
 
@@ -114,6 +119,10 @@ func (b *markovBatch) Load(slot int, st State) error {
 	copy(b.h[2*slot:], st[0])
 	b.pos[slot] = st[1][0]
 	return nil
+}
+
+func (b *markovBatch) Save(slot int) (State, error) {
+	return State{slices.Clone(b.h[2*slot : 2*slot+2]), {b.pos[slot]}}, nil
 }
 
 func (b *markovBatch) Step(tokens []int) ([]float32, error) {

@@ -177,7 +177,7 @@ func Generate(ctx context.Context, m Model, sink Sink, job Job) (Stats, error) {
 	if g.batch, err = m.NewBatch(size); err != nil {
 		return Stats{}, fmt.Errorf("allocating a batch of %d: %w", size, err)
 	}
-	defer g.batch.Close()
+	defer func() { g.batch.Close() }() // the batch it holds at the end (see shrink)
 	g.mask = make([]bool, job.Vocab.Size)
 	g.tokens = make([]int, size)
 	g.slots = make([]slot, size)
@@ -252,7 +252,48 @@ func (g *generator) run(ctx context.Context) error {
 		if g.job.Progress != nil {
 			g.job.Progress(g.stats)
 		}
+		if err := g.shrink(); err != nil {
+			return err
+		}
 	}
+}
+
+// shrink moves the traces still running into a smaller batch once the
+// queue is empty and at most half of the slots are busy, so the traces that
+// take longest do not step a batch of idle rows to their end. A row's
+// logits do not depend on the batch around it, so traces stay the same.
+func (g *generator) shrink() error {
+	active := 0
+	for i := range g.slots {
+		if g.slots[i].trace >= 0 {
+			active++
+		}
+	}
+	if len(g.queue) > 0 || active == 0 || 2*active > len(g.slots) {
+		return nil
+	}
+	nb, err := g.model.NewBatch(active)
+	if err != nil {
+		return fmt.Errorf("allocating a batch of %d for the last traces: %w", active, err)
+	}
+	kept := g.slots[:0]
+	for i := range g.slots {
+		if g.slots[i].trace < 0 {
+			continue
+		}
+		st, err := g.batch.Save(i)
+		if err == nil {
+			err = nb.Load(len(kept), st)
+		}
+		if err != nil {
+			nb.Close()
+			return fmt.Errorf("moving trace %d into a batch of %d: %w", g.slots[i].trace, active, err)
+		}
+		kept = append(kept, g.slots[i])
+	}
+	old := g.batch
+	g.batch, g.slots, g.tokens = nb, kept, g.tokens[:active]
+	return old.Close()
 }
 
 // startTrace puts the next trace of the queue into slot i (or idles it).

@@ -267,6 +267,30 @@ func TestDurationLimitBoundsTraceTime(t *testing.T) {
 	}
 }
 
+// Once the queue is empty, the traces still running move into smaller
+// batches as the others end (halving at most), and write the same files as
+// traces decoded one at a time.
+func TestFinishedTracesLeaveTheBatch(t *testing.T) {
+	job := baseJob()
+	job.Traces, job.Limits = 16, Limits{Packets: 1000}
+	job.Sampling.Temperature = 3 // <eos> often wins: traces of many lengths
+	one, all := newMemSink(), newMemSink()
+	job.Batch = 1
+	generate(t, &markovModel{noise: 4}, one, job)
+	m := &markovModel{noise: 4}
+	job.Batch = 16
+	generate(t, m, all, job)
+	sameFiles(t, one.files, all.files, "batch 1 vs 16 that shrinks")
+	if len(m.sizes) < 3 || m.sizes[0] != 16 {
+		t.Fatalf("batch sizes %v: want 16 and then at least two smaller ones", m.sizes)
+	}
+	for k := 1; k < len(m.sizes); k++ {
+		if 2*m.sizes[k] > m.sizes[k-1] || m.sizes[k] < 1 {
+			t.Errorf("batch sizes %v: batch %d is not at most half the one before", m.sizes, k)
+		}
+	}
+}
+
 func TestEOSEndsTraceAndSlotStartsNext(t *testing.T) {
 	s := newMemSink()
 	job := baseJob()

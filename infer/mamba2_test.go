@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,47 @@ func testMamba2PrefillMatchesSteppedPrompt(t *testing.T, m *ONNXModel) {
 func TestMamba2BatchSizeDoesNotChangeTraces(t *testing.T) {
 	m := tinyMamba2(t, "tiny")
 	sameFiles(t, paperFiles(t, m, 4, 1, 200), paperFiles(t, m, 4, 4, 200), "Mamba-2 batch 1 vs 4")
+}
+
+// A sequence saved from one batch and loaded into a slot of another
+// continues bit for bit (what moves the last traces into a smaller batch:
+// TestFinishedTracesLeaveTheBatch).
+func TestMamba2SavedStateContinuesInAnotherBatch(t *testing.T) {
+	m := tinyMamba2(t, "tiny")
+	step := func(b Batch, tok []int) []float32 {
+		out, err := b.Step(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	big, err := m.NewBatch(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	for k := range 6 {
+		step(big, []int{0x45 + k, 7 * k, 0x11, fakeVocab.Packet})
+	}
+	st, err := big.Save(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := m.NewBatch(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if err := small.Load(1, st); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 4 {
+		want := slices.Clone(step(big, []int{1, 2, 0x40 + k, 3})[2*fakeLogits : 3*fakeLogits])
+		got := step(small, []int{9, 0x40 + k})[fakeLogits : 2*fakeLogits]
+		if !slices.Equal(want, got) {
+			t.Fatalf("step %d after the move: the logits differ from the batch the state came from", k)
+		}
+	}
 }
 
 // With fused kernels the step updates the layers' states in place (one

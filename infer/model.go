@@ -27,6 +27,9 @@ type Model interface {
 type Batch interface {
 	// Load overwrites slot's state with st (forking a prefilled prompt).
 	Load(slot int, st State) error
+	// Save returns a copy of slot's state (to move a sequence into another
+	// batch).
+	Save(slot int) (State, error)
 	// Step feeds tokens[i] to slot i and returns size×Vocab logits, valid
 	// until the next Step.
 	Step(tokens []int) ([]float32, error)

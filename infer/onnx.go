@@ -301,6 +301,20 @@ func (b *onnxBatch) Load(slot int, st State) error {
 	return nil
 }
 
+func (b *onnxBatch) Save(slot int) (State, error) {
+	if slot < 0 || slot >= b.size {
+		return nil, fmt.Errorf("slot %d outside a batch of %d", slot, b.size)
+	}
+	if err := b.syncHost(); err != nil {
+		return nil, err
+	}
+	st := make(State, len(b.in))
+	for k, t := range b.in {
+		st[k] = slices.Clone(t.GetData()[slot*b.per[k] : (slot+1)*b.per[k]])
+	}
+	return st, nil
+}
+
 func (b *onnxBatch) Step(tokens []int) ([]float32, error) {
 	if len(tokens) != b.size {
 		// A wrong count is the caller's bug; say so rather than misfeed.

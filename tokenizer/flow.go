@@ -115,6 +115,7 @@ type flowShape struct {
 	ipHdr  int // 20 or 40
 	fixed  int // ipHdr + 20 (TCP) or 8 (UDP)
 	fields []headerField
+	static uint64 // bit k: header byte k belongs to no field (fixed ≤ 60)
 }
 
 func newFlowShape(v4 bool, proto int, keepSums bool) flowShape {
@@ -143,6 +144,10 @@ func newFlowShape(v4 bool, proto int, keepSums bool) flowShape {
 		if keepSums {
 			sh.fields = append(sh.fields, headerField{fL4Sum, l4 + 6, 2})
 		}
+	}
+	sh.static = 1<<sh.fixed - 1
+	for _, f := range sh.fields {
+		sh.static &^= (1<<f.width - 1) << f.off
 	}
 	return sh
 }

@@ -34,7 +34,8 @@ type flowMachine struct {
 	tail     []byte // tail bytes given so far
 	mask     []byte // <tail:mask>: the mask as read so far
 
-	last []byte // the packet finish returned last
+	last    []byte // the packet finish returned last
+	scratch []byte // a copy of cur that a rule may change (see curCopy)
 }
 
 type flowPhase uint8
@@ -61,6 +62,7 @@ func (m *flowMachine) clone() *flowMachine {
 	c.table = m.table.clone()
 	c.sub.pkt = slices.Clone(m.sub.pkt)
 	c.cur = slices.Clone(m.cur)
+	c.scratch = nil
 	c.opBytes = slices.Clone(m.opBytes)
 	c.tail = slices.Clone(m.tail)
 	c.mask = slices.Clone(m.mask)

@@ -47,14 +47,9 @@ func (r byteRule) and(o byteRule) byteRule {
 // constrained reports whether a delta field has strict limits on its value.
 func constrained(k fieldKind) bool { return k == fIPLen || k == fULen }
 
-// staticAfter reports whether header byte k of shape sh belongs to no field.
+// staticByte reports whether header byte k of shape sh belongs to no field.
 func staticByte(sh *flowShape, k int) bool {
-	for _, f := range sh.fields {
-		if k >= f.off && k < f.off+f.width {
-			return false
-		}
-	}
-	return true
+	return k >= 0 && k < 64 && sh.static&(1<<k) != 0
 }
 
 // fieldWellFormed checks field i of header h, and the header's fieldless
@@ -91,7 +86,7 @@ func structuralOK(sh *flowShape, h []byte, k int) bool {
 // under the strict rules.
 func (m *flowMachine) skipValid(i int) bool {
 	sh := &m.ctx.shape
-	tmp := slices.Clone(m.cur)
+	tmp := m.curCopy()
 	for j := m.next; j < i; j++ {
 		f := sh.fields[j]
 		putField(tmp, f, m.ctx.predict(f, tmp))
@@ -102,6 +97,13 @@ func (m *flowMachine) skipValid(i int) bool {
 	return true
 }
 
+// curCopy returns the machine's scratch buffer holding a copy of cur, for a
+// rule to try values in; it is valid until the next call.
+func (m *flowMachine) curCopy() []byte {
+	m.scratch = append(m.scratch[:0], m.cur...)
+	return m.scratch
+}
+
 // opPossible reports whether op may set field i: some value of its bytes
 // passes the rules.
 func (m *flowMachine) opPossible(i int, op flowOp, strict bool) bool {
@@ -109,7 +111,7 @@ func (m *flowMachine) opPossible(i int, op flowOp, strict bool) bool {
 	if !strict || !deltaField(f.kind) || op.n == f.width {
 		return true // raw fields and full-width deltas reach every value
 	}
-	tmp := slices.Clone(m.cur)
+	tmp := m.curCopy()
 	settleFields(&m.ctx, tmp, m.next, i)
 	pred := m.ctx.predict(f, tmp)
 	if vals := m.hsValues(f.kind, tmp); vals != nil {
@@ -159,7 +161,7 @@ func (m *flowMachine) opByteOK(b int, strict bool) bool {
 	op := flowOps[m.op]
 	f := sh.fields[m.next]
 	j := len(m.opBytes)
-	tmp := slices.Clone(m.cur)
+	tmp := m.curCopy()
 	if !deltaField(f.kind) {
 		tmp[f.off+j] = byte(b)
 		if !structuralOK(sh, tmp, f.off+j) {
@@ -183,7 +185,8 @@ func (m *flowMachine) opByteOK(b int, strict bool) bool {
 	if !constrained(f.kind) {
 		return true
 	}
-	raw := append(append(slices.Clone(m.opBytes), byte(b)), 0)
+	var buf [5]byte // ops are at most 4 bytes
+	raw := append(append(buf[:0], m.opBytes...), byte(b), 0)
 	if j == op.n-1 {
 		raw = raw[:op.n]
 		putField(tmp, f, applyDelta(pred, raw, f.width))

@@ -347,3 +347,25 @@ func tokensToBytes(toks []uint16) []byte {
 	}
 	return b
 }
+
+// BenchmarkFlowStrictGrammar replays a project capture's flow tokens through
+// the strict grammar, asking for the mask before every token as generation
+// does; it reports the time per token.
+func BenchmarkFlowStrictGrammar(b *testing.B) {
+	flow, _ := flowAndV1(b)
+	files := capturetest.ProjectCaptures(b)
+	tr := encodeFile(b, flow, files[0])
+	mask := make([]bool, flow.VocabSize)
+	b.ResetTimer()
+	for b.Loop() {
+		g, _ := flow.NewGrammar()
+		g = g.WellFormed()
+		for _, tok := range tr.Tokens {
+			g.Allowed(mask)
+			if err := g.Advance(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(tr.Tokens)), "ns/token")
+}

@@ -53,8 +53,13 @@ func ValidTCPFlags() []uint8 {
 
 func byteRange(lo, hi int) byteRule {
 	var r byteRule
-	for b := max(lo, 0); b <= min(hi, 255); b++ {
-		r.set[b>>6] |= 1 << (b & 63)
+	lo, hi = max(lo, 0), min(hi, 255)
+	for w := range r.set {
+		// the bits of word w (bytes 64w … 64w+63) inside [lo, hi]
+		a, b := max(lo-64*w, 0), min(hi-64*w, 63)
+		if a <= b {
+			r.set[w] = (^uint64(0) >> (63 - b)) &^ (1<<a - 1)
+		}
 	}
 	return r
 }
