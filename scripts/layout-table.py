@@ -3,13 +3,16 @@
 scripts/shared-results.sh work directories (LAYOUT=v1 and LAYOUT=flow) and
 the output of scripts/layout-bench.sh.
 
-    python3 scripts/layout-table.py V1_DIR FLOW_DIR BENCH.txt
+    python3 scripts/layout-table.py V1_DIR FLOW_DIR BENCH.txt [REFERENCE_DIR]
 
 Each work directory gives: train.txt (the final validation line: held-out
 bits per packet over every held-out token; or fullval.txt, see val_bits),
 report/metrics.json (eval of the
 sampled traffic against the held-out captures, with --train for verbatim
-headers)."""
+headers). REFERENCE_DIR, if given, holds report/metrics.json of `eval` with
+the training captures in place of synthetic ones (what a model that
+reproduced its training data exactly would score against the held-out
+captures); it becomes a third column."""
 import json
 import math
 import re
@@ -75,24 +78,28 @@ def share(x):
 def main():
     v1, flow, bench_path = sys.argv[1:4]
     M = {"v1": metrics(v1), "flow": metrics(flow)}
+    cols = ["v1", "flow"]
+    if len(sys.argv) > 4:
+        M["ref"] = metrics(sys.argv[4])
+        cols.append("ref")
     B = bench(bench_path)
     bits = {"v1": val_bits(v1), "flow": val_bits(flow)}
     rows = []
 
     def row(name, f, fmt="{:.3f}", target=""):
         vals = []
-        for l in ("v1", "flow"):
+        for l in cols:
             try:
                 v = f(l)
                 vals.append(fmt.format(v) if v is not None else "n/a")
             except (KeyError, TypeError, IndexError):
                 vals.append("n/a")
-        rows.append(f"| {name} | {vals[0]} | {vals[1]} | {target} |")
+        rows.append(f"| {name} | " + " | ".join(vals) + f" | {target} |")
 
-    row("held-out bits per packet (every held-out token)", lambda l: bits[l], "{:.1f}", "flow ≤ 0.6× v1")
-    row("training packets/s", lambda l: B[(l, "train")], "{:.1f}", "flow ≥ 2× v1")
-    row("generation packets/s, batch 1", lambda l: B[(l, "generate batch 1")], "{:.1f}", "flow ≥ 2× v1")
-    row("generation packets/s, batch 32", lambda l: B[(l, "generate batch 32")], "{:.1f}", "flow ≥ 2× v1")
+    row("held-out bits per packet (every held-out token)", lambda l: bits.get(l), "{:.1f}", "flow ≤ 0.6× v1")
+    row("training packets/s", lambda l: B.get((l, "train")), "{:.1f}", "flow ≥ 2× v1")
+    row("generation packets/s, batch 1", lambda l: B.get((l, "generate batch 1")), "{:.1f}", "flow ≥ 2× v1")
+    row("generation packets/s, batch 32", lambda l: B.get((l, "generate batch 32")), "{:.1f}", "flow ≥ 2× v1")
     row("pooled mean JSD", lambda l: M[l]["fidelity"]["pooled"]["mean_jsd"], "{:.3f}", "≤ 0.15")
     row("TSTR/TRTR accuracy", lambda l: M[l]["utility"]["tstr_to_trtr_accuracy"], "{:.2f}", "≥ 0.9")
     row("verbatim training headers", lambda l: share(M[l]["privacy"]["synth_header_verbatim"]), "{:.3f}", "≤ 0.05")
@@ -106,13 +113,17 @@ def main():
     row("TCP packets per TCP flow", lambda l: flows(M[l], "synth")["tcp_packets_per_tcp_flow"], "{:.1f}", f"≥ 10 (real {real['tcp_packets_per_tcp_flow']:.1f})")
     row("single-packet flows", lambda l: share(flows(M[l], "synth")["single_packet_flows"]), "{:.3f}", f"within 0.10 of real {share(real['single_packet_flows']):.3f}")
     row("labels closest to their own real label", lambda l: "{} of {}".format(M[l]["label_confusion"]["own_closest"], M[l]["label_confusion"]["compared"]), "{}", "all")
-    print("| | v1 | flow | target |\n|---|---|---|---|")
+    head = ["v1", "flow"] + (["training captures"] if "ref" in M else [])
+    print("| | " + " | ".join(head) + " | target |")
+    print("|---" * (len(head) + 2) + "|")
     print("\n".join(rows))
-    print("\nPer label, flows / IP addresses per 500 packets and TCP packets per TCP flow (real | v1 | flow):\n")
-    print("| label | real | v1 | flow |\n|---|---|---|---|")
+    per = [(M["flow"], "real"), (M["v1"], "synth"), (M["flow"], "synth")] + ([(M["ref"], "synth")] if "ref" in M else [])
+    names = " | ".join(["real", "v1", "flow"] + (["training captures"] if "ref" in M else []))
+    print(f"\nPer label, flows / IP addresses per 500 packets and TCP packets per TCP flow ({names}):\n")
+    print(f"| label | {names} |\n|---" + "|---" * len(per) + "|")
     for label in sorted(M["flow"]["flow_structure"]["per_label"]):
         cells = []
-        for src, side in ((M["flow"], "real"), (M["v1"], "synth"), (M["flow"], "synth")):
+        for src, side in per:
             try:
                 f = flows(src, side, label)
                 tpf = f["tcp_packets_per_tcp_flow"]

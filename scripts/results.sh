@@ -14,8 +14,11 @@
 #           needs ../shared/bench/torch_ref and python3-torch on OpenBLAS
 #   long    scripts/long-sample.sh on the shared run's model (after shared)
 #   layouts the flow layout against v1: scripts/shared-results.sh with LAYOUT=v1
-#           and LAYOUT=flow (THREADS=1 each, side by side), scripts/layout-bench.sh,
-#           scripts/layout-table.py; a work directory whose report exists is reused
+#           and LAYOUT=flow (THREADS=1 each, side by side, each pinned to its own
+#           core when taskset exists), eval of the training captures against the
+#           held-out ones (the reference column), scripts/layout-bench.sh (pinned to
+#           BENCH_CPU, default 1), scripts/layout-table.py; a work directory whose
+#           report exists is reused
 # Needs jq. WORK_DIR defaults to results-work.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -133,16 +136,24 @@ section_long() {
 
 section_layouts() {
   local out="$work/layouts" body="$work/layouts.md" l
+  local core=0 pin=()
   mkdir -p "$out"
   for l in v1 flow; do
-    [ -f "$out/$l/report/metrics.json" ] || LAYOUT=$l THREADS=1 "$repo/scripts/shared-results.sh" "$out/$l" 30m > "$out/$l.log" 2>&1 &
+    pin=()
+    command -v taskset >/dev/null && pin=(taskset -c $((core++ % $(nproc))))
+    [ -f "$out/$l/report/metrics.json" ] || LAYOUT=$l THREADS=1 "${pin[@]}" "$repo/scripts/shared-results.sh" "$out/$l" 30m > "$out/$l.log" 2>&1 &
   done
   wait
-  [ -f "$out/bench.txt" ] || "$repo/scripts/layout-bench.sh" "$out/v1" "$out/flow" 1 > "$out/bench.txt"
+  # what the training captures themselves score against the held-out ones
+  [ -f "$out/reference/report/metrics.json" ] ||
+    "$cli" --quiet eval --real "$out/flow/real-heldout" --synth "$out/flow/real-train" --no-utility --out "$out/reference/report"
+  pin=()
+  command -v taskset >/dev/null && pin=(taskset -c "${BENCH_CPU:-1}")
+  [ -f "$out/bench.txt" ] || "${pin[@]}" "$repo/scripts/layout-bench.sh" "$out/v1" "$out/flow" 1 > "$out/bench.txt"
   {
     header layouts "The flow layout against v1 (shared captures, small preset, 30 minutes each, side by side)" \
       "scripts/results.sh DIR layouts (LAYOUT=v1|flow THREADS=1 scripts/shared-results.sh, scripts/layout-bench.sh, scripts/layout-table.py)"
-    python3 "$repo/scripts/layout-table.py" "$out/v1" "$out/flow" "$out/bench.txt"
+    python3 "$repo/scripts/layout-table.py" "$out/v1" "$out/flow" "$out/bench.txt" "$out/reference"
     echo
     echo "Training steps reached: v1 $(jq -s 'map(.step) | max' "$out/v1/run/metrics.jsonl"), flow $(jq -s 'map(.step) | max' "$out/flow/run/metrics.jsonl")."
     echo
