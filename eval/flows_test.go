@@ -192,6 +192,9 @@ func TestMalformedFramesAreCountedByTshark(t *testing.T) {
 	if m.Real.Frames.Hits != 0 || m.Real.Frames.Total != 10 || m.Synth.Frames.Hits != 3 || m.Synth.Frames.Total != 13 || m.Synth.PerLabel["x"] != m.Synth.Frames {
 		t.Errorf("malformed: real %s, synthetic %s (label x %s); want 0/10 and 3/13", m.Real.Frames, m.Synth.Frames, m.Synth.PerLabel["x"])
 	}
+	if m.Synth.Layers["dns"] != 3 || len(m.Synth.Layers) != 1 || len(m.Real.Layers) != 0 {
+		t.Errorf("malformed by layer: synthetic %v, real %v; want dns 3 and none", m.Synth.Layers, m.Real.Layers)
+	}
 	if !strings.HasPrefix(m.Tool, "TShark") {
 		t.Errorf("tool %q", m.Tool)
 	}

@@ -1,7 +1,10 @@
 package eval
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -264,7 +267,27 @@ func summaryTable(b *strings.Builder, r *Report) {
 		pct(r.Compliance.Real.TCPFlagsValid), pct(r.Compliance.Synth.TCPFlagsValid), malformedOf(r.Malformed, ""), passWord(r.Compliance.Synth))
 	if r.Malformed == nil {
 		w("\ntshark was not run (not found, or --no-tshark): malformed frames not counted.\n")
+		return
 	}
+	w("\nMalformed frames by the last protocol tshark dissected: real %s; synthetic %s.\n",
+		layerCounts(r.Malformed.Real.Layers), layerCounts(r.Malformed.Synth.Layers))
+}
+
+// layerCounts lists malformed frames per protocol, most first ("none" when
+// there are none).
+func layerCounts(layers map[string]int64) string {
+	if len(layers) == 0 {
+		return "none"
+	}
+	names := slices.Collect(maps.Keys(layers))
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(layers[b], layers[a]), strings.Compare(a, b))
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d", n, layers[n])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func passWord(c Compliance) string {

@@ -15,9 +15,14 @@ import (
 // limited during capture" instead).
 
 // MalformedSide counts one side's malformed frames, pooled and per label.
+// Layers counts them by the last protocol tshark dissected (the last entry
+// of frame.protocols: "dns" for a DNS payload that breaks the DNS dissector,
+// "tcp" for a TCP header), so a report tells header faults from payload
+// bytes that an application dissector rejects.
 type MalformedSide struct {
 	Frames   Share            `json:"frames"` // malformed frames of all frames
 	PerLabel map[string]Share `json:"per_label"`
+	Layers   map[string]int64 `json:"layers"`
 }
 
 // Malformed is the tshark section of a report.
@@ -27,23 +32,28 @@ type Malformed struct {
 	Synth MalformedSide `json:"synth"`
 }
 
-// tsharkMalformed counts the frames of one capture that tshark marks malformed.
-func tsharkMalformed(tshark, path string) (int64, error) {
-	cmd := exec.Command(tshark, "-n", "-r", path, "-Y", "_ws.malformed", "-T", "fields", "-e", "frame.number")
+// tsharkMalformed counts the frames of one capture that tshark marks
+// malformed, in all and by the last protocol dissected.
+func tsharkMalformed(tshark, path string) (int64, map[string]int64, error) {
+	cmd := exec.Command(tshark, "-n", "-r", path, "-Y", "_ws.malformed", "-T", "fields", "-e", "frame.protocols")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, fmt.Errorf("tshark on %s: %w: %s", path, err, strings.TrimSpace(stderr.String()))
+		return 0, nil, fmt.Errorf("tshark on %s: %w: %s", path, err, strings.TrimSpace(stderr.String()))
 	}
 	var n int64
+	layers := map[string]int64{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) != "" {
-			n++
+		protos := strings.TrimSpace(sc.Text())
+		if protos == "" {
+			continue
 		}
+		n++
+		layers[protos[strings.LastIndexByte(protos, ':')+1:]]++
 	}
-	return n, sc.Err()
+	return n, layers, sc.Err()
 }
 
 // tsharkVersion returns the first line of `tshark --version`.
@@ -59,12 +69,18 @@ func tsharkVersion(tshark string) string {
 // malformedSide runs tshark over every trace's file (up to GOMAXPROCS at once).
 func malformedSide(tshark string, traces []*Trace) (MalformedSide, error) {
 	counts := make([]int64, len(traces))
+	layers := make([]map[string]int64, len(traces))
 	errs := make([]error, len(traces))
-	parallel(len(traces), func(i int) { counts[i], errs[i] = tsharkMalformed(tshark, traces[i].Path) })
+	parallel(len(traces), func(i int) { counts[i], layers[i], errs[i] = tsharkMalformed(tshark, traces[i].Path) })
 	if err := errors.Join(errs...); err != nil {
 		return MalformedSide{}, err
 	}
-	s := MalformedSide{PerLabel: map[string]Share{}}
+	s := MalformedSide{PerLabel: map[string]Share{}, Layers: map[string]int64{}}
+	for _, l := range layers {
+		for proto, n := range l {
+			s.Layers[proto] += n
+		}
+	}
 	var bad, all int64
 	byLabel := map[string][2]int64{}
 	for i, t := range traces {
