@@ -17,6 +17,14 @@
 #define HOT
 #endif
 
+// GCC keeps a float comparison under ?: as a branch when it must preserve
+// floating-point exception flags (-ftrapping-math, its default), and then
+// no loop over nss_expf vectorises; the kernels never read those flags, so
+// they are compiled without trapping math (clang's default already).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #define NCHUNKS(d) ((int)(((d)->L + (d)->Q - 1) / (d)->Q))
 
 // nss_expf is exp for float32 written so that loops over it vectorise:
