@@ -14,11 +14,12 @@ const (
 // fusedOps are the op types of FusedDomain (package ort registers the same
 // names; a test checks that they agree).
 var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "ConvSilu": true, "ConvSiluGrad": true,
-	"RMSNorm": true, "RMSNormGrad": true}
+	"RMSNorm": true, "RMSNormGrad": true, "GatedRMSNorm": true, "GatedRMSNormGrad": true}
 
 // FusedOps lists the op types of FusedDomain that the builder emits.
 func FusedOps() []string {
-	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad"}
+	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad",
+		"GatedRMSNorm", "GatedRMSNormGrad"}
 }
 
 // SSDScan is the chunked SSD scan of one layer in one fused float32 node:
@@ -177,4 +178,27 @@ func vjpRMSNorm(n *node, d []*Tensor) []*Tensor {
 	x, w := n.inputs[0], n.inputs[1]
 	return x.g.addNode("RMSNormGrad", []*Tensor{x, w, d[0]}, []attribute{{"eps", n.attr("eps")}}, nil,
 		[]outSpec{{Float32, x.shape.Clone()}, {Float32, w.shape.Clone()}})
+}
+
+// GatedRMSNorm is a mixer's gated RMSNorm in one fused float32 node, gate
+// first: g = y ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w over the last
+// axis, for y and z (…, D) and w (D). Its gradient is the
+// GatedRMSNormGrad node.
+func GatedRMSNorm(y, z, w *Tensor, eps float64) (out *Tensor) {
+	defer guard(y, &out)
+	g := sameGraph("GatedRMSNorm", y, z, w)
+	if y.dtype != Float32 || z.dtype != Float32 || w.dtype != Float32 {
+		failf("GatedRMSNorm: the fused kernels are float32, got %s, %s and %s", y, z, w)
+	}
+	if y.Rank() < 1 || !z.shape.Equal(y.shape) || !w.shape.Equal(Shape{y.Dim(-1)}) || !(eps > 0) {
+		failf("GatedRMSNorm: y %s and z %s must be (…, D), w %s (D), eps %g positive", y, z, w, eps)
+	}
+	return g.addNode("GatedRMSNorm", []*Tensor{y, z, w}, []attribute{{"eps", eps}}, nil, []outSpec{{Float32, y.shape.Clone()}})[0]
+}
+
+// vjpGatedRMSNorm is the GatedRMSNormGrad node: the gradients of y, z and w.
+func vjpGatedRMSNorm(n *node, d []*Tensor) []*Tensor {
+	y, z, w := n.inputs[0], n.inputs[1], n.inputs[2]
+	return y.g.addNode("GatedRMSNormGrad", []*Tensor{y, z, w, d[0]}, []attribute{{"eps", n.attr("eps")}}, nil,
+		[]outSpec{{Float32, y.shape.Clone()}, {Float32, z.shape.Clone()}, {Float32, w.shape.Clone()}})
 }

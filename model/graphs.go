@@ -430,8 +430,13 @@ func convSilu(xbc, state, w, bias *graph.Tensor) (y, next *graph.Tensor) {
 // gatedOut is the gated RMSNorm (g = y ⊙ silu(z), normalised, ⊙ norm.weight)
 // followed by out_proj.
 func (m *LM) gatedOut(pre string, y, z *graph.Tensor) *graph.Tensor {
-	g := graph.Mul(y, graph.Silu(z))
-	return graph.MatMul(m.norm(g, m.p(pre+"norm.weight")), graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
+	var n *graph.Tensor
+	if m.fused(y) {
+		n = graph.GatedRMSNorm(y, z, m.p(pre+"norm.weight"), normEps)
+	} else {
+		n = normRMS(graph.Mul(y, graph.Silu(z)), m.p(pre+"norm.weight"))
+	}
+	return graph.MatMul(n, graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
 }
 
 // ssd is the chunked state-space dual form of the recurrence

@@ -394,3 +394,98 @@ int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const f
 	free(part);
 	return 0;
 }
+
+// ---- the gated RMSNorm of a mixer (training and prefill) ----
+//
+// g = y ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w over the last axis of
+// rows × D (gate first). The backward is RMSNorm's for g, then through the
+// gate: with s = σ(z), dy = dg·z·s and dz = dg·y·s·(1 + z·(1 − s)).
+
+typedef struct {
+	nss_norm_dims d;
+	const float *y, *z, *w, *dout;
+	float *out, *dy, *dz, *dwpart;
+	int fail;
+} gnorm_args;
+
+// gate_row fills g = y ⊙ silu(z) for one row of D values.
+static inline void gate_row(const float *y, const float *z, size_t D, float *g) {
+	for (size_t i = 0; i < D; i++) g[i] = y[i] * silu(z[i]);
+}
+
+HOT static void gnorm_fwd_task(void *user, size_t task) {
+	gnorm_args *a = user;
+	size_t D = a->d.D, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
+	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
+	for (size_t r = r0; r < r1; r++) {
+		float *out = a->out + r * D;
+		gate_row(a->y + r * D, a->z + r * D, D, out);
+		float inv = 1.0f / sqrtf(dot8(out, out, D) / (float)D + a->d.eps);
+		for (size_t i = 0; i < D; i++) out[i] = out[i] * inv * a->w[i];
+	}
+}
+
+// gnorm_bwd_row stores one row's dy and dz and adds its dw terms, from
+// g = y ⊙ silu(z), sz = σ(z), r = 1/√(mean(g²) + eps) and
+// k = r³·(dout·w·g)/D:
+// dg = r·dout ⊙ w − k·g. The pointers do not alias (restrict), which lets
+// the compiler vectorise the loop without run-time overlap checks.
+static inline void gnorm_bwd_row(size_t D, const float *restrict y, const float *restrict z, const float *restrict w,
+				 const float *restrict dout, const float *restrict g, const float *restrict sz, float inv, float k,
+				 float *restrict dy, float *restrict dz, float *restrict dw) {
+	for (size_t i = 0; i < D; i++) {
+		float dg = inv * dout[i] * w[i] - g[i] * k, s = sz[i];
+		dw[i] += dout[i] * g[i] * inv;
+		dy[i] = dg * z[i] * s;
+		dz[i] = dg * y[i] * s * (1.0f + z[i] * (1.0f - s));
+	}
+}
+
+HOT static void gnorm_bwd_task(void *user, size_t task) {
+	gnorm_args *a = user;
+	size_t D = a->d.D, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
+	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
+	float *dw = a->dwpart + task * D, *g = malloc(2 * D * sizeof(float)), *sz = g + D;
+	if (!g) {
+		a->fail = 1;
+		return;
+	}
+	memset(dw, 0, D * sizeof(float));
+	const float *w = a->w;
+	for (size_t r = r0; r < r1; r++) {
+		const float *y = a->y + r * D, *z = a->z + r * D, *dout = a->dout + r * D;
+		float *dy = a->dy + r * D, *dz = a->dz + r * D;
+		for (size_t i = 0; i < D; i++) {
+			sz[i] = sigm(z[i]);
+			g[i] = y[i] * z[i] * sz[i];
+		}
+		float inv = 1.0f / sqrtf(dot8(g, g, D) / (float)D + a->d.eps);
+		float gx = 0;
+		for (size_t i = 0; i < D; i++) gx += dout[i] * w[i] * g[i];
+		gnorm_bwd_row(D, y, z, w, dout, g, sz, inv, inv * inv * inv * gx / (float)D, dy, dz, dw);
+	}
+	free(g);
+}
+
+int nss_gnorm_fwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, float *out, nss_par par,
+		  void *ctx) {
+	gnorm_args a = {.d = *d, .y = y, .z = z, .w = w, .out = out};
+	par(ctx, gnorm_fwd_task, norm_tasks(d), &a);
+	return a.fail;
+}
+
+int nss_gnorm_bwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, const float *dout,
+		  float *dy, float *dz, float *dw, nss_par par, void *ctx) {
+	size_t T = norm_tasks(d), D = d->D;
+	float *part = malloc((T ? T : 1) * D * sizeof(float));
+	if (!part) return 1;
+	gnorm_args a = {.d = *d, .y = y, .z = z, .w = w, .dout = dout, .dy = dy, .dz = dz, .dwpart = part};
+	par(ctx, gnorm_bwd_task, T, &a);
+	for (size_t i = 0; i < D; i++) {
+		float s = 0;
+		for (size_t t = 0; t < T; t++) s += part[t * D + i];
+		dw[i] = s;
+	}
+	free(part);
+	return a.fail;
+}

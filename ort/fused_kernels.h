@@ -70,4 +70,11 @@ int nss_norm_fwd(const nss_norm_dims *d, const float *x, const float *w, float *
 int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const float *dy, float *dx, float *dw,
 		 nss_par par, void *ctx);
 
+// nss_gnorm_fwd: y, z (rows, D), w (D) → out = RMSNorm(y ⊙ silu(z)) ⊙ w.
+int nss_gnorm_fwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, float *out, nss_par par,
+		  void *ctx);
+// nss_gnorm_bwd: y, z, w and dout → dy, dz (rows, D), dw (D).
+int nss_gnorm_bwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, const float *dout,
+		  float *dy, float *dz, float *dw, nss_par par, void *ctx);
+
 #endif

@@ -384,6 +384,53 @@ static status_t rms_norm_grad(void *kv, void *ctx) {
 	return finish(&p, fail, "RMSNormGrad");
 }
 
+// GatedRMSNorm(y, z, w; eps) → RMSNorm(y ⊙ silu(z)) ⊙ w.
+static status_t gated_rms_norm(void *kv, void *ctx) {
+	const kernel *k = kv;
+	const char *op = "GatedRMSNorm";
+	tensor in[3];
+	nss_norm_dims d;
+	tensor yw[2];
+	status_t st = inputs(ctx, in, 3);
+	if (!st) {
+		yw[0] = in[0];
+		yw[1] = in[2];
+		st = norm_dims(op, yw, k->eps, &d);
+	}
+	if (!st && !is(&in[1], in[0].rank, in[0].dims)) st = shape_error(op, "z must be shaped like y");
+	float *out;
+	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &out);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_gnorm_fwd(&d, in[0].data, in[1].data, in[2].data, out, ort_parallel, &p);
+	return finish(&p, fail, op);
+}
+
+// GatedRMSNormGrad(y, z, w, dout; eps) → (dy, dz, dw).
+static status_t gated_rms_norm_grad(void *kv, void *ctx) {
+	const kernel *k = kv;
+	const char *op = "GatedRMSNormGrad";
+	tensor in[4];
+	nss_norm_dims d;
+	tensor yw[2];
+	status_t st = inputs(ctx, in, 4);
+	if (!st) {
+		yw[0] = in[0];
+		yw[1] = in[2];
+		st = norm_dims(op, yw, k->eps, &d);
+	}
+	if (!st && (!is(&in[1], in[0].rank, in[0].dims) || !is(&in[3], in[0].rank, in[0].dims)))
+		st = shape_error(op, "z and dout must be shaped like y");
+	float *dy, *dz, *dw;
+	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &dy);
+	if (!st) st = output(ctx, 1, in[0].dims, in[0].rank, &dz);
+	if (!st) st = output(ctx, 2, in[2].dims, 1, &dw);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_gnorm_bwd(&d, in[0].data, in[1].data, in[2].data, in[3].data, dy, dz, dw, ort_parallel, &p);
+	return finish(&p, fail, op);
+}
+
 // ---- the domain ----
 
 #define OP(nm, nin, nout, chk, fn) OPN(nm, nin, nout, chk, 0, fn)
@@ -403,6 +450,8 @@ static nss_op ops[] = {
 	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),
 	OPN("RMSNorm", 2, 1, 0, 1, rms_norm),
 	OPN("RMSNormGrad", 3, 2, 0, 1, rms_norm_grad),
+	OPN("GatedRMSNorm", 3, 1, 0, 1, gated_rms_norm),
+	OPN("GatedRMSNormGrad", 4, 3, 0, 1, gated_rms_norm_grad),
 };
 
 const char *nss_fused_op_name(int i) { return i >= 0 && i < (int)(sizeof ops / sizeof ops[0]) ? ops[i].name : NULL; }
