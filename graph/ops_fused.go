@@ -14,12 +14,13 @@ const (
 // fusedOps are the op types of FusedDomain (package ort registers the same
 // names; a test checks that they agree).
 var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "ConvSilu": true, "ConvSiluGrad": true,
-	"RMSNorm": true, "RMSNormGrad": true, "GatedRMSNorm": true, "GatedRMSNormGrad": true}
+	"RMSNorm": true, "RMSNormGrad": true, "GatedRMSNorm": true, "GatedRMSNormGrad": true,
+	"SoftmaxCrossEntropy": true, "SoftmaxCrossEntropyGrad": true}
 
 // FusedOps lists the op types of FusedDomain that the builder emits.
 func FusedOps() []string {
 	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad",
-		"GatedRMSNorm", "GatedRMSNormGrad"}
+		"GatedRMSNorm", "GatedRMSNormGrad", "SoftmaxCrossEntropy", "SoftmaxCrossEntropyGrad"}
 }
 
 // SSDScan is the chunked SSD scan of one layer in one fused float32 node:
@@ -201,4 +202,31 @@ func vjpGatedRMSNorm(n *node, d []*Tensor) []*Tensor {
 	y, z, w := n.inputs[0], n.inputs[1], n.inputs[2]
 	return y.g.addNode("GatedRMSNormGrad", []*Tensor{y, z, w, d[0]}, []attribute{{"eps", n.attr("eps")}}, nil,
 		[]outSpec{{Float32, y.shape.Clone()}, {Float32, z.shape.Clone()}, {Float32, w.shape.Clone()}})
+}
+
+// SoftmaxCrossEntropy is the cross-entropy of softmax(logits) at the
+// targets in one fused float32 node: nll = log Σ_v exp(logits_v) −
+// logits_target for logits (…, V) and targets (…) Int64, shaped like
+// targets, and 0 where a target is outside 0…V−1 (the one-hot row of the
+// standard graph is then all zeros). Its gradient is the
+// SoftmaxCrossEntropyGrad node (targets get none).
+func SoftmaxCrossEntropy(logits, targets *Tensor) (nll *Tensor) {
+	defer guard(logits, &nll)
+	g := sameGraph("SoftmaxCrossEntropy", logits, targets)
+	if logits.dtype != Float32 || targets.dtype != Int64 {
+		failf("SoftmaxCrossEntropy: logits %s must be float32 and targets %s int64", logits, targets)
+	}
+	if logits.Rank() < 1 || logits.Dim(-1) < 1 || !targets.shape.Equal(logits.shape[:logits.Rank()-1]) {
+		failf("SoftmaxCrossEntropy: logits %s must be (…, V) and targets %s (…)", logits, targets)
+	}
+	return g.addNode("SoftmaxCrossEntropy", []*Tensor{logits, targets}, nil, nil, []outSpec{{Float32, targets.shape.Clone()}})[0]
+}
+
+// vjpSoftmaxCrossEntropy is the SoftmaxCrossEntropyGrad node:
+// dlogits = dnll·(softmax(logits) − onehot(target)).
+func vjpSoftmaxCrossEntropy(n *node, d []*Tensor) []*Tensor {
+	logits, targets := n.inputs[0], n.inputs[1]
+	dl := logits.g.addNode("SoftmaxCrossEntropyGrad", []*Tensor{logits, targets, d[0]}, nil, nil,
+		[]outSpec{{Float32, logits.shape.Clone()}})[0]
+	return []*Tensor{dl, nil}
 }

@@ -235,3 +235,47 @@ func TestFusedGatedRMSNormEqualsStandardGraph(t *testing.T) {
 		}
 	}
 }
+
+// TestFusedSoftmaxCrossEntropyEqualsStandardGraph checks SoftmaxCrossEntropy
+// and its gradient against the standard loss (LogSoftmax picked by a one-hot
+// product) and its autodiff over random shapes: row counts that leave a task
+// partial, vocabularies from 1, logits from tiny to ±30, and targets that
+// fall outside the vocabulary (no loss, no gradient in both).
+func TestFusedSoftmaxCrossEntropyEqualsStandardGraph(t *testing.T) {
+	orttest.Init(t)
+	r := rand.New(rand.NewPCG(47, 48))
+	for range 16 {
+		B, L := 1+r.IntN(3), []int{1, 5, 64, 65, 200}[r.IntN(5)]
+		V := []int{1, 7, 16, 272, 301}[r.IntN(5)]
+		scale := []float64{1e-3, 1, 30}[r.IntN(3)]
+		logits, wy, targets := make([]float32, B*L*V), make([]float32, B*L), make([]int64, B*L)
+		for i := range logits {
+			logits[i] = float32(scale * (2*r.Float64() - 1))
+		}
+		for i := range wy {
+			wy[i] = float32(2*r.Float64() - 1)
+			targets[i] = int64(r.IntN(V + 2)) // V and V+1 are outside
+		}
+		feeds := map[string]*ort.Tensor{"logits": ort.NewTensor([]int64{int64(B), int64(L), int64(V)}, logits),
+			"wy": ort.NewTensor([]int64{int64(B), int64(L)}, wy)}
+		run := func(fused bool) map[string][]float32 {
+			g := graph.New("xent")
+			x := g.Input("logits", graph.Float32, B, L, V)
+			w := g.Input("wy", graph.Float32, B, L)
+			nll := tokenNLL(x, g.Const(targets, B, L), fused)
+			g.Output("nll", nll)
+			gs, err := graph.Gradients(graph.ReduceSum(graph.Mul(nll, w)), []*graph.Tensor{x})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Output("d_logits", gs[0])
+			return runFloat32(t, g, feeds)
+		}
+		want, got := run(false), run(true)
+		for _, name := range []string{"nll", "d_logits"} {
+			if e := relErr(got[name], want[name]); !finite(got[name]) || e > 1e-5 {
+				t.Errorf("B=%d L=%d V=%d scale %g: fused %s differs from the standard graph's by %.3g", B, L, V, scale, name, e)
+			}
+		}
+	}
+}

@@ -605,28 +605,44 @@ func (m *LM) mixerStep(pre string, u *graph.Tensor, st LayerState) (*graph.Tenso
 // positions where mask is 1: logits (B, L, V), targets (B, L) Int64, mask
 // (B, L) float. An all-zero mask gives 0.
 func MaskedCrossEntropy(logits, targets, mask *graph.Tensor) *graph.Tensor {
-	V := logits.Dim(-1)
-	logp := graph.LogSoftmax(logits, -1)
-	picked := graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1) // (B, L)
-	total := graph.ReduceSum(graph.Mul(picked, mask))
+	return maskedCrossEntropy(logits, targets, mask, false)
+}
+
+func maskedCrossEntropy(logits, targets, mask *graph.Tensor, fused bool) *graph.Tensor {
+	total := graph.ReduceSum(graph.Mul(tokenNLL(logits, targets, fused), mask))
 	count := graph.Max(graph.ReduceSum(mask), graph.ScalarLike(total, 1))
-	return graph.Neg(graph.Div(total, count))
+	return graph.Div(total, count)
 }
 
 // TokenCrossEntropy is the next-token cross-entropy of every position in
 // nats, (B, L), zero where mask is 0.
 func TokenCrossEntropy(logits, targets, mask *graph.Tensor) *graph.Tensor {
+	return tokenCrossEntropy(logits, targets, mask, false)
+}
+
+func tokenCrossEntropy(logits, targets, mask *graph.Tensor, fused bool) *graph.Tensor {
+	return graph.Mul(tokenNLL(logits, targets, fused), mask)
+}
+
+// tokenNLL is −log softmax(logits)[target] of every position, (B, L): with
+// fused, in one SoftmaxCrossEntropy node (float32 graphs), otherwise a
+// LogSoftmax picked by a one-hot product.
+func tokenNLL(logits, targets *graph.Tensor, fused bool) *graph.Tensor {
+	if fused && logits.DType() == graph.Float32 {
+		return graph.SoftmaxCrossEntropy(logits, targets)
+	}
 	V := logits.Dim(-1)
 	logp := graph.LogSoftmax(logits, -1)
-	picked := graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1) // (B, L)
-	return graph.Neg(graph.Mul(picked, mask))
+	return graph.Neg(graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1)) // (B, L)
 }
 
 // TokenLoss is TrainLoss with the loss of every position, (B, L) nats,
 // instead of their mean: train.BuildEvalStep then makes a validation graph
 // that reports each target token's loss (netssm-cli eval loss-by-offset).
 func TokenLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
-	return lossBuilder(c, TokenCrossEntropy)
+	return lossBuilder(c, func(logits, targets, mask *graph.Tensor) *graph.Tensor {
+		return tokenCrossEntropy(logits, targets, mask, c.Fused())
+	})
 }
 
 // TrainLoss returns the loss builder the training loop consumes (its type
@@ -635,7 +651,9 @@ func TokenLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) 
 // next-token cross-entropy, the state inputs and outputs, and the parameters.
 // A bad configuration is recorded as the graph's error.
 func TrainLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
-	return lossBuilder(c, MaskedCrossEntropy)
+	return lossBuilder(c, func(logits, targets, mask *graph.Tensor) *graph.Tensor {
+		return maskedCrossEntropy(logits, targets, mask, c.Fused())
+	})
 }
 
 // lossBuilder declares the parameters and states, runs Forward on ids and

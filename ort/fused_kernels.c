@@ -489,3 +489,106 @@ int nss_gnorm_bwd(const nss_norm_dims *d, const float *y, const float *z, const 
 	free(part);
 	return a.fail;
 }
+
+// ---- the softmax cross-entropy of the logits (the training loss) ----
+//
+// nll = log Σ_v exp(x_v) − x_target per row of V logits, 0 where the target
+// is outside 0…V−1 (the standard graph's one-hot row is then all zeros);
+// the backward is dx = dnll·(softmax(x) − onehot(target)).
+
+enum { xentRowsPerTask = 64 };
+
+typedef struct {
+	int64_t rows;
+	size_t V;
+	const float *x, *dnll;
+	const int64_t *target;
+	float *nll, *dx;
+} xent_args;
+
+// row_max is the maximum of one row of V ≥ 1 values and row_expsum
+// Σ exp(x − m), storing the terms in e when it is not NULL; both keep eight
+// partial results so that the loops vectorise without reassociating
+// floating-point sums behind the compiler's back.
+static inline float row_max(const float *x, size_t V) {
+	float mx[8];
+	for (int j = 0; j < 8; j++) mx[j] = x[0];
+	size_t i = 0;
+	for (; i + 8 <= V; i += 8)
+		for (int j = 0; j < 8; j++) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+	float m = x[0];
+	for (; i < V; i++) m = x[i] > m ? x[i] : m;
+	for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
+	return m;
+}
+
+static inline float row_expsum(const float *x, size_t V, float m, float *e) {
+	float acc[8] = {0}, s = 0;
+	size_t i = 0;
+	for (; i + 8 <= V; i += 8)
+		for (int j = 0; j < 8; j++) {
+			float v = nss_expf(x[i + j] - m);
+			if (e) e[i + j] = v;
+			acc[j] += v;
+		}
+	for (; i < V; i++) {
+		float v = nss_expf(x[i] - m);
+		if (e) e[i] = v;
+		s += v;
+	}
+	for (int j = 0; j < 8; j++) s += acc[j];
+	return s;
+}
+
+static inline size_t xent_rows(const xent_args *a, size_t task, size_t *r1) {
+	size_t r0 = task * xentRowsPerTask;
+	*r1 = r0 + xentRowsPerTask < (size_t)a->rows ? r0 + xentRowsPerTask : (size_t)a->rows;
+	return r0;
+}
+
+HOT static void xent_fwd_task(void *user, size_t task) {
+	xent_args *a = user;
+	size_t r1, V = a->V;
+	for (size_t r = xent_rows(a, task, &r1); r < r1; r++) {
+		int64_t t = a->target[r];
+		if (t < 0 || (uint64_t)t >= V) {
+			a->nll[r] = 0;
+			continue;
+		}
+		const float *x = a->x + r * V;
+		float m = row_max(x, V);
+		a->nll[r] = m + logf(row_expsum(x, V, m, NULL)) - x[t];
+	}
+}
+
+HOT static void xent_bwd_task(void *user, size_t task) {
+	xent_args *a = user;
+	size_t r1, V = a->V;
+	for (size_t r = xent_rows(a, task, &r1); r < r1; r++) {
+		const float *x = a->x + r * V;
+		float *dx = a->dx + r * V, g = a->dnll[r];
+		int64_t t = a->target[r];
+		if (t < 0 || (uint64_t)t >= V) {
+			memset(dx, 0, V * sizeof(float));
+			continue;
+		}
+		float k = g / row_expsum(x, V, row_max(x, V), dx); // dx holds exp(x − max)
+		for (size_t i = 0; i < V; i++) dx[i] *= k;
+		dx[t] -= g;
+	}
+}
+
+static size_t xent_tasks(int64_t rows) { return ((size_t)rows + xentRowsPerTask - 1) / xentRowsPerTask; }
+
+int nss_xent_fwd(int64_t rows, int V, const float *x, const int64_t *target, float *nll, nss_par par, void *ctx) {
+	xent_args a = {.rows = rows, .V = (size_t)V, .x = x, .target = target, .nll = nll};
+	par(ctx, xent_fwd_task, xent_tasks(rows), &a);
+	return 0;
+}
+
+int nss_xent_bwd(int64_t rows, int V, const float *x, const int64_t *target, const float *dnll, float *dx, nss_par par,
+		 void *ctx) {
+	xent_args a = {.rows = rows, .V = (size_t)V, .x = x, .target = target, .dnll = dnll, .dx = dx};
+	par(ctx, xent_bwd_task, xent_tasks(rows), &a);
+	return 0;
+}

@@ -77,4 +77,11 @@ int nss_gnorm_fwd(const nss_norm_dims *d, const float *y, const float *z, const 
 int nss_gnorm_bwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, const float *dout,
 		  float *dy, float *dz, float *dw, nss_par par, void *ctx);
 
+// nss_xent_fwd: logits x (rows, V) and targets (rows) → nll (rows) =
+// log Σ exp(x) − x[target], 0 for a target outside 0…V−1.
+int nss_xent_fwd(int64_t rows, int V, const float *x, const int64_t *target, float *nll, nss_par par, void *ctx);
+// nss_xent_bwd: the same and dnll (rows) → dx (rows, V) = dnll·(softmax(x) − onehot(target)).
+int nss_xent_bwd(int64_t rows, int V, const float *x, const int64_t *target, const float *dnll, float *dx, nss_par par,
+		 void *ctx);
+
 #endif
