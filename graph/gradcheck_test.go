@@ -78,11 +78,12 @@ var gradCases = []gradCase{
 			f := toFloat32(xs)
 			return graph.Cast(graph.RMSNorm(f[0], f[1], 1e-5), graph.Float64)
 		}},
-	{op: "GatedRMSNorm", name: "via float32", step: 1e-2, rtol: 2e-3, inputs: []gradInput{in(3, 5), in(3, 5).within(-3, 3), in(5)},
-		f: func(xs []*graph.Tensor) *graph.Tensor {
-			f := toFloat32(xs)
-			return graph.Cast(graph.GatedRMSNorm(f[0], f[1], f[2], 1e-5), graph.Float64)
-		}},
+	{op: "GatedRMSNorm", name: "via float32, two heads", step: 1e-2, rtol: 2e-3, inputs: []gradInput{
+		in(3, 6), in(3, 6), in(2), in(3, 6).within(-3, 3), in(6),
+	}, f: func(xs []*graph.Tensor) *graph.Tensor {
+		f := toFloat32(xs)
+		return graph.Cast(graph.GatedRMSNorm(f[0], f[1], f[2], f[3], f[4], 1e-5), graph.Float64)
+	}},
 	{op: "SoftmaxCrossEntropy", name: "via float32, a target outside", step: 1e-2, rtol: 2e-3, inputs: []gradInput{in(2, 3, 5).within(-3, 3)},
 		f: func(xs []*graph.Tensor) *graph.Tensor {
 			f := toFloat32(xs)

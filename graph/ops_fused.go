@@ -181,27 +181,37 @@ func vjpRMSNorm(n *node, d []*Tensor) []*Tensor {
 		[]outSpec{{Float32, x.shape.Clone()}, {Float32, w.shape.Clone()}})
 }
 
-// GatedRMSNorm is a mixer's gated RMSNorm in one fused float32 node, gate
-// first: g = y ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w over the last
-// axis, for y and z (…, D) and w (D). Its gradient is the
-// GatedRMSNormGrad node.
-func GatedRMSNorm(y, z, w *Tensor, eps float64) (out *Tensor) {
+// GatedRMSNorm is a mixer's output gate in one fused float32 node: the D·x
+// skip, then the gated RMSNorm, gate first. For y and x (…, H·P) (the scan's
+// output without the skip, and its input), the skip weights D (H), the gate
+// z (…, H·P) and the norm weight w (H·P): q = y + D_h·x over head h's
+// channels h·P…h·P+P−1, g = q ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w
+// over the last axis. Its gradient is the GatedRMSNormGrad node.
+func GatedRMSNorm(y, x, D, z, w *Tensor, eps float64) (out *Tensor) {
 	defer guard(y, &out)
-	g := sameGraph("GatedRMSNorm", y, z, w)
-	if y.dtype != Float32 || z.dtype != Float32 || w.dtype != Float32 {
-		failf("GatedRMSNorm: the fused kernels are float32, got %s, %s and %s", y, z, w)
+	ins := []*Tensor{y, x, D, z, w}
+	g := sameGraph("GatedRMSNorm", ins...)
+	for _, t := range ins {
+		if t.dtype != Float32 {
+			failf("GatedRMSNorm: the fused kernels are float32, got %s", t)
+		}
 	}
-	if y.Rank() < 1 || !z.shape.Equal(y.shape) || !w.shape.Equal(Shape{y.Dim(-1)}) || !(eps > 0) {
-		failf("GatedRMSNorm: y %s and z %s must be (…, D), w %s (D), eps %g positive", y, z, w, eps)
+	if y.Rank() < 1 || !x.shape.Equal(y.shape) || !z.shape.Equal(y.shape) || !w.shape.Equal(Shape{y.Dim(-1)}) ||
+		D.Rank() != 1 || D.Dim(0) < 1 || y.Dim(-1)%D.Dim(0) != 0 || !(eps > 0) {
+		failf("GatedRMSNorm: y %s, x %s and z %s must be (…, H·P), D %s (H), w %s (H·P), eps %g positive", y, x, z, D, w, eps)
 	}
-	return g.addNode("GatedRMSNorm", []*Tensor{y, z, w}, []attribute{{"eps", eps}}, nil, []outSpec{{Float32, y.shape.Clone()}})[0]
+	return g.addNode("GatedRMSNorm", ins, []attribute{{"eps", eps}}, nil, []outSpec{{Float32, y.shape.Clone()}})[0]
 }
 
-// vjpGatedRMSNorm is the GatedRMSNormGrad node: the gradients of y, z and w.
+// vjpGatedRMSNorm is the GatedRMSNormGrad node: the gradients of y, x, D, z
+// and w.
 func vjpGatedRMSNorm(n *node, d []*Tensor) []*Tensor {
-	y, z, w := n.inputs[0], n.inputs[1], n.inputs[2]
-	return y.g.addNode("GatedRMSNormGrad", []*Tensor{y, z, w, d[0]}, []attribute{{"eps", n.attr("eps")}}, nil,
-		[]outSpec{{Float32, y.shape.Clone()}, {Float32, z.shape.Clone()}, {Float32, w.shape.Clone()}})
+	specs := make([]outSpec, len(n.inputs))
+	for i, in := range n.inputs {
+		specs[i] = outSpec{Float32, in.shape.Clone()}
+	}
+	ins := append(append([]*Tensor(nil), n.inputs...), d[0])
+	return n.inputs[0].g.addNode("GatedRMSNormGrad", ins, []attribute{{"eps", n.attr("eps")}}, nil, specs)
 }
 
 // SoftmaxCrossEntropy is the cross-entropy of softmax(logits) at the

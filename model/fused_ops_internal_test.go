@@ -177,60 +177,66 @@ func TestFusedRMSNormEqualsStandardGraph(t *testing.T) {
 }
 
 // TestFusedGatedRMSNormEqualsStandardGraph checks GatedRMSNorm and
-// GatedRMSNormGrad against the standard-op gate and norm (normRMS of
-// y ⊙ silu(z)) and their autodiff over random shapes: row counts that leave
-// a task partial, widths from 1, y from tiny to large, and gates up to ±8
-// (silu's saturated ends; beyond about ±18 ONNX Runtime's Sigmoid, which the
-// standard graph uses, stops following the true σ).
+// GatedRMSNormGrad against the standard-op skip, gate and norm (normRMS of
+// (y + D·x) ⊙ silu(z)) and their autodiff over random shapes: row counts
+// that leave a task partial, one head or several, head widths from 1, y and x
+// from tiny to large, and gates up to ±8 (silu's saturated ends; beyond about
+// ±18 ONNX Runtime's Sigmoid, which the standard graph uses, stops following
+// the true σ).
 func TestFusedGatedRMSNormEqualsStandardGraph(t *testing.T) {
 	orttest.Init(t)
 	r := rand.New(rand.NewPCG(45, 46))
 	for range 16 {
-		lead := []int{1 + r.IntN(3), []int{1, 5, 64, 65, 200}[r.IntN(5)]}
-		D := []int{1, 3, 16, 256, 513}[r.IntN(5)]
+		R0, R1 := 1+r.IntN(3), []int{1, 5, 64, 65, 200}[r.IntN(5)]
+		H, P := []int{1, 2, 8}[r.IntN(3)], []int{1, 3, 16, 64}[r.IntN(4)]
 		scale, zscale := []float64{1e-3, 1, 30}[r.IntN(3)], []float64{0.5, 2, 8}[r.IntN(3)]
-		rows := lead[0] * lead[1]
+		n := R0 * R1 * H * P
 		vals := map[string][]float32{}
-		for name, n := range map[string]int{"y": rows * D, "z": rows * D, "w": D, "wo": rows * D} {
-			s := scale
-			if name == "z" {
-				s = zscale
+		for name, size := range map[string]int{"y": n, "x": n, "skip": H, "z": n, "w": H * P, "wo": n} {
+			s := map[string]float64{"y": scale, "x": scale, "z": zscale}[name]
+			if s == 0 {
+				s = 1
 			}
-			v := make([]float32, n)
+			v := make([]float32, size)
 			for i := range v {
 				v[i] = float32(s * (2*r.Float64() - 1))
 			}
 			vals[name] = v
 		}
-		dims := []int64{int64(lead[0]), int64(lead[1]), int64(D)}
-		feeds := map[string]*ort.Tensor{"y": ort.NewTensor(dims, vals["y"]), "z": ort.NewTensor(dims, vals["z"]),
-			"w": ort.NewTensor([]int64{int64(D)}, vals["w"]), "wo": ort.NewTensor(dims, vals["wo"])}
+		heads := []int64{int64(R0), int64(R1), int64(H), int64(P)}
+		flat := []int64{int64(R0), int64(R1), int64(H * P)}
+		feeds := map[string]*ort.Tensor{"y": ort.NewTensor(heads, vals["y"]), "x": ort.NewTensor(heads, vals["x"]),
+			"skip": ort.NewTensor([]int64{int64(H)}, vals["skip"]), "z": ort.NewTensor(flat, vals["z"]),
+			"w": ort.NewTensor([]int64{int64(H * P)}, vals["w"]), "wo": ort.NewTensor(flat, vals["wo"])}
 		run := func(fused bool) map[string][]float32 {
 			g := graph.New("gnorm")
-			y := g.Input("y", graph.Float32, lead[0], lead[1], D)
-			z := g.Input("z", graph.Float32, lead[0], lead[1], D)
-			w := g.Input("w", graph.Float32, D)
-			wo := g.Input("wo", graph.Float32, lead[0], lead[1], D)
+			y := g.Input("y", graph.Float32, R0, R1, H, P)
+			x := g.Input("x", graph.Float32, R0, R1, H, P)
+			skip := g.Input("skip", graph.Float32, H)
+			z := g.Input("z", graph.Float32, R0, R1, H*P)
+			w := g.Input("w", graph.Float32, H*P)
+			wo := g.Input("wo", graph.Float32, R0, R1, H*P)
 			var out *graph.Tensor
 			if fused {
-				out = graph.GatedRMSNorm(y, z, w, normEps)
+				out = graph.GatedRMSNorm(graph.Reshape(y, R0, R1, H*P), graph.Reshape(x, R0, R1, H*P), skip, z, w, normEps)
 			} else {
-				out = normRMS(graph.Mul(y, graph.Silu(z)), w)
+				q := graph.Reshape(graph.Add(y, graph.Mul(x, graph.Unsqueeze(skip, 1))), R0, R1, H*P)
+				out = normRMS(graph.Mul(q, graph.Silu(z)), w)
 			}
 			g.Output("out", out)
-			gs, err := graph.Gradients(graph.ReduceSum(graph.Mul(out, wo)), []*graph.Tensor{y, z, w})
+			gs, err := graph.Gradients(graph.ReduceSum(graph.Mul(out, wo)), []*graph.Tensor{y, x, skip, z, w})
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, name := range []string{"d_y", "d_z", "d_w"} {
+			for i, name := range []string{"d_y", "d_x", "d_skip", "d_z", "d_w"} {
 				g.Output(name, gs[i])
 			}
 			return runFloat32(t, g, feeds)
 		}
 		want, got := run(false), run(true)
-		for _, name := range []string{"out", "d_y", "d_z", "d_w"} {
+		for _, name := range []string{"out", "d_y", "d_x", "d_skip", "d_z", "d_w"} {
 			if e := relErr(got[name], want[name]); !finite(got[name]) || e > 1e-4 {
-				t.Errorf("rows %v D=%d scales %g, %g: fused %s differs from the standard graph's by %.3g", lead, D, scale, zscale, name, e)
+				t.Errorf("rows %d×%d H=%d P=%d scales %g, %g: fused %s differs from the standard graph's by %.3g", R0, R1, H, P, scale, zscale, name, e)
 			}
 		}
 	}

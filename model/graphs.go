@@ -377,8 +377,8 @@ func normRMS(x, w *graph.Tensor) *graph.Tensor {
 //  1. zxbcdt = u·W_inᵀ, split into z, xBC, dt_raw;
 //  2. causal depthwise conv over time, continuing the carried conv state; silu;
 //  3. split x, Bm, Cm; dt = softplus(dt_raw + dt_bias); A = −exp(A_log);
-//  4. chunked SSD from the carried SSM state; + D·x;
-//  5. gated RMSNorm (gate first), out_proj.
+//  4. chunked SSD from the carried SSM state;
+//  5. + D·x, gated RMSNorm (gate first), out_proj.
 func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, LayerState) {
 	c := m.cfg
 	B, L := u.Dim(0), u.Dim(1)
@@ -405,9 +405,7 @@ func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, L
 	} else {
 		y, nextSSM = ssd(x, dt, A, bm, cm, st.SSM, c.ChunkSize)
 	}
-	y = graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1)))
-	y = graph.Reshape(y, B, L, di)
-	out := m.gatedOut(pre, y, z)
+	out := m.gatedOut(pre, y, x, z)
 	return out, LayerState{Conv: nextConv, SSM: nextSSM}
 }
 
@@ -427,14 +425,18 @@ func convSilu(xbc, state, w, bias *graph.Tensor) (y, next *graph.Tensor) {
 	return graph.Silu(graph.Transpose(acc, 0, 2, 1)), next
 }
 
-// gatedOut is the gated RMSNorm (g = y ⊙ silu(z), normalised, ⊙ norm.weight)
-// followed by out_proj.
-func (m *LM) gatedOut(pre string, y, z *graph.Tensor) *graph.Tensor {
+// gatedOut is a mixer's output from the scan's y (…, H, P) and its input x
+// (same shape): the D·x skip, the gated RMSNorm (g = (y + D·x) ⊙ silu(z),
+// normalised, ⊙ norm.weight; z (…, H·P)) and out_proj. With the fused
+// kernels the skip, gate and norm are one GatedRMSNorm node.
+func (m *LM) gatedOut(pre string, y, x, z *graph.Tensor) *graph.Tensor {
+	dims := z.Shape() // (…, H·P)
 	var n *graph.Tensor
 	if m.fused(y) {
-		n = graph.GatedRMSNorm(y, z, m.p(pre+"norm.weight"), normEps)
+		n = graph.GatedRMSNorm(graph.Reshape(y, dims...), graph.Reshape(x, dims...), m.p(pre+"D"), z, m.p(pre+"norm.weight"), normEps)
 	} else {
-		n = normRMS(graph.Mul(y, graph.Silu(z)), m.p(pre+"norm.weight"))
+		q := graph.Reshape(graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1))), dims...)
+		n = normRMS(graph.Mul(q, graph.Silu(z)), m.p(pre+"norm.weight"))
 	}
 	return graph.MatMul(n, graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
 }
@@ -596,8 +598,7 @@ func (m *LM) mixerStep(pre string, u *graph.Tensor, st LayerState) (*graph.Tenso
 	outer := graph.MatMul(dtx, graph.Reshape(bm, B, 1, 1, N))                     // (B, H, P, N), a rank-1 product
 	ssm := graph.Add(graph.Mul(st.SSM, graph.Reshape(dA, B, H, 1, 1)), outer)     // (B, H, P, N)
 	y := graph.Reshape(graph.MatMul(ssm, graph.Reshape(cm, B, 1, N, 1)), B, H, P) // ssm·Cm
-	y = graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1)))
-	out := m.gatedOut(pre, graph.Reshape(y, B, di), z)
+	out := m.gatedOut(pre, y, x, z)
 	return out, LayerState{Conv: conv, SSM: ssm}
 }
 

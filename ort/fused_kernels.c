@@ -395,96 +395,126 @@ int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const f
 	return 0;
 }
 
-// ---- the gated RMSNorm of a mixer (training and prefill) ----
+// ---- the output gate of a mixer: D·x skip, gated RMSNorm (training and prefill) ----
 //
-// g = y ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w over the last axis of
-// rows × D (gate first). The backward is RMSNorm's for g, then through the
-// gate: with s = σ(z), dy = dg·z·s and dz = dg·y·s·(1 + z·(1 − s)).
+// Per row of D = H·P values (head h owns channels h·P…h·P+P−1):
+// q = y + Dskip_h·x, g = q ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w (gate
+// first). The backward is RMSNorm's for g, then through the gate and the
+// skip: with s = σ(z), dq = dg·z·s, dz = dg·q·s·(1 + z·(1 − s)), dy = dq,
+// dx = Dskip_h·dq and dDskip_h = Σ dq·x. dw and dDskip are summed per task
+// into partial sums of their own, added up in task order afterwards.
 
 typedef struct {
 	nss_norm_dims d;
-	const float *y, *z, *w, *dout;
-	float *out, *dy, *dz, *dwpart;
+	size_t P; // channels per head
+	const float *y, *x, *skip, *z, *w, *dout;
+	float *out, *dy, *dx, *dz, *dwpart, *dskippart;
 	int fail;
 } gnorm_args;
 
-// gate_row fills g = y ⊙ silu(z) for one row of D values.
-static inline void gate_row(const float *y, const float *z, size_t D, float *g) {
-	for (size_t i = 0; i < D; i++) g[i] = y[i] * silu(z[i]);
+// gate_row fills q = y + Dskip·x, s = σ(z) and g = q ⊙ z ⊙ s for one row.
+static inline void gate_row(const gnorm_args *a, size_t r, float *restrict q, float *restrict s, float *restrict g) {
+	size_t D = a->d.D, P = a->P;
+	const float *y = a->y + r * D, *x = a->x + r * D, *z = a->z + r * D;
+	for (size_t c0 = 0; c0 < D; c0 += P) {
+		float k = a->skip[c0 / P];
+		for (size_t i = c0; i < c0 + P; i++) {
+			q[i] = y[i] + k * x[i];
+			s[i] = sigm(z[i]);
+			g[i] = q[i] * z[i] * s[i];
+		}
+	}
 }
 
 HOT static void gnorm_fwd_task(void *user, size_t task) {
 	gnorm_args *a = user;
 	size_t D = a->d.D, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
 	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
+	float *q = malloc(2 * D * sizeof(float)), *s = q + D;
+	if (!q) {
+		a->fail = 1;
+		return;
+	}
 	for (size_t r = r0; r < r1; r++) {
 		float *out = a->out + r * D;
-		gate_row(a->y + r * D, a->z + r * D, D, out);
+		gate_row(a, r, q, s, out);
 		float inv = 1.0f / sqrtf(dot8(out, out, D) / (float)D + a->d.eps);
 		for (size_t i = 0; i < D; i++) out[i] = out[i] * inv * a->w[i];
 	}
+	free(q);
 }
 
-// gnorm_bwd_row stores one row's dy and dz and adds its dw terms, from
-// g = y ⊙ silu(z), sz = σ(z), r = 1/√(mean(g²) + eps) and
-// k = r³·(dout·w·g)/D:
-// dg = r·dout ⊙ w − k·g. The pointers do not alias (restrict), which lets
-// the compiler vectorise the loop without run-time overlap checks.
-static inline void gnorm_bwd_row(size_t D, const float *restrict y, const float *restrict z, const float *restrict w,
-				 const float *restrict dout, const float *restrict g, const float *restrict sz, float inv, float k,
-				 float *restrict dy, float *restrict dz, float *restrict dw) {
+// gnorm_bwd_row stores one row's dq (as dy) and dz and adds its dw terms,
+// from the row's q, s = σ(z), g, r = 1/√(mean(g²) + eps) and
+// k = r³·(dout·w·g)/D: dg = r·dout ⊙ w − k·g. The pointers do not alias
+// (restrict), which lets the compiler vectorise the loop without run-time
+// overlap checks.
+static inline void gnorm_bwd_row(size_t D, const float *restrict q, const float *restrict z, const float *restrict s,
+				 const float *restrict g, const float *restrict w, const float *restrict dout, float inv,
+				 float k, float *restrict dy, float *restrict dz, float *restrict dw) {
 	for (size_t i = 0; i < D; i++) {
-		float dg = inv * dout[i] * w[i] - g[i] * k, s = sz[i];
+		float dg = inv * dout[i] * w[i] - g[i] * k;
 		dw[i] += dout[i] * g[i] * inv;
-		dy[i] = dg * z[i] * s;
-		dz[i] = dg * y[i] * s * (1.0f + z[i] * (1.0f - s));
+		dy[i] = dg * z[i] * s[i];
+		dz[i] = dg * q[i] * s[i] * (1.0f + z[i] * (1.0f - s[i]));
 	}
 }
 
 HOT static void gnorm_bwd_task(void *user, size_t task) {
 	gnorm_args *a = user;
-	size_t D = a->d.D, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
+	size_t D = a->d.D, P = a->P, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
 	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
-	float *dw = a->dwpart + task * D, *g = malloc(2 * D * sizeof(float)), *sz = g + D;
-	if (!g) {
+	float *dw = a->dwpart + task * D, *dsk = a->dskippart + task * (D / P), *q = malloc(3 * D * sizeof(float));
+	if (!q) {
 		a->fail = 1;
 		return;
 	}
+	float *s = q + D, *g = s + D;
 	memset(dw, 0, D * sizeof(float));
+	memset(dsk, 0, D / P * sizeof(float));
 	const float *w = a->w;
 	for (size_t r = r0; r < r1; r++) {
-		const float *y = a->y + r * D, *z = a->z + r * D, *dout = a->dout + r * D;
-		float *dy = a->dy + r * D, *dz = a->dz + r * D;
-		for (size_t i = 0; i < D; i++) {
-			sz[i] = sigm(z[i]);
-			g[i] = y[i] * z[i] * sz[i];
-		}
+		const float *z = a->z + r * D, *x = a->x + r * D, *dout = a->dout + r * D;
+		float *dy = a->dy + r * D, *dx = a->dx + r * D;
+		gate_row(a, r, q, s, g);
 		float inv = 1.0f / sqrtf(dot8(g, g, D) / (float)D + a->d.eps);
 		float gx = 0;
 		for (size_t i = 0; i < D; i++) gx += dout[i] * w[i] * g[i];
-		gnorm_bwd_row(D, y, z, w, dout, g, sz, inv, inv * inv * inv * gx / (float)D, dy, dz, dw);
+		gnorm_bwd_row(D, q, z, s, g, w, dout, inv, inv * inv * inv * gx / (float)D, dy, a->dz + r * D, dw);
+		for (size_t c0 = 0; c0 < D; c0 += P) {
+			float k = a->skip[c0 / P];
+			for (size_t i = c0; i < c0 + P; i++) dx[i] = k * dy[i];
+			dsk[c0 / P] += dot8(dy + c0, x + c0, P);
+		}
 	}
-	free(g);
+	free(q);
 }
 
-int nss_gnorm_fwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, float *out, nss_par par,
-		  void *ctx) {
-	gnorm_args a = {.d = *d, .y = y, .z = z, .w = w, .out = out};
+int nss_gnorm_fwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, float *out, nss_par par, void *ctx) {
+	gnorm_args a = {.d = *d, .P = (size_t)(d->D / H), .y = y, .x = x, .skip = skip, .z = z, .w = w, .out = out};
 	par(ctx, gnorm_fwd_task, norm_tasks(d), &a);
 	return a.fail;
 }
 
-int nss_gnorm_bwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, const float *dout,
-		  float *dy, float *dz, float *dw, nss_par par, void *ctx) {
+int nss_gnorm_bwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, const float *dout, float *dy, float *dx, float *dskip, float *dz, float *dw, nss_par par,
+		  void *ctx) {
 	size_t T = norm_tasks(d), D = d->D;
-	float *part = malloc((T ? T : 1) * D * sizeof(float));
+	float *part = malloc((T ? T : 1) * (D + H) * sizeof(float));
 	if (!part) return 1;
-	gnorm_args a = {.d = *d, .y = y, .z = z, .w = w, .dout = dout, .dy = dy, .dz = dz, .dwpart = part};
+	gnorm_args a = {.d = *d, .P = D / H, .y = y, .x = x, .skip = skip, .z = z, .w = w, .dout = dout, .dy = dy, .dx = dx,
+			.dz = dz, .dwpart = part, .dskippart = part + T * D};
 	par(ctx, gnorm_bwd_task, T, &a);
 	for (size_t i = 0; i < D; i++) {
 		float s = 0;
 		for (size_t t = 0; t < T; t++) s += part[t * D + i];
 		dw[i] = s;
+	}
+	for (int h = 0; h < H; h++) {
+		float s = 0;
+		for (size_t t = 0; t < T; t++) s += a.dskippart[t * H + h];
+		dskip[h] = s;
 	}
 	free(part);
 	return a.fail;

@@ -70,12 +70,14 @@ int nss_norm_fwd(const nss_norm_dims *d, const float *x, const float *w, float *
 int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const float *dy, float *dx, float *dw,
 		 nss_par par, void *ctx);
 
-// nss_gnorm_fwd: y, z (rows, D), w (D) → out = RMSNorm(y ⊙ silu(z)) ⊙ w.
-int nss_gnorm_fwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, float *out, nss_par par,
+// nss_gnorm_fwd: y, x, z (rows, D), Dskip (H), w (D), D = H·P → out =
+// RMSNorm((y + Dskip·x) ⊙ silu(z)) ⊙ w, head h owning channels h·P…h·P+P−1.
+int nss_gnorm_fwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, float *out, nss_par par, void *ctx);
+// nss_gnorm_bwd: the same inputs and dout → dy, dx, dz (rows, D), dDskip (H), dw (D).
+int nss_gnorm_bwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, const float *dout, float *dy, float *dx, float *dskip, float *dz, float *dw, nss_par par,
 		  void *ctx);
-// nss_gnorm_bwd: y, z, w and dout → dy, dz (rows, D), dw (D).
-int nss_gnorm_bwd(const nss_norm_dims *d, const float *y, const float *z, const float *w, const float *dout,
-		  float *dy, float *dz, float *dw, nss_par par, void *ctx);
 
 // nss_xent_fwd: logits x (rows, V) and targets (rows) → nll (rows) =
 // log Σ exp(x) − x[target], 0 for a target outside 0…V−1.

@@ -388,50 +388,53 @@ static status_t rms_norm_grad(void *kv, void *ctx) {
 	return finish(&p, fail, "RMSNormGrad");
 }
 
-// GatedRMSNorm(y, z, w; eps) → RMSNorm(y ⊙ silu(z)) ⊙ w.
+// gnorm_dims checks y (…, H·P), x and z shaped like y, Dskip (H) and w
+// (H·P): the first five inputs of both gate ops.
+static status_t gnorm_dims(const char *op, const tensor *in, float eps, nss_norm_dims *d, int *H) {
+	tensor yw[2] = {in[0], in[4]};
+	status_t st = norm_dims(op, yw, eps, d);
+	if (st) return st;
+	if (!is(&in[1], in[0].rank, in[0].dims) || !is(&in[3], in[0].rank, in[0].dims))
+		return shape_error(op, "x and z must be shaped like y");
+	if (in[2].rank != 1 || in[2].dims[0] < 1 || d->D % in[2].dims[0] != 0)
+		return shape_error(op, "D must be (H) with H dividing y's last axis");
+	*H = (int)in[2].dims[0];
+	return NULL;
+}
+
+// GatedRMSNorm(y, x, D, z, w; eps) → RMSNorm((y + D·x) ⊙ silu(z)) ⊙ w.
 static status_t gated_rms_norm(void *kv, void *ctx) {
 	const kernel *k = kv;
 	const char *op = "GatedRMSNorm";
-	tensor in[3];
+	tensor in[5];
 	nss_norm_dims d;
-	tensor yw[2];
-	status_t st = inputs(ctx, in, 3);
-	if (!st) {
-		yw[0] = in[0];
-		yw[1] = in[2];
-		st = norm_dims(op, yw, k->eps, &d);
-	}
-	if (!st && !is(&in[1], in[0].rank, in[0].dims)) st = shape_error(op, "z must be shaped like y");
+	int H;
+	status_t st = inputs(ctx, in, 5);
+	if (!st) st = gnorm_dims(op, in, k->eps, &d, &H);
 	float *out;
 	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &out);
 	if (st) return st;
 	par_ctx p = {ctx, NULL};
-	int fail = nss_gnorm_fwd(&d, in[0].data, in[1].data, in[2].data, out, ort_parallel, &p);
+	int fail = nss_gnorm_fwd(&d, H, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, out, ort_parallel, &p);
 	return finish(&p, fail, op);
 }
 
-// GatedRMSNormGrad(y, z, w, dout; eps) → (dy, dz, dw).
+// GatedRMSNormGrad(y, x, D, z, w, dout; eps) → (dy, dx, dD, dz, dw).
 static status_t gated_rms_norm_grad(void *kv, void *ctx) {
 	const kernel *k = kv;
 	const char *op = "GatedRMSNormGrad";
-	tensor in[4];
+	tensor in[6];
 	nss_norm_dims d;
-	tensor yw[2];
-	status_t st = inputs(ctx, in, 4);
-	if (!st) {
-		yw[0] = in[0];
-		yw[1] = in[2];
-		st = norm_dims(op, yw, k->eps, &d);
-	}
-	if (!st && (!is(&in[1], in[0].rank, in[0].dims) || !is(&in[3], in[0].rank, in[0].dims)))
-		st = shape_error(op, "z and dout must be shaped like y");
-	float *dy, *dz, *dw;
-	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &dy);
-	if (!st) st = output(ctx, 1, in[0].dims, in[0].rank, &dz);
-	if (!st) st = output(ctx, 2, in[2].dims, 1, &dw);
+	int H;
+	status_t st = inputs(ctx, in, 6);
+	if (!st) st = gnorm_dims(op, in, k->eps, &d, &H);
+	if (!st && !is(&in[5], in[0].rank, in[0].dims)) st = shape_error(op, "dout must be shaped like y");
+	float *out[5];
+	for (int i = 0; i < 5 && !st; i++) st = output(ctx, (size_t)i, in[i].dims, in[i].rank, &out[i]);
 	if (st) return st;
 	par_ctx p = {ctx, NULL};
-	int fail = nss_gnorm_bwd(&d, in[0].data, in[1].data, in[2].data, in[3].data, dy, dz, dw, ort_parallel, &p);
+	int fail = nss_gnorm_bwd(&d, H, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, out[0], out[1],
+				 out[2], out[3], out[4], ort_parallel, &p);
 	return finish(&p, fail, op);
 }
 
@@ -503,8 +506,8 @@ static nss_op ops[] = {
 	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),
 	OPN("RMSNorm", 2, 1, 0, 1, rms_norm),
 	OPN("RMSNormGrad", 3, 2, 0, 1, rms_norm_grad),
-	OPN("GatedRMSNorm", 3, 1, 0, 1, gated_rms_norm),
-	OPN("GatedRMSNormGrad", 4, 3, 0, 1, gated_rms_norm_grad),
+	OPN("GatedRMSNorm", 5, 1, 0, 1, gated_rms_norm),
+	OPN("GatedRMSNormGrad", 6, 5, 0, 1, gated_rms_norm_grad),
 	OPX("SoftmaxCrossEntropy", 2, 1, 0, 0, 1 << 1, softmax_xent),
 	OPX("SoftmaxCrossEntropyGrad", 3, 1, 0, 0, 1 << 1, softmax_xent_grad),
 };
