@@ -1,5 +1,7 @@
-// CPU kernels of netssm's custom-op domain: the chunked SSD scan, its
-// backward, and the one-token mixer step. Plain C that the compiler
+// CPU kernels of netssm's custom-op domain: the chunked SSD scan and its
+// backward, the one-token mixer step, the causal convolution with silu, the
+// RMSNorms (plain, and a mixer's gated one with the D·x skip) and the
+// softmax cross-entropy, each with its backward. Plain C that the compiler
 // vectorises; on x86-64 the hot functions are also compiled for x86-64-v3
 // (AVX2, FMA) and the loader picks that copy at run time when the CPU has
 // it (GCC/Clang target_clones), so the binary still runs on any x86-64.
