@@ -382,10 +382,8 @@ func normRMS(x, w *graph.Tensor) *graph.Tensor {
 func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, LayerState) {
 	c := m.cfg
 	B, L := u.Dim(0), u.Dim(1)
-	di, C, H, P, N := c.DInner(), c.ConvDim(), c.Heads(), c.HeadDim, c.DState
-	zxbcdt := graph.MatMul(u, graph.Transpose(m.p(pre+"in_proj.weight"), 1, 0)) // (B, L, width)
-	parts := graph.Split(zxbcdt, -1, di, C, H)
-	z, xbc, dtRaw := parts[0], parts[1], parts[2]
+	di, H, P, N := c.DInner(), c.Heads(), c.HeadDim, c.DState
+	z, xbc, dtRaw := m.inProj(pre, u)
 
 	var xbcC, nextConv *graph.Tensor // silu(conv(xBC)) (B, L, C), the last W raw columns (B, C, W)
 	if m.fused(u) {
@@ -407,6 +405,24 @@ func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, L
 	}
 	out := m.gatedOut(pre, y, x, z)
 	return out, LayerState{Conv: nextConv, SSM: nextSSM}
+}
+
+// inProj is step 1 of mixer: zxbcdt = u·W_inᵀ split into z (…, d_inner),
+// xBC (…, conv_dim) and dt_raw (…, H). With the fused kernels it splits
+// W_in's rows instead and runs one product per part, which computes the same
+// values without copying (B, L, width) activations into three tensors
+// forward and concatenating their gradients backward.
+func (m *LM) inProj(pre string, u *graph.Tensor) (z, xbc, dtRaw *graph.Tensor) {
+	c := m.cfg
+	di, C, H := c.DInner(), c.ConvDim(), c.Heads()
+	w := m.p(pre + "in_proj.weight") // (width, D)
+	if m.fused(u) {
+		ws := graph.Split(w, 0, di, C, H)
+		mm := func(wi *graph.Tensor) *graph.Tensor { return graph.MatMul(u, graph.Transpose(wi, 1, 0)) }
+		return mm(ws[0]), mm(ws[1]), mm(ws[2])
+	}
+	parts := graph.Split(graph.MatMul(u, graph.Transpose(w, 1, 0)), -1, di, C, H) // (B, L, width) split
+	return parts[0], parts[1], parts[2]
 }
 
 // convSilu is the causal depthwise convolution over time of xbc (B, L, C),
