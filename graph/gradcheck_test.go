@@ -78,6 +78,18 @@ var gradCases = []gradCase{
 			f := toFloat32(xs)
 			return graph.Cast(graph.RMSNorm(f[0], f[1], 1e-5), graph.Float64)
 		}},
+	{op: "GatedRMSNorm", name: "via float32, two heads", step: 1e-2, rtol: 2e-3, inputs: []gradInput{
+		in(3, 6), in(3, 6), in(2), in(3, 6).within(-3, 3), in(6),
+	}, f: func(xs []*graph.Tensor) *graph.Tensor {
+		f := toFloat32(xs)
+		return graph.Cast(graph.GatedRMSNorm(f[0], f[1], f[2], f[3], f[4], 1e-5), graph.Float64)
+	}},
+	{op: "SoftmaxCrossEntropy", name: "via float32, a target outside", step: 1e-2, rtol: 2e-3, inputs: []gradInput{in(2, 3, 5).within(-3, 3)},
+		f: func(xs []*graph.Tensor) *graph.Tensor {
+			f := toFloat32(xs)
+			targets := xs[0].Graph().Const([]int64{0, 4, 2, 5, 1, 3}, 2, 3) // 5 is outside: no loss, no gradient
+			return graph.Cast(graph.SoftmaxCrossEntropy(f[0], targets), graph.Float64)
+		}},
 	{op: "Add", name: "broadcast", inputs: []gradInput{in(2, 3), in(3)}, f: two(graph.Add)},
 	{op: "Sub", name: "broadcast both", inputs: []gradInput{in(2, 1, 3), in(4, 1)}, f: two(graph.Sub)},
 	{op: "Mul", name: "broadcast", inputs: []gradInput{in(2, 3, 4), in(3, 1)}, f: two(graph.Mul)},

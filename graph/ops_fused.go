@@ -14,11 +14,13 @@ const (
 // fusedOps are the op types of FusedDomain (package ort registers the same
 // names; a test checks that they agree).
 var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "ConvSilu": true, "ConvSiluGrad": true,
-	"RMSNorm": true, "RMSNormGrad": true}
+	"RMSNorm": true, "RMSNormGrad": true, "GatedRMSNorm": true, "GatedRMSNormGrad": true,
+	"SoftmaxCrossEntropy": true, "SoftmaxCrossEntropyGrad": true}
 
 // FusedOps lists the op types of FusedDomain that the builder emits.
 func FusedOps() []string {
-	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad"}
+	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad",
+		"GatedRMSNorm", "GatedRMSNormGrad", "SoftmaxCrossEntropy", "SoftmaxCrossEntropyGrad"}
 }
 
 // SSDScan is the chunked SSD scan of one layer in one fused float32 node:
@@ -177,4 +179,64 @@ func vjpRMSNorm(n *node, d []*Tensor) []*Tensor {
 	x, w := n.inputs[0], n.inputs[1]
 	return x.g.addNode("RMSNormGrad", []*Tensor{x, w, d[0]}, []attribute{{"eps", n.attr("eps")}}, nil,
 		[]outSpec{{Float32, x.shape.Clone()}, {Float32, w.shape.Clone()}})
+}
+
+// GatedRMSNorm is a mixer's output gate in one fused float32 node: the D·x
+// skip, then the gated RMSNorm, gate first. For y and x (…, H·P) (the scan's
+// output without the skip, and its input), the skip weights D (H), the gate
+// z (…, H·P) and the norm weight w (H·P): q = y + D_h·x over head h's
+// channels h·P…h·P+P−1, g = q ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w
+// over the last axis. Its gradient is the GatedRMSNormGrad node.
+func GatedRMSNorm(y, x, D, z, w *Tensor, eps float64) (out *Tensor) {
+	defer guard(y, &out)
+	ins := []*Tensor{y, x, D, z, w}
+	g := sameGraph("GatedRMSNorm", ins...)
+	for _, t := range ins {
+		if t.dtype != Float32 {
+			failf("GatedRMSNorm: the fused kernels are float32, got %s", t)
+		}
+	}
+	if y.Rank() < 1 || !x.shape.Equal(y.shape) || !z.shape.Equal(y.shape) || !w.shape.Equal(Shape{y.Dim(-1)}) ||
+		D.Rank() != 1 || D.Dim(0) < 1 || y.Dim(-1)%D.Dim(0) != 0 || !(eps > 0) {
+		failf("GatedRMSNorm: y %s, x %s and z %s must be (…, H·P), D %s (H), w %s (H·P), eps %g positive", y, x, z, D, w, eps)
+	}
+	return g.addNode("GatedRMSNorm", ins, []attribute{{"eps", eps}}, nil, []outSpec{{Float32, y.shape.Clone()}})[0]
+}
+
+// vjpGatedRMSNorm is the GatedRMSNormGrad node: the gradients of y, x, D, z
+// and w.
+func vjpGatedRMSNorm(n *node, d []*Tensor) []*Tensor {
+	specs := make([]outSpec, len(n.inputs))
+	for i, in := range n.inputs {
+		specs[i] = outSpec{Float32, in.shape.Clone()}
+	}
+	ins := append(append([]*Tensor(nil), n.inputs...), d[0])
+	return n.inputs[0].g.addNode("GatedRMSNormGrad", ins, []attribute{{"eps", n.attr("eps")}}, nil, specs)
+}
+
+// SoftmaxCrossEntropy is the cross-entropy of softmax(logits) at the
+// targets in one fused float32 node: nll = log Σ_v exp(logits_v) −
+// logits_target for logits (…, V) and targets (…) Int64, shaped like
+// targets, and 0 where a target is outside 0…V−1 (the one-hot row of the
+// standard graph is then all zeros). Its gradient is the
+// SoftmaxCrossEntropyGrad node (targets get none).
+func SoftmaxCrossEntropy(logits, targets *Tensor) (nll *Tensor) {
+	defer guard(logits, &nll)
+	g := sameGraph("SoftmaxCrossEntropy", logits, targets)
+	if logits.dtype != Float32 || targets.dtype != Int64 {
+		failf("SoftmaxCrossEntropy: logits %s must be float32 and targets %s int64", logits, targets)
+	}
+	if logits.Rank() < 1 || logits.Dim(-1) < 1 || !targets.shape.Equal(logits.shape[:logits.Rank()-1]) {
+		failf("SoftmaxCrossEntropy: logits %s must be (…, V) and targets %s (…)", logits, targets)
+	}
+	return g.addNode("SoftmaxCrossEntropy", []*Tensor{logits, targets}, nil, nil, []outSpec{{Float32, targets.shape.Clone()}})[0]
+}
+
+// vjpSoftmaxCrossEntropy is the SoftmaxCrossEntropyGrad node:
+// dlogits = dnll·(softmax(logits) − onehot(target)).
+func vjpSoftmaxCrossEntropy(n *node, d []*Tensor) []*Tensor {
+	logits, targets := n.inputs[0], n.inputs[1]
+	dl := logits.g.addNode("SoftmaxCrossEntropyGrad", []*Tensor{logits, targets, d[0]}, nil, nil,
+		[]outSpec{{Float32, logits.shape.Clone()}})[0]
+	return []*Tensor{dl, nil}
 }

@@ -175,3 +175,113 @@ func TestFusedRMSNormEqualsStandardGraph(t *testing.T) {
 		}
 	}
 }
+
+// TestFusedGatedRMSNormEqualsStandardGraph checks GatedRMSNorm and
+// GatedRMSNormGrad against the standard-op skip, gate and norm (normRMS of
+// (y + D·x) ⊙ silu(z)) and their autodiff over random shapes: row counts
+// that leave a task partial, one head or several, head widths from 1, y and x
+// from tiny to large, and gates up to ±8 (silu's saturated ends; beyond about
+// ±18 ONNX Runtime's Sigmoid, which the standard graph uses, stops following
+// the true σ).
+func TestFusedGatedRMSNormEqualsStandardGraph(t *testing.T) {
+	orttest.Init(t)
+	r := rand.New(rand.NewPCG(45, 46))
+	for range 16 {
+		R0, R1 := 1+r.IntN(3), []int{1, 5, 64, 65, 200}[r.IntN(5)]
+		H, P := []int{1, 2, 8}[r.IntN(3)], []int{1, 3, 16, 64}[r.IntN(4)]
+		scale, zscale := []float64{1e-3, 1, 30}[r.IntN(3)], []float64{0.5, 2, 8}[r.IntN(3)]
+		n := R0 * R1 * H * P
+		vals := map[string][]float32{}
+		for name, size := range map[string]int{"y": n, "x": n, "skip": H, "z": n, "w": H * P, "wo": n} {
+			s := map[string]float64{"y": scale, "x": scale, "z": zscale}[name]
+			if s == 0 {
+				s = 1
+			}
+			v := make([]float32, size)
+			for i := range v {
+				v[i] = float32(s * (2*r.Float64() - 1))
+			}
+			vals[name] = v
+		}
+		heads := []int64{int64(R0), int64(R1), int64(H), int64(P)}
+		flat := []int64{int64(R0), int64(R1), int64(H * P)}
+		feeds := map[string]*ort.Tensor{"y": ort.NewTensor(heads, vals["y"]), "x": ort.NewTensor(heads, vals["x"]),
+			"skip": ort.NewTensor([]int64{int64(H)}, vals["skip"]), "z": ort.NewTensor(flat, vals["z"]),
+			"w": ort.NewTensor([]int64{int64(H * P)}, vals["w"]), "wo": ort.NewTensor(flat, vals["wo"])}
+		run := func(fused bool) map[string][]float32 {
+			g := graph.New("gnorm")
+			y := g.Input("y", graph.Float32, R0, R1, H, P)
+			x := g.Input("x", graph.Float32, R0, R1, H, P)
+			skip := g.Input("skip", graph.Float32, H)
+			z := g.Input("z", graph.Float32, R0, R1, H*P)
+			w := g.Input("w", graph.Float32, H*P)
+			wo := g.Input("wo", graph.Float32, R0, R1, H*P)
+			var out *graph.Tensor
+			if fused {
+				out = graph.GatedRMSNorm(graph.Reshape(y, R0, R1, H*P), graph.Reshape(x, R0, R1, H*P), skip, z, w, normEps)
+			} else {
+				q := graph.Reshape(graph.Add(y, graph.Mul(x, graph.Unsqueeze(skip, 1))), R0, R1, H*P)
+				out = normRMS(graph.Mul(q, graph.Silu(z)), w)
+			}
+			g.Output("out", out)
+			gs, err := graph.Gradients(graph.ReduceSum(graph.Mul(out, wo)), []*graph.Tensor{y, x, skip, z, w})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, name := range []string{"d_y", "d_x", "d_skip", "d_z", "d_w"} {
+				g.Output(name, gs[i])
+			}
+			return runFloat32(t, g, feeds)
+		}
+		want, got := run(false), run(true)
+		for _, name := range []string{"out", "d_y", "d_x", "d_skip", "d_z", "d_w"} {
+			if e := relErr(got[name], want[name]); !finite(got[name]) || e > 1e-4 {
+				t.Errorf("rows %d×%d H=%d P=%d scales %g, %g: fused %s differs from the standard graph's by %.3g", R0, R1, H, P, scale, zscale, name, e)
+			}
+		}
+	}
+}
+
+// TestFusedSoftmaxCrossEntropyEqualsStandardGraph checks SoftmaxCrossEntropy
+// and its gradient against the standard loss (LogSoftmax picked by a one-hot
+// product) and its autodiff over random shapes: row counts that leave a task
+// partial, vocabularies from 1, logits from tiny to ±30, and targets that
+// fall outside the vocabulary (no loss, no gradient in both).
+func TestFusedSoftmaxCrossEntropyEqualsStandardGraph(t *testing.T) {
+	orttest.Init(t)
+	r := rand.New(rand.NewPCG(47, 48))
+	for range 16 {
+		B, L := 1+r.IntN(3), []int{1, 5, 64, 65, 200}[r.IntN(5)]
+		V := []int{1, 7, 16, 272, 301}[r.IntN(5)]
+		scale := []float64{1e-3, 1, 30}[r.IntN(3)]
+		logits, wy, targets := make([]float32, B*L*V), make([]float32, B*L), make([]int64, B*L)
+		for i := range logits {
+			logits[i] = float32(scale * (2*r.Float64() - 1))
+		}
+		for i := range wy {
+			wy[i] = float32(2*r.Float64() - 1)
+			targets[i] = int64(r.IntN(V + 2)) // V and V+1 are outside
+		}
+		feeds := map[string]*ort.Tensor{"logits": ort.NewTensor([]int64{int64(B), int64(L), int64(V)}, logits),
+			"wy": ort.NewTensor([]int64{int64(B), int64(L)}, wy)}
+		run := func(fused bool) map[string][]float32 {
+			g := graph.New("xent")
+			x := g.Input("logits", graph.Float32, B, L, V)
+			w := g.Input("wy", graph.Float32, B, L)
+			nll := tokenNLL(x, g.Const(targets, B, L), fused)
+			g.Output("nll", nll)
+			gs, err := graph.Gradients(graph.ReduceSum(graph.Mul(nll, w)), []*graph.Tensor{x})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Output("d_logits", gs[0])
+			return runFloat32(t, g, feeds)
+		}
+		want, got := run(false), run(true)
+		for _, name := range []string{"nll", "d_logits"} {
+			if e := relErr(got[name], want[name]); !finite(got[name]) || e > 1e-5 {
+				t.Errorf("B=%d L=%d V=%d scale %g: fused %s differs from the standard graph's by %.3g", B, L, V, scale, name, e)
+			}
+		}
+	}
+}

@@ -377,15 +377,13 @@ func normRMS(x, w *graph.Tensor) *graph.Tensor {
 //  1. zxbcdt = u·W_inᵀ, split into z, xBC, dt_raw;
 //  2. causal depthwise conv over time, continuing the carried conv state; silu;
 //  3. split x, Bm, Cm; dt = softplus(dt_raw + dt_bias); A = −exp(A_log);
-//  4. chunked SSD from the carried SSM state; + D·x;
-//  5. gated RMSNorm (gate first), out_proj.
+//  4. chunked SSD from the carried SSM state;
+//  5. + D·x, gated RMSNorm (gate first), out_proj.
 func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, LayerState) {
 	c := m.cfg
 	B, L := u.Dim(0), u.Dim(1)
-	di, C, H, P, N := c.DInner(), c.ConvDim(), c.Heads(), c.HeadDim, c.DState
-	zxbcdt := graph.MatMul(u, graph.Transpose(m.p(pre+"in_proj.weight"), 1, 0)) // (B, L, width)
-	parts := graph.Split(zxbcdt, -1, di, C, H)
-	z, xbc, dtRaw := parts[0], parts[1], parts[2]
+	di, H, P, N := c.DInner(), c.Heads(), c.HeadDim, c.DState
+	z, xbc, dtRaw := m.inProj(pre, u)
 
 	var xbcC, nextConv *graph.Tensor // silu(conv(xBC)) (B, L, C), the last W raw columns (B, C, W)
 	if m.fused(u) {
@@ -405,10 +403,26 @@ func (m *LM) mixer(pre string, u *graph.Tensor, st LayerState) (*graph.Tensor, L
 	} else {
 		y, nextSSM = ssd(x, dt, A, bm, cm, st.SSM, c.ChunkSize)
 	}
-	y = graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1)))
-	y = graph.Reshape(y, B, L, di)
-	out := m.gatedOut(pre, y, z)
+	out := m.gatedOut(pre, y, x, z)
 	return out, LayerState{Conv: nextConv, SSM: nextSSM}
+}
+
+// inProj is step 1 of mixer: zxbcdt = u·W_inᵀ split into z (…, d_inner),
+// xBC (…, conv_dim) and dt_raw (…, H). With the fused kernels it splits
+// W_in's rows instead and runs one product per part, which computes the same
+// values without copying (B, L, width) activations into three tensors
+// forward and concatenating their gradients backward.
+func (m *LM) inProj(pre string, u *graph.Tensor) (z, xbc, dtRaw *graph.Tensor) {
+	c := m.cfg
+	di, C, H := c.DInner(), c.ConvDim(), c.Heads()
+	w := m.p(pre + "in_proj.weight") // (width, D)
+	if m.fused(u) {
+		ws := graph.Split(w, 0, di, C, H)
+		mm := func(wi *graph.Tensor) *graph.Tensor { return graph.MatMul(u, graph.Transpose(wi, 1, 0)) }
+		return mm(ws[0]), mm(ws[1]), mm(ws[2])
+	}
+	parts := graph.Split(graph.MatMul(u, graph.Transpose(w, 1, 0)), -1, di, C, H) // (B, L, width) split
+	return parts[0], parts[1], parts[2]
 }
 
 // convSilu is the causal depthwise convolution over time of xbc (B, L, C),
@@ -427,11 +441,20 @@ func convSilu(xbc, state, w, bias *graph.Tensor) (y, next *graph.Tensor) {
 	return graph.Silu(graph.Transpose(acc, 0, 2, 1)), next
 }
 
-// gatedOut is the gated RMSNorm (g = y ⊙ silu(z), normalised, ⊙ norm.weight)
-// followed by out_proj.
-func (m *LM) gatedOut(pre string, y, z *graph.Tensor) *graph.Tensor {
-	g := graph.Mul(y, graph.Silu(z))
-	return graph.MatMul(m.norm(g, m.p(pre+"norm.weight")), graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
+// gatedOut is a mixer's output from the scan's y (…, H, P) and its input x
+// (same shape): the D·x skip, the gated RMSNorm (g = (y + D·x) ⊙ silu(z),
+// normalised, ⊙ norm.weight; z (…, H·P)) and out_proj. With the fused
+// kernels the skip, gate and norm are one GatedRMSNorm node.
+func (m *LM) gatedOut(pre string, y, x, z *graph.Tensor) *graph.Tensor {
+	dims := z.Shape() // (…, H·P)
+	var n *graph.Tensor
+	if m.fused(y) {
+		n = graph.GatedRMSNorm(graph.Reshape(y, dims...), graph.Reshape(x, dims...), m.p(pre+"D"), z, m.p(pre+"norm.weight"), normEps)
+	} else {
+		q := graph.Reshape(graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1))), dims...)
+		n = normRMS(graph.Mul(q, graph.Silu(z)), m.p(pre+"norm.weight"))
+	}
+	return graph.MatMul(n, graph.Transpose(m.p(pre+"out_proj.weight"), 1, 0))
 }
 
 // ssd is the chunked state-space dual form of the recurrence
@@ -591,8 +614,7 @@ func (m *LM) mixerStep(pre string, u *graph.Tensor, st LayerState) (*graph.Tenso
 	outer := graph.MatMul(dtx, graph.Reshape(bm, B, 1, 1, N))                     // (B, H, P, N), a rank-1 product
 	ssm := graph.Add(graph.Mul(st.SSM, graph.Reshape(dA, B, H, 1, 1)), outer)     // (B, H, P, N)
 	y := graph.Reshape(graph.MatMul(ssm, graph.Reshape(cm, B, 1, N, 1)), B, H, P) // ssm·Cm
-	y = graph.Add(y, graph.Mul(x, graph.Unsqueeze(m.p(pre+"D"), 1)))
-	out := m.gatedOut(pre, graph.Reshape(y, B, di), z)
+	out := m.gatedOut(pre, y, x, z)
 	return out, LayerState{Conv: conv, SSM: ssm}
 }
 
@@ -600,28 +622,44 @@ func (m *LM) mixerStep(pre string, u *graph.Tensor, st LayerState) (*graph.Tenso
 // positions where mask is 1: logits (B, L, V), targets (B, L) Int64, mask
 // (B, L) float. An all-zero mask gives 0.
 func MaskedCrossEntropy(logits, targets, mask *graph.Tensor) *graph.Tensor {
-	V := logits.Dim(-1)
-	logp := graph.LogSoftmax(logits, -1)
-	picked := graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1) // (B, L)
-	total := graph.ReduceSum(graph.Mul(picked, mask))
+	return maskedCrossEntropy(logits, targets, mask, false)
+}
+
+func maskedCrossEntropy(logits, targets, mask *graph.Tensor, fused bool) *graph.Tensor {
+	total := graph.ReduceSum(graph.Mul(tokenNLL(logits, targets, fused), mask))
 	count := graph.Max(graph.ReduceSum(mask), graph.ScalarLike(total, 1))
-	return graph.Neg(graph.Div(total, count))
+	return graph.Div(total, count)
 }
 
 // TokenCrossEntropy is the next-token cross-entropy of every position in
 // nats, (B, L), zero where mask is 0.
 func TokenCrossEntropy(logits, targets, mask *graph.Tensor) *graph.Tensor {
+	return tokenCrossEntropy(logits, targets, mask, false)
+}
+
+func tokenCrossEntropy(logits, targets, mask *graph.Tensor, fused bool) *graph.Tensor {
+	return graph.Mul(tokenNLL(logits, targets, fused), mask)
+}
+
+// tokenNLL is −log softmax(logits)[target] of every position, (B, L): with
+// fused, in one SoftmaxCrossEntropy node (float32 graphs), otherwise a
+// LogSoftmax picked by a one-hot product.
+func tokenNLL(logits, targets *graph.Tensor, fused bool) *graph.Tensor {
+	if fused && logits.DType() == graph.Float32 {
+		return graph.SoftmaxCrossEntropy(logits, targets)
+	}
 	V := logits.Dim(-1)
 	logp := graph.LogSoftmax(logits, -1)
-	picked := graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1) // (B, L)
-	return graph.Neg(graph.Mul(picked, mask))
+	return graph.Neg(graph.ReduceSum(graph.Mul(logp, graph.OneHot(targets, V, logits.DType())), -1)) // (B, L)
 }
 
 // TokenLoss is TrainLoss with the loss of every position, (B, L) nats,
 // instead of their mean: train.BuildEvalStep then makes a validation graph
 // that reports each target token's loss (netssm-cli eval loss-by-offset).
 func TokenLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
-	return lossBuilder(c, TokenCrossEntropy)
+	return lossBuilder(c, func(logits, targets, mask *graph.Tensor) *graph.Tensor {
+		return tokenCrossEntropy(logits, targets, mask, c.Fused())
+	})
 }
 
 // TrainLoss returns the loss builder the training loop consumes (its type
@@ -630,7 +668,9 @@ func TokenLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) 
 // next-token cross-entropy, the state inputs and outputs, and the parameters.
 // A bad configuration is recorded as the graph's error.
 func TrainLoss(c Config) func(g *graph.Graph, ids, targets, mask *graph.Tensor) (loss *graph.Tensor, statesIn, statesOut, params []*graph.Tensor) {
-	return lossBuilder(c, MaskedCrossEntropy)
+	return lossBuilder(c, func(logits, targets, mask *graph.Tensor) *graph.Tensor {
+		return maskedCrossEntropy(logits, targets, mask, c.Fused())
+	})
 }
 
 // lossBuilder declares the parameters and states, runs Forward on ids and

@@ -25,7 +25,10 @@ import (
 // of one layer (y and the final state from x, dt, A, Bm, Cm and the carried
 // state, attribute chunk); SSDScanGrad, its backward; MixerStep, the
 // recurrent part of one mixer decoding step (conv window, SSM state update,
-// gated RMSNorm). Sessions whose model uses the domain get it registered.
+// gated RMSNorm); ConvSilu, RMSNorm, GatedRMSNorm (a mixer's D·x skip and
+// gated norm) and SoftmaxCrossEntropy (the loss), each with its gradient op
+// (docs/kernels.md lists them). Sessions whose model uses the domain get it
+// registered.
 const FusedDomain = "ai.netssm"
 
 // FusedOps lists the op types of FusedDomain.

@@ -1,5 +1,7 @@
-// CPU kernels of netssm's custom-op domain: the chunked SSD scan, its
-// backward, and the one-token mixer step. Plain C that the compiler
+// CPU kernels of netssm's custom-op domain: the chunked SSD scan and its
+// backward, the one-token mixer step, the causal convolution with silu, the
+// RMSNorms (plain, and a mixer's gated one with the D·x skip) and the
+// softmax cross-entropy, each with its backward. Plain C that the compiler
 // vectorises; on x86-64 the hot functions are also compiled for x86-64-v3
 // (AVX2, FMA) and the loader picks that copy at run time when the CPU has
 // it (GCC/Clang target_clones), so the binary still runs on any x86-64.
@@ -15,6 +17,14 @@
 #define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define HOT
+#endif
+
+// GCC keeps a float comparison under ?: as a branch when it must preserve
+// floating-point exception flags (-ftrapping-math, its default), and then
+// no loop over nss_expf vectorises; the kernels never read those flags, so
+// they are compiled without trapping math (clang's default already).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
 #endif
 
 #define NCHUNKS(d) ((int)(((d)->L + (d)->Q - 1) / (d)->Q))
@@ -145,169 +155,174 @@ int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *con
 // With full = [state (W columns), x (L columns)] over time, channel c:
 // y[t][c] = silu(bias[c] + Σ_k w[c][k]·full[t+1+k][c]) and the next state is
 // full's last W columns. x and y are (B, L, C) with channels contiguous, so
-// every inner loop runs over a block of channels; state is (B, C, W) as the
-// graphs carry it. Tasks own (batch, channel block) in the forward and a
-// channel block over every batch row in the backward, so dw and dbias are
-// summed by one task each and nothing is shared between threads.
+// the kernels stream over whole rows of C channels: every inner loop runs
+// over the channels, with the weights transposed to (W, C) and the state to
+// (B, W, C) once per call. Tasks own (batch row, tile of convTile time
+// steps); in the backward each task recomputes the W − 1 steps of da after
+// its tile and sums its own rows of dw and dbias into a partial sum of its
+// own, which are added up in task order afterwards (nothing is shared
+// between threads, and the result does not depend on their number).
 
-enum { convBlock = 64 };
+enum { convTile = 64 };
 
 typedef struct {
 	nss_conv_dims d;
-	const float *x, *state, *w, *bias, *dy, *dnext;
-	float *y, *next, *dx, *dstate, *dw, *dbias;
+	const float *x, *bias, *dy, *dnext;
+	const float *wt, *st; // weights (W, C), state (B, W, C), both transposed
+	float *y, *dx, *dstate;
+	float *part; // (tasks, W + 1, C): each task's dw rows, then its dbias
 	int fail;
 } conv_args;
 
-// full_row is column j of full for row b, channels c0…c0+n−1: a pointer into
-// x, or tmp filled from the state.
-static inline const float *full_row(const conv_args *a, size_t b, size_t j, size_t c0, size_t n, float *tmp) {
+// full_row is column j of full for row b: all C channels, in x or in the
+// transposed state.
+static inline const float *full_row(const conv_args *a, size_t b, size_t j) {
 	const nss_conv_dims *d = &a->d;
-	size_t W = d->W;
-	if (j >= W) return a->x + (b * d->L + (j - W)) * d->C + c0;
-	for (size_t i = 0; i < n; i++) tmp[i] = a->state[(b * d->C + c0 + i) * W + j];
-	return tmp;
+	size_t W = d->W, C = d->C;
+	if (j >= W) return a->x + (b * d->L + (j - W)) * C;
+	return a->st + (b * W + j) * C;
 }
 
-// put_grad stores g as the gradient of column j of full (row b, channels
-// c0…c0+n−1).
-static inline void put_grad(const conv_args *a, size_t b, size_t j, size_t c0, size_t n, const float *g) {
-	const nss_conv_dims *d = &a->d;
-	size_t W = d->W;
-	if (j >= W) {
-		memcpy(a->dx + (b * d->L + (j - W)) * d->C + c0, g, n * sizeof(float));
-		return;
-	}
-	for (size_t i = 0; i < n; i++) a->dstate[(b * d->C + c0 + i) * W + j] = g[i];
-}
-
-// conv_pre fills pre[t][i] = bias + Σ_k w·full[t+1+k] for the channels
-// c0…c0+n−1 of row b, t < L (pre is L × n); wt is the block's weights
-// transposed, (W, n); tmp holds n values.
-HOT static void conv_pre(const conv_args *a, size_t b, size_t c0, size_t n, const float *wt, float *pre, float *tmp) {
-	size_t L = a->d.L, W = a->d.W;
-	for (size_t t = 0; t < L; t++) {
-		float *row = pre + t * n;
-		memcpy(row, a->bias + c0, n * sizeof(float));
-		for (size_t k = 0; k < W; k++) {
-			const float *f = full_row(a, b, t + 1 + k, c0, n, tmp), *wk = wt + k * n;
-			for (size_t i = 0; i < n; i++) row[i] += wk[i] * f[i];
-		}
+// conv_row fills pre[c] = bias[c] + Σ_k w[c][k]·full[t+1+k][c] for row b.
+static inline void conv_row(const conv_args *a, size_t b, size_t t, float *pre) {
+	size_t C = a->d.C, W = a->d.W;
+	memcpy(pre, a->bias, C * sizeof(float));
+	for (size_t k = 0; k < W; k++) {
+		const float *f = full_row(a, b, t + 1 + k), *wk = a->wt + k * C;
+		for (size_t i = 0; i < C; i++) pre[i] += wk[i] * f[i];
 	}
 }
 
-static void conv_weights_t(const conv_args *a, size_t c0, size_t n, float *wt) {
-	size_t W = a->d.W;
-	for (size_t k = 0; k < W; k++)
-		for (size_t i = 0; i < n; i++) wt[k * n + i] = a->w[(c0 + i) * W + k];
-}
-
-
-// block_of is the channel block of a task: its first channel and width.
-static inline size_t block_of(const nss_conv_dims *d, size_t blk, size_t *n) {
-	size_t c0 = blk * convBlock, C = (size_t)d->C;
-	*n = C - c0 < convBlock ? C - c0 : convBlock;
-	return c0;
-}
+static inline size_t conv_tiles(const nss_conv_dims *d) { return ((size_t)d->L + convTile - 1) / convTile; }
 
 HOT static void conv_fwd_task(void *user, size_t task) {
 	conv_args *a = user;
 	const nss_conv_dims *d = &a->d;
-	size_t nb = ((size_t)d->C + convBlock - 1) / convBlock, b = task / nb, n;
-	size_t c0 = block_of(d, task % nb, &n), L = d->L, C = d->C, W = d->W;
-	float *scratch = malloc((L * n + (W + 1) * n) * sizeof(float));
-	if (!scratch) {
+	size_t nt = conv_tiles(d), b = task / nt, t0 = task % nt * convTile, t1 = t0 + convTile, C = d->C;
+	if (t1 > (size_t)d->L) t1 = d->L;
+	for (size_t t = t0; t < t1; t++) {
+		float *yr = a->y + (b * d->L + t) * C;
+		conv_row(a, b, t, yr);
+		for (size_t i = 0; i < C; i++) yr[i] = yr[i] * sigm(yr[i]);
+	}
+}
+
+// conv_bwd_task handles the tile of one task: da = dy·silu'(pre) for its
+// steps and the W − 1 after them, then dfull[j] = Σ_k da[j−1−k]·w[k]
+// (+ dnext[j−L] for j ≥ L) for the columns j = t + W of its steps (dx) and,
+// in the first tile, for j < W (dstate), and its partial dw and dbias.
+HOT static void conv_bwd_task(void *user, size_t task) {
+	conv_args *a = user;
+	const nss_conv_dims *d = &a->d;
+	size_t nt = conv_tiles(d), b = task / nt, t0 = task % nt * convTile, L = d->L, C = d->C, W = d->W;
+	size_t t1 = t0 + convTile < L ? t0 + convTile : L, te = t1 + W - 1 < L ? t1 + W - 1 : L;
+	float *da = malloc(((te - t0) + 1) * C * sizeof(float)), *acc = da + (te - t0) * C;
+	if (!da) {
 		a->fail = 1;
 		return;
 	}
-	float *pre = scratch, *wt = pre + L * n, *tmp = wt + W * n;
-	conv_weights_t(a, c0, n, wt);
-	conv_pre(a, b, c0, n, wt, pre, tmp);
-	for (size_t t = 0; t < L; t++) {
-		float *yr = a->y + (b * L + t) * C + c0;
-		const float *pr = pre + t * n;
-		for (size_t i = 0; i < n; i++) yr[i] = pr[i] * sigm(pr[i]);
-	}
-	for (size_t k = 0; k < W; k++) {
-		const float *f = full_row(a, b, L + k, c0, n, tmp);
-		for (size_t i = 0; i < n; i++) a->next[(b * C + c0 + i) * W + k] = f[i];
-	}
-	free(scratch);
-}
-
-// conv_bwd_row adds row b's gradients of the block to dw and dbias and
-// stores its dx and dstate columns; da is scratch for L × n values, tmp and
-// acc for n each.
-HOT static void conv_bwd_row(conv_args *a, size_t b, size_t c0, size_t n, const float *wt, float *da, float *tmp, float *acc) {
-	size_t L = a->d.L, W = a->d.W, C = a->d.C;
-	conv_pre(a, b, c0, n, wt, da, tmp);
 	// da = dy · silu'(pre), silu'(v) = s·(1 + v·(1 − s))
-	for (size_t t = 0; t < L; t++) {
-		float *r = da + t * n;
-		const float *g = a->dy + (b * L + t) * C + c0;
-		for (size_t i = 0; i < n; i++) {
+	for (size_t t = t0; t < te; t++) {
+		float *r = da + (t - t0) * C;
+		const float *g = a->dy + (b * L + t) * C;
+		conv_row(a, b, t, r);
+		for (size_t i = 0; i < C; i++) {
 			float s = sigm(r[i]);
 			r[i] = g[i] * s * (1.0f + r[i] * (1.0f - s));
 		}
 	}
-	// dfull[j] = Σ_k da[j−1−k]·w[k] over 0 ≤ j−1−k < L, plus dnext[j−L] for j ≥ L.
-	for (size_t j = 0; j < W + L; j++) {
-		memset(acc, 0, n * sizeof(float));
+	size_t j0 = t0 == 0 ? 0 : t0 + W, j1 = t1 + W;
+	for (size_t j = j0; j < j1; j++) {
+		memset(acc, 0, C * sizeof(float));
 		for (size_t k = 0; k < W; k++) {
 			if (j < 1 + k || j - 1 - k >= L) continue;
-			const float *r = da + (j - 1 - k) * n, *wk = wt + k * n;
-			for (size_t i = 0; i < n; i++) acc[i] += r[i] * wk[i];
+			const float *r = da + (j - 1 - k - t0) * C, *wk = a->wt + k * C;
+			for (size_t i = 0; i < C; i++) acc[i] += r[i] * wk[i];
 		}
 		if (j >= L)
-			for (size_t i = 0; i < n; i++) acc[i] += a->dnext[(b * C + c0 + i) * W + (j - L)];
-		put_grad(a, b, j, c0, n, acc);
+			for (size_t i = 0; i < C; i++) acc[i] += a->dnext[(b * C + i) * W + (j - L)];
+		if (j >= W)
+			memcpy(a->dx + (b * L + (j - W)) * C, acc, C * sizeof(float));
+		else
+			for (size_t i = 0; i < C; i++) a->dstate[(b * C + i) * W + j] = acc[i];
 	}
-	for (size_t t = 0; t < L; t++) {
-		const float *r = da + t * n;
-		for (size_t i = 0; i < n; i++) a->dbias[c0 + i] += r[i];
+	float *part = a->part + task * (W + 1) * C, *db = part + W * C;
+	memset(part, 0, (W + 1) * C * sizeof(float));
+	for (size_t t = t0; t < t1; t++) {
+		const float *r = da + (t - t0) * C;
+		for (size_t i = 0; i < C; i++) db[i] += r[i];
 		for (size_t k = 0; k < W; k++) {
-			const float *f = full_row(a, b, t + 1 + k, c0, n, tmp);
-			float *dwk = a->dw + k * C + c0; // dw is accumulated transposed, (W, C)
-			for (size_t i = 0; i < n; i++) dwk[i] += r[i] * f[i];
+			const float *f = full_row(a, b, t + 1 + k);
+			float *dwk = part + k * C;
+			for (size_t i = 0; i < C; i++) dwk[i] += r[i] * f[i];
 		}
 	}
+	free(da);
 }
 
-HOT static void conv_bwd_task(void *user, size_t task) {
-	conv_args *a = user;
-	const nss_conv_dims *d = &a->d;
-	size_t n, c0 = block_of(d, task, &n), L = d->L, W = d->W;
-	float *scratch = malloc((L * n + (W + 2) * n) * sizeof(float));
-	if (!scratch) {
-		a->fail = 1;
-		return;
-	}
-	float *da = scratch, *wt = da + L * n, *tmp = wt + W * n, *acc = tmp + n;
-	conv_weights_t(a, c0, n, wt);
-	for (size_t b = 0; b < (size_t)d->B; b++) conv_bwd_row(a, b, c0, n, wt, da, tmp, acc);
-	free(scratch);
+// conv_setup transposes the weights to (W, C) and the state to (B, W, C)
+// into one buffer, which the caller frees; NULL when memory ran out.
+static float *conv_setup(const nss_conv_dims *d, const float *w, const float *state, conv_args *a) {
+	size_t B = d->B, C = d->C, W = d->W;
+	float *buf = malloc((W * C + B * W * C) * sizeof(float));
+	if (!buf) return NULL;
+	float *wt = buf, *st = buf + W * C;
+	for (size_t c = 0; c < C; c++)
+		for (size_t k = 0; k < W; k++) wt[k * C + c] = w[c * W + k];
+	for (size_t b = 0; b < B; b++)
+		for (size_t c = 0; c < C; c++)
+			for (size_t k = 0; k < W; k++) st[(b * W + k) * C + c] = state[(b * C + c) * W + k];
+	a->wt = wt;
+	a->st = st;
+	return buf;
 }
 
 int nss_conv_fwd(const nss_conv_dims *d, const float *x, const float *state, const float *w, const float *bias,
 		 float *y, float *next, nss_par par, void *ctx) {
-	conv_args a = {*d, x, state, w, bias, NULL, NULL, y, next, NULL, NULL, NULL, NULL, 0};
-	size_t nb = ((size_t)d->C + convBlock - 1) / convBlock;
-	par(ctx, conv_fwd_task, (size_t)d->B * nb, &a);
+	conv_args a = {.d = *d, .x = x, .bias = bias, .y = y};
+	float *buf = conv_setup(d, w, state, &a);
+	if (!buf) return 1;
+	if (d->L > 0) par(ctx, conv_fwd_task, (size_t)d->B * conv_tiles(d), &a);
+	size_t C = d->C, W = d->W;
+	for (size_t b = 0; b < (size_t)d->B; b++)
+		for (size_t k = 0; k < W; k++) {
+			const float *f = full_row(&a, b, d->L + k);
+			for (size_t c = 0; c < C; c++) next[(b * C + c) * W + k] = f[c];
+		}
+	free(buf);
 	return a.fail;
 }
 
 int nss_conv_bwd(const nss_conv_dims *d, const float *x, const float *state, const float *w, const float *bias,
 		 const float *dy, const float *dnext, float *dx, float *dstate, float *dw, float *dbias, nss_par par,
 		 void *ctx) {
-	size_t C = d->C, W = d->W;
-	float *dwt = calloc(C * W, sizeof(float)); // (W, C), transposed into dw at the end
-	if (!dwt) return 1;
-	memset(dbias, 0, C * sizeof(float));
-	conv_args a = {*d, x, state, w, bias, dy, dnext, NULL, NULL, dx, dstate, dwt, dbias, 0};
-	par(ctx, conv_bwd_task, (C + convBlock - 1) / convBlock, &a);
-	for (size_t c = 0; c < C; c++)
-		for (size_t k = 0; k < W; k++) dw[c * W + k] = dwt[k * C + c];
-	free(dwt);
+	size_t B = d->B, C = d->C, W = d->W, T = B * conv_tiles(d);
+	conv_args a = {.d = *d, .x = x, .bias = bias, .dy = dy, .dnext = dnext, .dx = dx, .dstate = dstate};
+	float *buf = conv_setup(d, w, state, &a);
+	a.part = malloc((T ? T : 1) * (W + 1) * C * sizeof(float));
+	if (!buf || !a.part) {
+		free(buf);
+		free(a.part);
+		return 1;
+	}
+	if (d->L > 0) {
+		par(ctx, conv_bwd_task, T, &a);
+	} else { // no steps: the state passes straight through
+		memcpy(dstate, dnext, B * C * W * sizeof(float));
+	}
+	for (size_t c = 0; c < C; c++) {
+		for (size_t k = 0; k < W; k++) dw[c * W + k] = 0;
+		dbias[c] = 0;
+	}
+	for (size_t t = 0; t < T; t++) {
+		const float *p = a.part + t * (W + 1) * C;
+		for (size_t c = 0; c < C; c++) {
+			for (size_t k = 0; k < W; k++) dw[c * W + k] += p[k * C + c];
+			dbias[c] += p[W * C + c];
+		}
+	}
+	free(buf);
+	free(a.part);
 	return a.fail;
 }
 
@@ -379,5 +394,233 @@ int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const f
 		dw[i] = s;
 	}
 	free(part);
+	return 0;
+}
+
+// ---- the output gate of a mixer: D·x skip, gated RMSNorm (training and prefill) ----
+//
+// Per row of D = H·P values (head h owns channels h·P…h·P+P−1):
+// q = y + Dskip_h·x, g = q ⊙ silu(z), out = g / √(mean(g²) + eps) ⊙ w (gate
+// first). The backward is RMSNorm's for g, then through the gate and the
+// skip: with s = σ(z), dq = dg·z·s, dz = dg·q·s·(1 + z·(1 − s)), dy = dq,
+// dx = Dskip_h·dq and dDskip_h = Σ dq·x. dw and dDskip are summed per task
+// into partial sums of their own, added up in task order afterwards.
+
+typedef struct {
+	nss_norm_dims d;
+	size_t P; // channels per head
+	const float *y, *x, *skip, *z, *w, *dout;
+	float *out, *dy, *dx, *dz, *dwpart, *dskippart;
+	int fail;
+} gnorm_args;
+
+// gate_row fills q = y + Dskip·x, s = σ(z) and g = q ⊙ z ⊙ s for one row.
+static inline void gate_row(const gnorm_args *a, size_t r, float *restrict q, float *restrict s, float *restrict g) {
+	size_t D = a->d.D, P = a->P;
+	const float *y = a->y + r * D, *x = a->x + r * D, *z = a->z + r * D;
+	for (size_t c0 = 0; c0 < D; c0 += P) {
+		float k = a->skip[c0 / P];
+		for (size_t i = c0; i < c0 + P; i++) {
+			q[i] = y[i] + k * x[i];
+			s[i] = sigm(z[i]);
+			g[i] = q[i] * z[i] * s[i];
+		}
+	}
+}
+
+HOT static void gnorm_fwd_task(void *user, size_t task) {
+	gnorm_args *a = user;
+	size_t D = a->d.D, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
+	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
+	float *q = malloc(2 * D * sizeof(float)), *s = q + D;
+	if (!q) {
+		a->fail = 1;
+		return;
+	}
+	for (size_t r = r0; r < r1; r++) {
+		float *out = a->out + r * D;
+		gate_row(a, r, q, s, out);
+		float inv = 1.0f / sqrtf(dot8(out, out, D) / (float)D + a->d.eps);
+		for (size_t i = 0; i < D; i++) out[i] = out[i] * inv * a->w[i];
+	}
+	free(q);
+}
+
+// gnorm_bwd_row stores one row's dq (as dy) and dz and adds its dw terms,
+// from the row's q, s = σ(z), g, r = 1/√(mean(g²) + eps) and
+// k = r³·(dout·w·g)/D: dg = r·dout ⊙ w − k·g. The pointers do not alias
+// (restrict), which lets the compiler vectorise the loop without run-time
+// overlap checks.
+static inline void gnorm_bwd_row(size_t D, const float *restrict q, const float *restrict z, const float *restrict s,
+				 const float *restrict g, const float *restrict w, const float *restrict dout, float inv,
+				 float k, float *restrict dy, float *restrict dz, float *restrict dw) {
+	for (size_t i = 0; i < D; i++) {
+		float dg = inv * dout[i] * w[i] - g[i] * k;
+		dw[i] += dout[i] * g[i] * inv;
+		dy[i] = dg * z[i] * s[i];
+		dz[i] = dg * q[i] * s[i] * (1.0f + z[i] * (1.0f - s[i]));
+	}
+}
+
+HOT static void gnorm_bwd_task(void *user, size_t task) {
+	gnorm_args *a = user;
+	size_t D = a->d.D, P = a->P, r0 = task * normRowsPerTask, r1 = r0 + normRowsPerTask;
+	if (r1 > (size_t)a->d.rows) r1 = a->d.rows;
+	float *dw = a->dwpart + task * D, *dsk = a->dskippart + task * (D / P), *q = malloc(3 * D * sizeof(float));
+	if (!q) {
+		a->fail = 1;
+		return;
+	}
+	float *s = q + D, *g = s + D;
+	memset(dw, 0, D * sizeof(float));
+	memset(dsk, 0, D / P * sizeof(float));
+	const float *w = a->w;
+	for (size_t r = r0; r < r1; r++) {
+		const float *z = a->z + r * D, *x = a->x + r * D, *dout = a->dout + r * D;
+		float *dy = a->dy + r * D, *dx = a->dx + r * D;
+		gate_row(a, r, q, s, g);
+		float inv = 1.0f / sqrtf(dot8(g, g, D) / (float)D + a->d.eps);
+		float gx = 0;
+		for (size_t i = 0; i < D; i++) gx += dout[i] * w[i] * g[i];
+		gnorm_bwd_row(D, q, z, s, g, w, dout, inv, inv * inv * inv * gx / (float)D, dy, a->dz + r * D, dw);
+		for (size_t c0 = 0; c0 < D; c0 += P) {
+			float k = a->skip[c0 / P];
+			for (size_t i = c0; i < c0 + P; i++) dx[i] = k * dy[i];
+			dsk[c0 / P] += dot8(dy + c0, x + c0, P);
+		}
+	}
+	free(q);
+}
+
+int nss_gnorm_fwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, float *out, nss_par par, void *ctx) {
+	gnorm_args a = {.d = *d, .P = (size_t)(d->D / H), .y = y, .x = x, .skip = skip, .z = z, .w = w, .out = out};
+	par(ctx, gnorm_fwd_task, norm_tasks(d), &a);
+	return a.fail;
+}
+
+int nss_gnorm_bwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, const float *dout, float *dy, float *dx, float *dskip, float *dz, float *dw, nss_par par,
+		  void *ctx) {
+	size_t T = norm_tasks(d), D = d->D;
+	float *part = malloc((T ? T : 1) * (D + H) * sizeof(float));
+	if (!part) return 1;
+	gnorm_args a = {.d = *d, .P = D / H, .y = y, .x = x, .skip = skip, .z = z, .w = w, .dout = dout, .dy = dy, .dx = dx,
+			.dz = dz, .dwpart = part, .dskippart = part + T * D};
+	par(ctx, gnorm_bwd_task, T, &a);
+	for (size_t i = 0; i < D; i++) {
+		float s = 0;
+		for (size_t t = 0; t < T; t++) s += part[t * D + i];
+		dw[i] = s;
+	}
+	for (int h = 0; h < H; h++) {
+		float s = 0;
+		for (size_t t = 0; t < T; t++) s += a.dskippart[t * H + h];
+		dskip[h] = s;
+	}
+	free(part);
+	return a.fail;
+}
+
+// ---- the softmax cross-entropy of the logits (the training loss) ----
+//
+// nll = log Σ_v exp(x_v) − x_target per row of V logits, 0 where the target
+// is outside 0…V−1 (the standard graph's one-hot row is then all zeros);
+// the backward is dx = dnll·(softmax(x) − onehot(target)).
+
+enum { xentRowsPerTask = 64 };
+
+typedef struct {
+	int64_t rows;
+	size_t V;
+	const float *x, *dnll;
+	const int64_t *target;
+	float *nll, *dx;
+} xent_args;
+
+// row_max is the maximum of one row of V ≥ 1 values and row_expsum
+// Σ exp(x − m), storing the terms in e when it is not NULL; both keep eight
+// partial results so that the loops vectorise without reassociating
+// floating-point sums behind the compiler's back.
+static inline float row_max(const float *x, size_t V) {
+	float mx[8];
+	for (int j = 0; j < 8; j++) mx[j] = x[0];
+	size_t i = 0;
+	for (; i + 8 <= V; i += 8)
+		for (int j = 0; j < 8; j++) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+	float m = x[0];
+	for (; i < V; i++) m = x[i] > m ? x[i] : m;
+	for (int j = 0; j < 8; j++) m = mx[j] > m ? mx[j] : m;
+	return m;
+}
+
+static inline float row_expsum(const float *x, size_t V, float m, float *e) {
+	float acc[8] = {0}, s = 0;
+	size_t i = 0;
+	for (; i + 8 <= V; i += 8)
+		for (int j = 0; j < 8; j++) {
+			float v = nss_expf(x[i + j] - m);
+			if (e) e[i + j] = v;
+			acc[j] += v;
+		}
+	for (; i < V; i++) {
+		float v = nss_expf(x[i] - m);
+		if (e) e[i] = v;
+		s += v;
+	}
+	for (int j = 0; j < 8; j++) s += acc[j];
+	return s;
+}
+
+static inline size_t xent_rows(const xent_args *a, size_t task, size_t *r1) {
+	size_t r0 = task * xentRowsPerTask;
+	*r1 = r0 + xentRowsPerTask < (size_t)a->rows ? r0 + xentRowsPerTask : (size_t)a->rows;
+	return r0;
+}
+
+HOT static void xent_fwd_task(void *user, size_t task) {
+	xent_args *a = user;
+	size_t r1, V = a->V;
+	for (size_t r = xent_rows(a, task, &r1); r < r1; r++) {
+		int64_t t = a->target[r];
+		if (t < 0 || (uint64_t)t >= V) {
+			a->nll[r] = 0;
+			continue;
+		}
+		const float *x = a->x + r * V;
+		float m = row_max(x, V);
+		a->nll[r] = m + logf(row_expsum(x, V, m, NULL)) - x[t];
+	}
+}
+
+HOT static void xent_bwd_task(void *user, size_t task) {
+	xent_args *a = user;
+	size_t r1, V = a->V;
+	for (size_t r = xent_rows(a, task, &r1); r < r1; r++) {
+		const float *x = a->x + r * V;
+		float *dx = a->dx + r * V, g = a->dnll[r];
+		int64_t t = a->target[r];
+		if (t < 0 || (uint64_t)t >= V) {
+			memset(dx, 0, V * sizeof(float));
+			continue;
+		}
+		float k = g / row_expsum(x, V, row_max(x, V), dx); // dx holds exp(x − max)
+		for (size_t i = 0; i < V; i++) dx[i] *= k;
+		dx[t] -= g;
+	}
+}
+
+static size_t xent_tasks(int64_t rows) { return ((size_t)rows + xentRowsPerTask - 1) / xentRowsPerTask; }
+
+int nss_xent_fwd(int64_t rows, int V, const float *x, const int64_t *target, float *nll, nss_par par, void *ctx) {
+	xent_args a = {.rows = rows, .V = (size_t)V, .x = x, .target = target, .nll = nll};
+	par(ctx, xent_fwd_task, xent_tasks(rows), &a);
+	return 0;
+}
+
+int nss_xent_bwd(int64_t rows, int V, const float *x, const int64_t *target, const float *dnll, float *dx, nss_par par,
+		 void *ctx) {
+	xent_args a = {.rows = rows, .V = (size_t)V, .x = x, .target = target, .dnll = dnll, .dx = dx};
+	par(ctx, xent_bwd_task, xent_tasks(rows), &a);
 	return 0;
 }

@@ -70,4 +70,20 @@ int nss_norm_fwd(const nss_norm_dims *d, const float *x, const float *w, float *
 int nss_norm_bwd(const nss_norm_dims *d, const float *x, const float *w, const float *dy, float *dx, float *dw,
 		 nss_par par, void *ctx);
 
+// nss_gnorm_fwd: y, x, z (rows, D), Dskip (H), w (D), D = H·P → out =
+// RMSNorm((y + Dskip·x) ⊙ silu(z)) ⊙ w, head h owning channels h·P…h·P+P−1.
+int nss_gnorm_fwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, float *out, nss_par par, void *ctx);
+// nss_gnorm_bwd: the same inputs and dout → dy, dx, dz (rows, D), dDskip (H), dw (D).
+int nss_gnorm_bwd(const nss_norm_dims *d, int H, const float *y, const float *x, const float *skip, const float *z,
+		  const float *w, const float *dout, float *dy, float *dx, float *dskip, float *dz, float *dw, nss_par par,
+		  void *ctx);
+
+// nss_xent_fwd: logits x (rows, V) and targets (rows) → nll (rows) =
+// log Σ exp(x) − x[target], 0 for a target outside 0…V−1.
+int nss_xent_fwd(int64_t rows, int V, const float *x, const int64_t *target, float *nll, nss_par par, void *ctx);
+// nss_xent_bwd: the same and dnll (rows) → dx (rows, V) = dnll·(softmax(x) − onehot(target)).
+int nss_xent_bwd(int64_t rows, int V, const float *x, const int64_t *target, const float *dnll, float *dx, nss_par par,
+		 void *ctx);
+
 #endif

@@ -36,7 +36,7 @@ enum {
 	slotKernelContextParallelFor = 274,
 };
 
-enum { ortFloat = 1, ortFail = 1 /* ORT_FAIL */, ortInvalidArgument = 2 };
+enum { ortFloat = 1, ortInt64 = 7, ortFail = 1 /* ORT_FAIL */, ortInvalidArgument = 2 };
 
 typedef void *status_t;
 
@@ -81,6 +81,7 @@ typedef struct nss_op {
 	int inputs, outputs;
 	int chunked; // reads the int attribute "chunk"
 	int normed;  // reads the float attribute "eps"
+	int int64s;  // bit i set: input i is int64 (every other input and output is float)
 	status_t (*compute)(void *kernel, void *ctx);
 } nss_op;
 
@@ -95,6 +96,9 @@ static status_t make_status(int code, const char *msg) {
 static const char *op_name(const struct ort_op *op) { return ((const nss_op *)op)->name; }
 static const char *op_ep(const struct ort_op *op) { (void)op; return NULL; }
 static int op_float(const struct ort_op *op, size_t i) { (void)op; (void)i; return ortFloat; }
+static int op_in_type(const struct ort_op *op, size_t i) {
+	return i < 8 && ((const nss_op *)op)->int64s >> i & 1 ? ortInt64 : ortFloat;
+}
 static size_t op_inputs(const struct ort_op *op) { return (size_t)((const nss_op *)op)->inputs; }
 static size_t op_outputs(const struct ort_op *op) { return (size_t)((const nss_op *)op)->outputs; }
 static int op_required(const struct ort_op *op, size_t i) { (void)op; (void)i; return 0; }
@@ -384,15 +388,114 @@ static status_t rms_norm_grad(void *kv, void *ctx) {
 	return finish(&p, fail, "RMSNormGrad");
 }
 
+// gnorm_dims checks y (…, H·P), x and z shaped like y, Dskip (H) and w
+// (H·P): the first five inputs of both gate ops.
+static status_t gnorm_dims(const char *op, const tensor *in, float eps, nss_norm_dims *d, int *H) {
+	tensor yw[2] = {in[0], in[4]};
+	status_t st = norm_dims(op, yw, eps, d);
+	if (st) return st;
+	if (!is(&in[1], in[0].rank, in[0].dims) || !is(&in[3], in[0].rank, in[0].dims))
+		return shape_error(op, "x and z must be shaped like y");
+	if (in[2].rank != 1 || in[2].dims[0] < 1 || d->D % in[2].dims[0] != 0)
+		return shape_error(op, "D must be (H) with H dividing y's last axis");
+	*H = (int)in[2].dims[0];
+	return NULL;
+}
+
+// GatedRMSNorm(y, x, D, z, w; eps) → RMSNorm((y + D·x) ⊙ silu(z)) ⊙ w.
+static status_t gated_rms_norm(void *kv, void *ctx) {
+	const kernel *k = kv;
+	const char *op = "GatedRMSNorm";
+	tensor in[5];
+	nss_norm_dims d;
+	int H;
+	status_t st = inputs(ctx, in, 5);
+	if (!st) st = gnorm_dims(op, in, k->eps, &d, &H);
+	float *out;
+	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &out);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_gnorm_fwd(&d, H, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, out, ort_parallel, &p);
+	return finish(&p, fail, op);
+}
+
+// GatedRMSNormGrad(y, x, D, z, w, dout; eps) → (dy, dx, dD, dz, dw).
+static status_t gated_rms_norm_grad(void *kv, void *ctx) {
+	const kernel *k = kv;
+	const char *op = "GatedRMSNormGrad";
+	tensor in[6];
+	nss_norm_dims d;
+	int H;
+	status_t st = inputs(ctx, in, 6);
+	if (!st) st = gnorm_dims(op, in, k->eps, &d, &H);
+	if (!st && !is(&in[5], in[0].rank, in[0].dims)) st = shape_error(op, "dout must be shaped like y");
+	float *out[5];
+	for (int i = 0; i < 5 && !st; i++) st = output(ctx, (size_t)i, in[i].dims, in[i].rank, &out[i]);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_gnorm_bwd(&d, H, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, out[0], out[1],
+				 out[2], out[3], out[4], ort_parallel, &p);
+	return finish(&p, fail, op);
+}
+
+// xent_dims checks logits (…, V) and targets (…) and returns the row count.
+static status_t xent_dims(const char *op, const tensor *in, int64_t *rows) {
+	if (in[0].rank < 1 || in[1].rank != in[0].rank - 1 || in[0].dims[in[0].rank - 1] < 1 ||
+	    in[0].dims[in[0].rank - 1] > INT_MAX / 2)
+		return shape_error(op, "logits must be (…, V) and targets (…)");
+	*rows = 1;
+	for (size_t i = 0; i + 1 < in[0].rank; i++) {
+		if (in[1].dims[i] != in[0].dims[i]) return shape_error(op, "targets must be shaped like logits without their last axis");
+		*rows *= in[0].dims[i];
+	}
+	return NULL;
+}
+
+// SoftmaxCrossEntropy(logits (…, V), targets (…) int64) → nll (…).
+static status_t softmax_xent(void *k, void *ctx) {
+	(void)k;
+	const char *op = "SoftmaxCrossEntropy";
+	tensor in[2];
+	int64_t rows;
+	status_t st = inputs(ctx, in, 2);
+	if (!st) st = xent_dims(op, in, &rows);
+	float *nll;
+	if (!st) st = output(ctx, 0, in[1].dims, in[1].rank, &nll);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_xent_fwd(rows, (int)in[0].dims[in[0].rank - 1], in[0].data, (const int64_t *)(void *)in[1].data, nll,
+				ort_parallel, &p);
+	return finish(&p, fail, op);
+}
+
+// SoftmaxCrossEntropyGrad(logits, targets, dnll) → dlogits.
+static status_t softmax_xent_grad(void *k, void *ctx) {
+	(void)k;
+	const char *op = "SoftmaxCrossEntropyGrad";
+	tensor in[3];
+	int64_t rows;
+	status_t st = inputs(ctx, in, 3);
+	if (!st) st = xent_dims(op, in, &rows);
+	if (!st && !is(&in[2], in[1].rank, in[1].dims)) st = shape_error(op, "dnll must be shaped like targets");
+	float *dx;
+	if (!st) st = output(ctx, 0, in[0].dims, in[0].rank, &dx);
+	if (st) return st;
+	par_ctx p = {ctx, NULL};
+	int fail = nss_xent_bwd(rows, (int)in[0].dims[in[0].rank - 1], in[0].data, (const int64_t *)(void *)in[1].data,
+				in[2].data, dx, ort_parallel, &p);
+	return finish(&p, fail, op);
+}
+
 // ---- the domain ----
 
-#define OP(nm, nin, nout, chk, fn) OPN(nm, nin, nout, chk, 0, fn)
-#define OPN(nm, nin, nout, chk, nrm, fn)                                                                                       \
+#define OP(nm, nin, nout, chk, fn) OPX(nm, nin, nout, chk, 0, 0, fn)
+#define OPN(nm, nin, nout, chk, nrm, fn) OPX(nm, nin, nout, chk, nrm, 0, fn)
+#define OPX(nm, nin, nout, chk, nrm, i64, fn)                                                                               \
 	{                                                                                                                \
-		{24, NULL, op_name, op_ep, op_float, op_inputs, op_float, op_outputs, NULL, op_destroy, op_required,    \
+		{24, NULL, op_name, op_ep, op_in_type, op_inputs, op_float, op_outputs, NULL, op_destroy, op_required,  \
 		 op_required, op_mem_default, op_one, op_one, op_one, op_one, op_create, op_compute, NULL, op_start,     \
 		 op_end, op_no_pairs, op_release_pairs, op_no_pairs, op_release_pairs},                                  \
-		    nm, nin, nout, chk, nrm, fn                                                                          \
+		    nm, nin, nout, chk, nrm, i64, fn                                                                     \
 	}
 
 static nss_op ops[] = {
@@ -403,6 +506,10 @@ static nss_op ops[] = {
 	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),
 	OPN("RMSNorm", 2, 1, 0, 1, rms_norm),
 	OPN("RMSNormGrad", 3, 2, 0, 1, rms_norm_grad),
+	OPN("GatedRMSNorm", 5, 1, 0, 1, gated_rms_norm),
+	OPN("GatedRMSNormGrad", 6, 5, 0, 1, gated_rms_norm_grad),
+	OPX("SoftmaxCrossEntropy", 2, 1, 0, 0, 1 << 1, softmax_xent),
+	OPX("SoftmaxCrossEntropyGrad", 3, 1, 0, 0, 1 << 1, softmax_xent_grad),
 };
 
 const char *nss_fused_op_name(int i) { return i >= 0 && i < (int)(sizeof ops / sizeof ops[0]) ? ops[i].name : NULL; }

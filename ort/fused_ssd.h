@@ -323,11 +323,15 @@ typedef struct {
 	REAL *acum, *dacum, *e, *w;  // (Q)
 	REAL *xt, *xtT, *dxt, *u, *v; // (Q, P)
 	REAL *lm, *dm;                // (Q, Q)
+	REAL *ksum;                   // (Q, Q): Σ_h K of the chunk
+
 	REAL *SPN, *GPN;              // (P, N)
 } FN(grad_scratch);
 
-// head_grad adds head h's gradients of chunk c of batch b: dBm and dCm rows
-// (summed over heads by the caller's loop), dx, ddt, and this chunk's dA.
+// head_grad adds head h's gradients of chunk c of batch b: dx, ddt, this
+// chunk's dA, its dBm and dCm terms through the states, and its K to ksum
+// (the terms inside the chunk, which the caller turns into dBm and dCm once
+// for all heads).
 HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c, size_t h) {
 	const nss_dims *d = &a->d;
 	int nc = NCHUNKS(d);
@@ -351,7 +355,8 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 
 	// Inside the chunk, y_t = Σ_s CB[t][s]·L[t][s]·X̃_s: with D = dy·X̃ᵀ and
 	// K = L ⊙ D, dX̃ = (CB ⊙ L)ᵀ·dy, dCm = K·Bm, dBm = Kᵀ·Cm, and
-	// dacum gets the row sums minus the column sums of CB ⊙ K.
+	// dacum gets the row sums minus the column sums of CB ⊙ K. Every head
+	// reads the same Bm and Cm, so dCm and dBm take Σ_h K (ksum).
 	for (size_t t = 0; t < q; t++)
 		for (size_t s = 0; s < q; s++) dm[t * Q + s] = 0;
 	FN(gemm)(q, q, P, dy, HP, 1, w->xtT, q, dm, Q, 0);
@@ -365,12 +370,11 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 			dacum[s] -= r;
 			lt[s] *= cbt[s];          // CB ⊙ L
 		}
-		for (size_t s = t + 1; s < q; s++) kt[s] = 0;
+		REAL *ks = w->ksum + t * Q;
+		for (size_t s = 0; s <= t; s++) ks[s] += kt[s];
 		dacum[t] += rowsum;
 	}
 	FN(gemm)(q, P, q, lm, 1, Q, dy, HP, dxt, P, 0);
-	FN(gemm)(q, N, q, dm, Q, 1, Bm, N, dCm, N, 1);
-	FN(gemm)(q, N, q, dm, 1, Q, Cm, N, dBm, N, 0);
 
 	// From the state entering the chunk, y_t += e_t·Sᵀ·Cm_t: dCm_t +=
 	// e_t·S·dy_t, dacum_t += e_t·dy_t·(Sᵀ·Cm_t).
@@ -436,16 +440,21 @@ HOT static void FN(grad_task)(void *user, size_t task) {
 	FN(grad_scratch) w = {
 		malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)), malloc(Q * sizeof(REAL)),
 		malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)),
-		malloc(Q * Q * sizeof(REAL)), malloc(Q * Q * sizeof(REAL)),
+		malloc(Q * Q * sizeof(REAL)), malloc(Q * Q * sizeof(REAL)), calloc(Q * Q, sizeof(REAL)),
 		malloc(NP * sizeof(REAL)), malloc(NP * sizeof(REAL)),
 	};
-	if (!w.acum || !w.dacum || !w.e || !w.w || !w.xt || !w.xtT || !w.dxt || !w.u || !w.v || !w.lm || !w.dm || !w.SPN || !w.GPN) {
+	if (!w.acum || !w.dacum || !w.e || !w.w || !w.xt || !w.xtT || !w.dxt || !w.u || !w.v || !w.lm || !w.dm || !w.ksum ||
+	    !w.SPN || !w.GPN) {
 		a->fail = 1;
 		goto out;
 	}
-	memset(a->dBm + t0 * N, 0, q * N * sizeof(REAL));
-	memset(a->dCm + t0 * N, 0, q * N * sizeof(REAL));
+	REAL *dBm = a->dBm + t0 * N, *dCm = a->dCm + t0 * N;
+	memset(dBm, 0, q * N * sizeof(REAL));
+	memset(dCm, 0, q * N * sizeof(REAL));
 	for (size_t h = 0; h < (size_t)d->H; h++) FN(head_grad)(a, &w, b, c, h);
+	const REAL *Bm = a->Bm + t0 * N, *Cm = a->Cm + t0 * N;
+	FN(gemm)(q, N, q, w.ksum, Q, 1, Bm, N, dCm, N, 1); // dCm += (Σ_h K)·Bm
+	FN(gemm)(q, N, q, w.ksum, 1, Q, Cm, N, dBm, N, 0); // dBm += (Σ_h K)ᵀ·Cm
 out:
 	free(w.acum);
 	free(w.dacum);
@@ -458,6 +467,7 @@ out:
 	free(w.v);
 	free(w.lm);
 	free(w.dm);
+	free(w.ksum);
 	free(w.SPN);
 	free(w.GPN);
 }
