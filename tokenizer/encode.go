@@ -49,7 +49,7 @@ func (s *Spec) NewEncoder(label string) (*Encoder, error) {
 	if !ok {
 		return nil, fmt.Errorf("label %q is not in the tokenizer spec (labels: %v)", label, s.Labels)
 	}
-	return &Encoder{spec: s, tr: Trace{Label: label, Tokens: []uint16{uint16(id)}}, flows: flowTable{size: s.FlowTable}}, nil
+	return &Encoder{spec: s, tr: Trace{Label: label, Tokens: []uint16{uint16(id)}}, flows: s.newFlowTable()}, nil
 }
 
 // Add encodes one IP packet (bytes from the IP header on, as captured),

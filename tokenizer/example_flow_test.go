@@ -88,8 +88,14 @@ func Example_flowLayout() {
 		for _, tok := range tr.Tokens[off:end] {
 			words = append(words, spec.TokenString(int(tok)))
 		}
-		if words[2] == "<flow:new>" {
-			words = append(words[:8], fmt.Sprintf("… (%d tokens)", len(words)))
+		if words[2] == "<flow:new>" { // the first bytes and the address references
+			short := append(words[:8:8], "…")
+			for _, w := range words[8:] {
+				if strings.HasPrefix(w, "<addr:") {
+					short = append(short, w, "…")
+				}
+			}
+			words = append(short, fmt.Sprintf("(%d tokens)", len(words)))
 		}
 		fmt.Println(strings.Join(words, " "))
 	}
@@ -98,7 +104,7 @@ func Example_flowLayout() {
 	// <pkt> <dt:24> <flow:0:1> <ipid:+1> 9b <seq:+2> 13 88 <flags> 12 <win:+2> 03 98 <tail:mask> c0 00 23 28
 	// <pkt> <dt:24> <flow:0:0> <flags> 10 <win:+2> 07 06 <tail:mask> 80 00 59
 	// <pkt> <dt:24> <flow:0:0> <iplen:+2> 02 05 <flags> 18
-	// <pkt> <dt:24> <flow:new> 45 00 00 c8 0f … (43 tokens)
+	// <pkt> <dt:24> <flow:new> 45 00 00 c8 0f … <addr:1> … (40 tokens)
 	// <pkt> <dt:24> <flow:1:1> <iplen:+2> 05 78 <flags> 10 <win:+2> 03 6d <tail:mask> 80 00 2a
 	// <pkt> <dt:24> <flow:1:0> <tail:mask> c8 00 2d bf 40
 	// <pkt> <dt:24> <flow:1:1> <flags> 18

@@ -53,6 +53,9 @@ import (
 // FlowTableDefault is the flow table size of FlowSpec.
 const FlowTableDefault = 64
 
+// AddrTableDefault is the address table size of FlowSpec (per IP version).
+const AddrTableDefault = 64
+
 // flowOp is a field op token: which field it sets and how many bytes follow.
 type flowOp struct {
 	field fieldKind
@@ -237,10 +240,17 @@ func (e *flowEntry) dir(fromLo bool) int {
 	return 1
 }
 
-// flowTable is a trace's flows, most recently used first.
+// flowTable is a trace's flows, most recently used first, and (spec
+// version 3) its addresses.
 type flowTable struct {
 	size    int
 	entries []*flowEntry
+	addrs   addrTable
+}
+
+// newFlowTable is an empty table of a trace.
+func (s *Spec) newFlowTable() flowTable {
+	return flowTable{size: s.FlowTable, addrs: addrTable{size: s.AddrTable}}
 }
 
 func (t *flowTable) find(k flowKey) int {
@@ -291,7 +301,7 @@ func (t *flowTable) record(fp flowPacket, p []byte) {
 }
 
 func (t *flowTable) clone() flowTable {
-	c := flowTable{size: t.size, entries: make([]*flowEntry, len(t.entries))}
+	c := flowTable{size: t.size, entries: make([]*flowEntry, len(t.entries)), addrs: t.addrs.clone()}
 	for i, e := range t.entries {
 		ce := *e
 		c.entries[i] = &ce // packets are never written in place: sharing them is safe
@@ -486,7 +496,10 @@ const (
 	flowTokRef // then 2·FlowTable ids: rank R, direction D at flowTokRef + 2R + D
 )
 
-func (s *Spec) flowTokens() int { return 2 + 2*s.FlowTable + 2 + len(flowOps) }
+// flowTokens counts the flow tokens: <flow:new>, <flow:raw>, the flow
+// references, <tail:mask>, <tail:raw>, the field ops and the address
+// references.
+func (s *Spec) flowTokens() int { return 2 + 2*s.FlowTable + 2 + len(flowOps) + s.AddrTable }
 
 func (s *Spec) tokFlowNew() int            { return s.flowBase + flowTokNew }
 func (s *Spec) tokFlowRaw() int            { return s.flowBase + flowTokRaw }
@@ -494,6 +507,7 @@ func (s *Spec) tokFlowRef(rank, d int) int { return s.flowBase + flowTokRef + 2*
 func (s *Spec) tokTailMask() int           { return s.flowBase + flowTokRef + 2*s.FlowTable }
 func (s *Spec) tokTailRaw() int            { return s.tokTailMask() + 1 }
 func (s *Spec) tokOp(i int) int            { return s.tokTailMask() + 2 + i }
+func (s *Spec) tokAddr(rank int) int       { return s.tokOp(len(flowOps)) + rank }
 
 func (s *Spec) isFlowToken(tok int) bool {
 	return s.flowBase > 0 && tok >= s.flowBase && tok < s.FirstLabelID
@@ -517,6 +531,15 @@ func (s *Spec) opIndex(tok int) int {
 	return i
 }
 
+// addrRef decodes an <addr:k> token: the rank k; -1 for any other token.
+func (s *Spec) addrRef(tok int) int {
+	k := tok - s.tokAddr(0)
+	if s.flowBase == 0 || k < 0 || k >= s.AddrTable {
+		return -1
+	}
+	return k
+}
+
 func (s *Spec) flowTokenString(tok int) string {
 	switch {
 	case tok == s.tokFlowNew():
@@ -537,6 +560,9 @@ func (s *Spec) flowTokenString(tok int) string {
 			return fmt.Sprintf("<%s:+%d>", fieldNames[op.field], op.n)
 		}
 		return fmt.Sprintf("<%s>", fieldNames[op.field])
+	}
+	if k := s.addrRef(tok); k >= 0 {
+		return fmt.Sprintf("<addr:%d>", k)
 	}
 	return fmt.Sprintf("<unknown:%d>", tok)
 }

@@ -4,20 +4,23 @@ package tokenizer
 // bytes, after <pkt> and <dt:k>) to toks and files the packet in t.
 func (s *Spec) encodeFlowPacket(t *flowTable, kept []byte, toks []uint16) []uint16 {
 	fp := s.classify(kept)
-	if !fp.trackOK {
-		return appendBytes(append(toks, uint16(s.tokFlowRaw())), kept)
+	r := -1
+	if fp.trackOK {
+		r = t.find(fp.key)
 	}
-	r := t.find(fp.key)
-	if r < 0 {
-		toks = appendBytes(append(toks, uint16(s.tokFlowNew())), kept)
-		t.record(fp, kept)
-		return toks
+	switch {
+	case !fp.trackOK:
+		toks = s.appendPacketBytes(&t.addrs, kept, append(toks, uint16(s.tokFlowRaw())))
+	case r < 0:
+		toks = s.appendPacketBytes(&t.addrs, kept, append(toks, uint16(s.tokFlowNew())))
+	default:
+		e := t.entries[r]
+		d := e.dir(fp.fromLo)
+		toks = append(toks, uint16(s.tokFlowRef(r, d)))
+		toks = s.encodeAgainst(s.context(e, d), kept, toks)
 	}
-	e := t.entries[r]
-	d := e.dir(fp.fromLo)
-	toks = append(toks, uint16(s.tokFlowRef(r, d)))
-	toks = s.encodeAgainst(s.context(e, d), kept, toks)
 	t.record(fp, kept)
+	t.addrs.record(kept)
 	return toks
 }
 

@@ -34,8 +34,9 @@ type flowMachine struct {
 	tail     []byte // tail bytes given so far
 	mask     []byte // <tail:mask>: the mask as read so far
 
-	last    []byte // the packet finish returned last
-	scratch []byte // a copy of cur that a rule may change (see curCopy)
+	last        []byte // the packet finish returned last
+	scratch     []byte // a copy of cur that a rule may change (see curCopy)
+	addrScratch []byte // the packet before an <addr:k>, to undo it
 }
 
 type flowPhase uint8
@@ -52,9 +53,9 @@ const (
 
 func (s *Spec) newFlowMachine() *flowMachine {
 	v1 := *s
-	v1.Version, v1.Layout, v1.FlowTable = 1, LayoutV1, 0
+	v1.Version, v1.Layout, v1.FlowTable, v1.AddrTable = 1, LayoutV1, 0, 0
 	_ = v1.Validate() // s validated; v1 differs only in layout
-	return &flowMachine{spec: s, v1: &v1, table: flowTable{size: s.FlowTable}}
+	return &flowMachine{spec: s, v1: &v1, table: s.newFlowTable()}
 }
 
 func (m *flowMachine) clone() *flowMachine {
@@ -62,7 +63,7 @@ func (m *flowMachine) clone() *flowMachine {
 	c.table = m.table.clone()
 	c.sub.pkt = slices.Clone(m.sub.pkt)
 	c.cur = slices.Clone(m.cur)
-	c.scratch = nil
+	c.scratch, c.addrScratch = nil, nil
 	c.opBytes = slices.Clone(m.opBytes)
 	c.tail = slices.Clone(m.tail)
 	c.mask = slices.Clone(m.mask)
@@ -105,6 +106,11 @@ func (m *flowMachine) allowed(mask []bool, strict bool) {
 		}
 	case fpBytes:
 		m.byteRule(strict).fill(mask)
+		for k := range m.table.addrs.len(m.sub.pkt) {
+			if m.addrFits(k, strict) {
+				mask[s.tokAddr(k)] = true
+			}
+		}
 	case fpFields:
 		for i := m.next; i < len(m.ctx.shape.fields); i++ {
 			if strict && !m.skipValid(i) {
@@ -161,10 +167,10 @@ func (m *flowMachine) advance(tok int, strict bool) error {
 	case fpFlow:
 		return m.advanceFlowToken(tok)
 	case fpBytes:
-		if tok >= NumByteTokens || !m.byteRule(strict).allows(tok) {
-			return fmt.Errorf("flow layout: byte token %s not allowed at packet byte %d", s.TokenString(tok), len(m.sub.pkt))
+		if k := s.addrRef(tok); k >= 0 {
+			return m.takeAddr(k, strict)
 		}
-		return m.sub.Advance(uint16(tok))
+		return m.takeByteToken(tok, strict)
 	case fpFields:
 		return m.advanceFieldsToken(tok, strict)
 	}
@@ -309,6 +315,7 @@ func (m *flowMachine) finish() (p []byte, complete bool) {
 	case fpBytes:
 		p = slices.Clone(m.sub.pkt)
 		if m.raw {
+			m.table.addrs.record(p)
 			m.last = p
 			return p, complete
 		}
@@ -321,6 +328,47 @@ func (m *flowMachine) finish() (p []byte, complete bool) {
 		p = append(slices.Clone(m.cur), m.tail...)
 	}
 	m.table.record(m.spec.classify(p), p)
+	m.table.addrs.record(p)
 	m.last = p
 	return p, complete
+}
+
+// takeByteToken takes a byte token of a new or raw packet.
+func (m *flowMachine) takeByteToken(tok int, strict bool) error {
+	if tok >= NumByteTokens || !m.byteRule(strict).allows(tok) {
+		return fmt.Errorf("flow layout: byte token %s not allowed at packet byte %d", m.spec.TokenString(tok), len(m.sub.pkt))
+	}
+	return m.sub.Advance(uint16(tok))
+}
+
+// takeAddr takes <addr:k> in a new or raw packet: the bytes of the address
+// of rank k, where an address starts. On error the packet is as before.
+func (m *flowMachine) takeAddr(k int, strict bool) error {
+	w, ok := addrSlotAt(m.sub.pkt)
+	if !ok || k >= m.table.addrs.len(m.sub.pkt) {
+		return fmt.Errorf("flow layout: %s not allowed at packet byte %d (address table of %d)", m.spec.TokenString(m.spec.tokAddr(k)), len(m.sub.pkt), m.table.addrs.len(m.sub.pkt))
+	}
+	saved := m.sub
+	saved.pkt = append(m.addrScratch[:0], m.sub.pkt...)
+	m.addrScratch = saved.pkt
+	for _, b := range m.table.addrs.at(m.sub.pkt, k)[:w] {
+		if err := m.takeByteToken(int(b), strict); err != nil {
+			m.sub.pkt = append(m.sub.pkt[:0], saved.pkt...)
+			m.sub.final, m.sub.state, m.sub.strict = saved.final, saved.state, saved.strict
+			return err
+		}
+	}
+	return nil
+}
+
+// addrFits reports whether <addr:k> may come next in a new or raw packet.
+func (m *flowMachine) addrFits(k int, strict bool) bool {
+	if _, ok := addrSlotAt(m.sub.pkt); !ok {
+		return false
+	}
+	n := len(m.sub.pkt)
+	final, state, st := m.sub.final, m.sub.state, m.sub.strict
+	err := m.takeAddr(k, strict)
+	m.sub.pkt, m.sub.final, m.sub.state, m.sub.strict = m.sub.pkt[:n], final, state, st
+	return err == nil
 }

@@ -3,6 +3,7 @@ package tokenizer_test
 import (
 	"bytes"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/netssm/netssm/capture"
@@ -368,4 +369,35 @@ func BenchmarkFlowStrictGrammar(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(tr.Tokens)), "ns/token")
+}
+
+// Spec version 3 names an address of the trace's address table with one
+// token; version 2 (no address table) spells every address. Both decode to
+// v1's kept bytes, and the address references make version 3 shorter.
+func TestFlowAddressReferencesShortenNewFlowsAndDecode(t *testing.T) {
+	_, v1 := flowAndV1(t)
+	v2 := tokenizer.FlowSpec()
+	v2.Version, v2.AddrTable = 2, 0
+	v3 := tokenizer.FlowSpec()
+	files := capturetest.ProjectCaptures(t)
+	_, toks2, _ := checkFlowRoundTripSpecs(t, specWith(t, v2, "x"), v1, files, false)
+	_, toks3, _ := checkFlowRoundTripSpecs(t, specWith(t, v3, "x"), v1, files, false)
+	refs := map[int]int{}
+	sp := specWith(t, v3, "x")
+	for _, f := range files {
+		for _, tok := range encodeFile(t, sp, f).Tokens {
+			if s := sp.TokenString(int(tok)); strings.HasPrefix(s, "<addr:") {
+				refs[int(tok)]++
+			}
+		}
+	}
+	t.Logf("version 2: %d tokens, version 3: %d; address references %v", toks2, toks3, refs)
+	if len(refs) == 0 || toks3 >= toks2 {
+		t.Fatalf("version 3 has %d tokens (%d address references), version 2 %d: the address table saved nothing", toks3, len(refs), toks2)
+	}
+	bad := tokenizer.FlowSpec()
+	bad.Version = 2
+	if err := bad.Validate(); err == nil {
+		t.Fatal("spec version 2 with an address table validated")
+	}
 }

@@ -45,7 +45,7 @@ func (r *Restarter) Restart(trace int, toks []uint16, start, stop int) []uint16 
 	}
 	first := countPkt(toks[:start])
 	last := min(first+countPkt(toks[start:stop]), len(pkts))
-	t := flowTable{size: s.FlowTable}
+	t := s.newFlowTable()
 	for _, p := range pkts[first:last] {
 		out = append(out, TokPkt)
 		if s.Timing && p.DtBucket >= 0 {

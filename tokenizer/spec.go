@@ -73,7 +73,7 @@ type Layout string
 const (
 	LayoutV1    Layout = "v1"    // kept bytes only, <pkt> marks the boundary
 	LayoutPaper Layout = "paper" // kept bytes padded/cut to PaperPacketLen with <pad>; read, no longer made by the CLI
-	LayoutFlow  Layout = "flow"  // per-flow header compression (spec version 2, flow.go)
+	LayoutFlow  Layout = "flow"  // per-flow header compression (spec versions 2 and 3, flow.go)
 	// LayoutNetSSM is NetSSM's layout exactly (see netssm.go).
 	LayoutNetSSM Layout = "netssm"
 )
@@ -107,6 +107,7 @@ type Spec struct {
 	Link           string   `json:"link,omitempty"`             // netssm layout: the link header rows open with (LinkEthernet, …)
 	Checksums      string   `json:"checksums,omitempty"`        // ChecksumsZero or ChecksumsKeep ("" = keep)
 	FlowTable      int      `json:"flow_table,omitempty"`       // flow layout: flows a trace's table holds
+	AddrTable      int      `json:"addr_table,omitempty"`       // flow layout version 3: addresses per IP version a trace's table holds
 	// Derived, written for readers of the JSON; recomputed by Validate.
 	VocabSize    int            `json:"vocab_size"`
 	SpecialToken map[string]int `json:"special_tokens"`
@@ -133,12 +134,14 @@ func DefaultSpec() Spec {
 	}
 }
 
-// FlowSpec is spec version 2 with the flow layout and v1's other defaults.
+// FlowSpec is spec version 3: the flow layout with its address table, and
+// v1's other defaults.
 func FlowSpec() Spec {
 	s := DefaultSpec()
-	s.Version = 2
+	s.Version = 3
 	s.Layout = LayoutFlow
 	s.FlowTable = FlowTableDefault
+	s.AddrTable = AddrTableDefault
 	return s
 }
 
@@ -157,8 +160,8 @@ func PaperSpec() Spec {
 // Validate checks the spec and computes its derived fields; call it after
 // changing fields by hand. Encode and Decode call it too.
 func (s *Spec) Validate() error {
-	if s.Version != 1 && s.Version != 2 {
-		return fmt.Errorf("tokenizer spec version %d: versions 1 and 2 are known", s.Version)
+	if s.Version < 1 || s.Version > 3 {
+		return fmt.Errorf("tokenizer spec version %d: versions 1 to 3 are known", s.Version)
 	}
 	switch s.Layout {
 	case LayoutV1:
@@ -167,11 +170,8 @@ func (s *Spec) Validate() error {
 			s.PaperPacketLen = 128
 		}
 	case LayoutFlow:
-		if s.Version != 2 {
-			return fmt.Errorf("tokenizer layout flow needs spec version 2, not %d", s.Version)
-		}
-		if s.FlowTable < 1 || s.FlowTable > 1024 {
-			return fmt.Errorf("tokenizer flow table of %d flows: want 1..1024", s.FlowTable)
+		if err := s.validateFlow(); err != nil {
+			return err
 		}
 	case LayoutNetSSM:
 		if err := s.validateNetSSM(); err != nil {
@@ -222,6 +222,22 @@ func (s *Spec) Validate() error {
 		for t := s.flowBase; t < s.FirstLabelID; t++ {
 			s.SpecialToken[s.flowTokenString(t)] = t
 		}
+	}
+	return nil
+}
+
+// validateFlow checks the flow layout's tables: version 2 has the flow
+// table, version 3 the address table too.
+func (s *Spec) validateFlow() error {
+	switch {
+	case s.Version != 2 && s.Version != 3:
+		return fmt.Errorf("tokenizer layout flow needs spec version 2 or 3, not %d", s.Version)
+	case s.FlowTable < 1 || s.FlowTable > 1024:
+		return fmt.Errorf("tokenizer flow table of %d flows: want 1..1024", s.FlowTable)
+	case s.Version == 2 && s.AddrTable != 0:
+		return fmt.Errorf("tokenizer address table of %d addresses: spec version 2 has none (version 3 does)", s.AddrTable)
+	case s.Version == 3 && (s.AddrTable < 1 || s.AddrTable > 1024):
+		return fmt.Errorf("tokenizer address table of %d addresses: want 1..1024", s.AddrTable)
 	}
 	return nil
 }

@@ -36,3 +36,35 @@ func TestFlowShapeStaticBytesAreThoseOfNoField(t *testing.T) {
 		}
 	}
 }
+
+// The address table is most recently used first, destination before source,
+// one list per IP version, bounded: an address pushed out is unknown again.
+func TestAddressTableIsBoundedMostRecentFirstPerVersion(t *testing.T) {
+	a := addrTable{size: 3}
+	v4 := func(src, dst byte) []byte {
+		p := make([]byte, 20)
+		p[0], p[12], p[16] = 0x45, src, dst
+		return p
+	}
+	v6 := make([]byte, 40)
+	v6[0], v6[8], v6[24] = 0x60, 7, 8
+	a.record(v4(1, 2))
+	a.record(v6)
+	a.record(v4(3, 2))
+	addr := func(b byte) []byte { return []byte{b, 0, 0, 0} }
+	for want, b := range []byte{2, 3, 1} {
+		if got := a.rank(v4(0, 0), addr(b)); got != want {
+			t.Errorf("address %d: rank %d, want %d", b, got, want)
+		}
+	}
+	if a.len(v6) != 2 || a.rank(v6, v6[24:40]) != 0 || a.rank(v6, v6[8:24]) != 1 {
+		t.Errorf("IPv6 list %x, want the destination then the source", a.v6)
+	}
+	a.record(v4(4, 2))
+	if a.rank(v4(0, 0), addr(1)) >= 0 || a.len(v4(0, 0)) != 3 {
+		t.Errorf("after a fourth host the oldest stays: %x", a.v4)
+	}
+	if a.record(v4(1, 2)[:16]); a.rank(v4(0, 0), addr(1)) >= 0 {
+		t.Errorf("a packet cut before its destination address was recorded: %x", a.v4)
+	}
+}
