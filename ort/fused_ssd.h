@@ -43,10 +43,18 @@ static inline size_t FN(chunk_len)(const nss_dims *d, int c) {
 
 // gemm adds A·B to C: C[i·ldc + j] += Σ_k A(i, k)·B[k·ldb + j] for i < M,
 // j < Nn, k < K, where A(i, k) = A[i·ars + k·acs] (so A may be read
-// transposed). With tri, A is lower triangular: row i reads k ≤ i only
-// (rows are taken four at a time, so A must hold zeros above its diagonal
-// up to the next multiple of four). Blocks of 4 × 16 accumulate in
-// registers, which is what makes the scan run at matrix-product speed.
+// transposed). Blocks of 4 × 16 accumulate in registers, which is what makes
+// the scan run at matrix-product speed. The flags skip what a triangle makes
+// zero or unneeded; rows are taken four at a time, so a triangular A must
+// hold zeros on the wrong side of its diagonal up to the next multiple of
+// four, and C_LOWER may also write a few entries above the diagonal:
+//   A_LOWER: A is lower triangular (row i reads k ≤ i);
+//   A_UPPER: A is upper triangular (row i reads k ≥ i);
+//   C_LOWER: only C's lower triangle (j ≤ i) is wanted.
+#ifndef NSS_GEMM_FLAGS
+#define NSS_GEMM_FLAGS
+enum { A_LOWER = 1, A_UPPER = 2, C_LOWER = 4 };
+#endif
 typedef REAL FN(vec) __attribute__((vector_size(32))); // 8 floats or 4 doubles
 #define VL (sizeof(FN(vec)) / sizeof(REAL))
 
@@ -59,17 +67,29 @@ typedef REAL FN(vec) __attribute__((vector_size(32))); // 8 floats or 4 doubles
 		memcpy((p), &c_, sizeof c_);       \
 	} while (0)
 
+// gemm_bounds gives the k range and column end of the rows [i, i + rows).
+static inline void FN(gemm_bounds)(size_t i, size_t rows, size_t Nn, size_t K, int flags, size_t *k0, size_t *k1,
+				   size_t *jend) {
+	*k0 = flags & A_UPPER ? (i < K ? i : K) : 0;
+	*k1 = flags & A_LOWER && i + rows < K ? i + rows : K;
+	*jend = Nn;
+	if (flags & C_LOWER) {
+		size_t need = (i + rows + 2 * VL - 1) / (2 * VL) * (2 * VL); // whole vector blocks
+		*jend = need < Nn ? need : Nn;
+	}
+}
+
 HOT static void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t ars, size_t acs, const REAL *B,
-			 size_t ldb, REAL *C, size_t ldc, int tri) {
-	size_t i = 0;
+			 size_t ldb, REAL *C, size_t ldc, int flags) {
+	size_t i = 0, k0, k1, jend;
 	for (; i + 4 <= M; i += 4) {
-		size_t kmax = tri && i + 4 < K ? i + 4 : K;
+		FN(gemm_bounds)(i, 4, Nn, K, flags, &k0, &k1, &jend);
 		const REAL *a0 = A + i * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
 		REAL *c0 = C + i * ldc, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
 		size_t j = 0;
-		for (; j + 2 * VL <= Nn; j += 2 * VL) {
+		for (; j + 2 * VL <= jend; j += 2 * VL) {
 			FN(vec) s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
-			for (size_t k = 0; k < kmax; k++) {
+			for (size_t k = k0; k < k1; k++) {
 				FN(vec) b0, b1;
 				LOADV(b0, B + k * ldb + j);
 				LOADV(b1, B + k * ldb + j + VL);
@@ -92,9 +112,9 @@ HOT static void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t ar
 			ADDV(c3 + j, s30);
 			ADDV(c3 + j + VL, s31);
 		}
-		for (; j < Nn; j++) {
+		for (; j < jend; j++) {
 			REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-			for (size_t k = 0; k < kmax; k++) {
+			for (size_t k = k0; k < k1; k++) {
 				REAL b = B[k * ldb + j];
 				s0 += a0[k * acs] * b;
 				s1 += a1[k * acs] * b;
@@ -108,12 +128,12 @@ HOT static void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t ar
 		}
 	}
 	for (; i < M; i++) {
-		size_t kmax = tri && i + 1 < K ? i + 1 : K;
+		FN(gemm_bounds)(i, 1, Nn, K, flags, &k0, &k1, &jend);
 		REAL *c = C + i * ldc;
-		for (size_t k = 0; k < kmax; k++) {
+		for (size_t k = k0; k < k1; k++) {
 			REAL x = A[i * ars + k * acs];
 			const REAL *b = B + k * ldb;
-			for (size_t j = 0; j < Nn; j++) c[j] += x * b[j];
+			for (size_t j = 0; j < jend; j++) c[j] += x * b[j];
 		}
 	}
 }
@@ -139,7 +159,7 @@ HOT static void FN(cb_task)(void *user, size_t task) {
 		for (size_t n = 0; n < N; n++) bt[n * q + s] = Bm[s * N + n];
 	for (size_t t = 0; t < q; t++)
 		for (size_t s = 0; s < q; s++) cb[t * Q + s] = 0;
-	FN(gemm)(q, q, N, Cm, N, 1, bt, q, cb, Q, 0);
+	FN(gemm)(q, q, N, Cm, N, 1, bt, q, cb, Q, C_LOWER);
 	free(bt);
 }
 
@@ -261,7 +281,7 @@ HOT static void FN(out_task)(void *user, size_t task) {
 		REAL *y = a->y + (t0 * H + h) * P; // rows of stride H·P
 		for (size_t t = 0; t < q; t++)
 			for (size_t p = 0; p < P; p++) y[t * H * P + p] = 0;
-		FN(gemm)(q, P, q, m, Q, 1, xt, P, y, H * P, 1); // inside the chunk
+		FN(gemm)(q, P, q, m, Q, 1, xt, P, y, H * P, A_LOWER); // inside the chunk
 		FN(gemm)(q, P, N, ce, N, 1, S, P, y, H * P, 0); // from the state entering it
 	}
 out:
@@ -359,7 +379,7 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 	// reads the same Bm and Cm, so dCm and dBm take Σ_h K (ksum).
 	for (size_t t = 0; t < q; t++)
 		for (size_t s = 0; s < q; s++) dm[t * Q + s] = 0;
-	FN(gemm)(q, q, P, dy, HP, 1, w->xtT, q, dm, Q, 0);
+	FN(gemm)(q, q, P, dy, HP, 1, w->xtT, q, dm, Q, C_LOWER);
 	for (size_t t = 0; t < q; t++) {
 		REAL *kt = dm + t * Q, *lt = lm + t * Q, rowsum = 0;
 		const REAL *cbt = cb + t * Q;
@@ -374,7 +394,7 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 		for (size_t s = 0; s <= t; s++) ks[s] += kt[s];
 		dacum[t] += rowsum;
 	}
-	FN(gemm)(q, P, q, lm, 1, Q, dy, HP, dxt, P, 0);
+	FN(gemm)(q, P, q, lm, 1, Q, dy, HP, dxt, P, A_UPPER); // lm is lower triangular
 
 	// From the state entering the chunk, y_t += e_t·Sᵀ·Cm_t: dCm_t +=
 	// e_t·S·dy_t, dacum_t += e_t·dy_t·(Sᵀ·Cm_t).
@@ -453,8 +473,8 @@ HOT static void FN(grad_task)(void *user, size_t task) {
 	memset(dCm, 0, q * N * sizeof(REAL));
 	for (size_t h = 0; h < (size_t)d->H; h++) FN(head_grad)(a, &w, b, c, h);
 	const REAL *Bm = a->Bm + t0 * N, *Cm = a->Cm + t0 * N;
-	FN(gemm)(q, N, q, w.ksum, Q, 1, Bm, N, dCm, N, 1); // dCm += (Σ_h K)·Bm
-	FN(gemm)(q, N, q, w.ksum, 1, Q, Cm, N, dBm, N, 0); // dBm += (Σ_h K)ᵀ·Cm
+	FN(gemm)(q, N, q, w.ksum, Q, 1, Bm, N, dCm, N, A_LOWER); // dCm += (Σ_h K)·Bm
+	FN(gemm)(q, N, q, w.ksum, 1, Q, Cm, N, dBm, N, A_UPPER); // dBm += (Σ_h K)ᵀ·Cm
 out:
 	free(w.acum);
 	free(w.dacum);
