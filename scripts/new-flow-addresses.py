@@ -8,8 +8,9 @@ flow layout's table: 5-tuples, both directions one flow; tshark reads the
 fields) and, for every packet that opens a flow, checks whether its source
 and destination addresses belong to a flow in the table at that moment.
 Prints the share of new flows with at least one such address and with both:
-what a flow-layout `<flow:new>` packet, which spells its addresses out byte
-by byte, could instead take from the table. Needs tshark."""
+how often a flow-layout `<flow:new>` packet could name a host the trace has
+already seen (spec version 3 does so with its address table,
+docs/flow-layout.md) rather than spell it out. Needs tshark."""
 import collections
 import subprocess
 import sys
