@@ -8,7 +8,8 @@
 #
 #   scripts/shared-results.sh [WORK_DIR] [BUDGET]     (defaults: results-shared, 30m)
 #
-# LAYOUT=flow|v1 (default flow) picks the token layout; everything else is
+# LAYOUT=flow|v1 (default flow) picks the token layout (ADDR_TABLE=N sets the
+# flow layout's --addr-table; 0 is spec version 2, without address references); everything else is
 # the same for both, so two work directories compare the layouts. THREADS
 # (default: one per core the process may use) sets --threads of train and sample, so
 # two runs side by side can each have a core.
@@ -55,8 +56,10 @@ if [ ! -f split.done ]; then
   done
   touch split.done
 fi
-[ -f train.parquet ] || "${cli[@]}" tokenize --layout "$layout" -o train.parquet real-train
-[ -f heldout.parquet ] || "${cli[@]}" tokenize --layout "$layout" -o heldout.parquet real-heldout
+addr=()
+[ -n "${ADDR_TABLE:-}" ] && addr=(--addr-table "$ADDR_TABLE")
+[ -f train.parquet ] || "${cli[@]}" tokenize --layout "$layout" "${addr[@]}" -o train.parquet real-train
+[ -f heldout.parquet ] || "${cli[@]}" tokenize --layout "$layout" "${addr[@]}" -o heldout.parquet real-heldout
 "${cli[@]}" dataset info train.parquet > dataset-train.txt
 "${cli[@]}" dataset info heldout.parquet > dataset-heldout.txt
 

@@ -39,6 +39,7 @@ func init() {
 			&cli.StringFlag{Name: "timing", Value: "", Usage: "on | off: <dt:k> inter-arrival tokens (default on; not for netssm)"},
 			&cli.StringFlag{Name: "payload", Value: "tcp=0,udp=12", Usage: "payload bytes kept per protocol: tcp=N,udp=N[,icmp=N,other=N]"},
 			&cli.StringFlag{Name: "checksums", Value: "", Usage: "zero | keep: write the IPv4 header and TCP/UDP/ICMP checksums as zero bytes, or keep them as captured (default zero; v1 only)"},
+			&cli.IntFlag{Name: "addr-table", Value: tokenizer.AddrTableDefault, Usage: "flow layout: addresses per IP version a trace's address table holds (`N`; 0: none, token spec version 2, every address spelled out)"},
 			&cli.IntFlag{Name: "max-packets", Usage: "split captures into traces of at most `N` packets (0: one trace per capture)"},
 			&cli.StringFlag{Name: "anonymize", Usage: "rewrite IP addresses with Crypto-PAn under `KEY` (a passphrase, or 64 hex digits)"},
 			&cli.BoolFlag{Name: "strict", Usage: "stop at the first bad input file"},
@@ -56,6 +57,9 @@ func runTokenize(c *cli.Context) error {
 	}
 	spec, err := specFromFlags(c.String("layout"), c.String("timing"), c.String("payload"), c.String("checksums"))
 	if err != nil {
+		return err
+	}
+	if err := setAddrTable(c, &spec); err != nil {
 		return err
 	}
 	if spec.Layout == tokenizer.LayoutNetSSM {
@@ -129,6 +133,26 @@ func reportFiles(w io.Writer, files []pipeline.FileReport) {
 	if noted > 0 {
 		fmt.Fprintf(w, "%d of %d files had records skipped (%d in all) or packets truncated (%d)\n", noted, len(files), skipped, truncated)
 	}
+}
+
+// setAddrTable applies --addr-table to a flow-layout spec: 0 is spec
+// version 2, which has no address table.
+func setAddrTable(c *cli.Context, spec *tokenizer.Spec) error {
+	if !c.IsSet("addr-table") {
+		return nil
+	}
+	n := c.Int("addr-table")
+	switch {
+	case spec.Layout != tokenizer.LayoutFlow:
+		return usagef("--addr-table is for the flow layout only")
+	case n < 0 || n > 1024:
+		return usagef("--addr-table %d: want 0..1024", n)
+	case n == 0:
+		spec.Version, spec.AddrTable = 2, 0
+	default:
+		spec.AddrTable = n
+	}
+	return nil
 }
 
 // specFromFlags builds a tokenizer spec from the --layout, --timing, --checksums and

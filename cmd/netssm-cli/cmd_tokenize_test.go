@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -39,6 +40,30 @@ func TestTokenizeDetokenizeInfoCommands(t *testing.T) {
 	}
 }
 
+// --addr-table 0 writes the flow layout of spec version 2 (no address
+// references), which takes more tokens than version 3's default table.
+func TestTokenizeAddrTableZeroIsSpecVersion2(t *testing.T) {
+	dir := t.TempDir()
+	tokens := map[string]int{}
+	for _, n := range []string{"0", "64"} {
+		data := filepath.Join(dir, n+".parquet")
+		if out, code := runCLI(t, nil, "-q", "tokenize", "--addr-table", n, "-o", data, projectCaptures(t)); code != 0 {
+			t.Fatalf("tokenize --addr-table %s exit %d:\n%s", n, code, out)
+		}
+		out, code := runCLI(t, nil, "dataset", "info", data)
+		want := map[string]string{"0": "spec v2, layout flow", "64": "spec v3, layout flow"}[n]
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("dataset info of --addr-table %s lacks %q:\n%s", n, want, out)
+		}
+		_, rest, _ := strings.Cut(out, "packets, ")
+		count, _, _ := strings.Cut(rest, " tokens")
+		tokens[n], _ = strconv.Atoi(count)
+	}
+	if tokens["64"] == 0 || tokens["0"] <= tokens["64"] {
+		t.Fatalf("tokens without the address table %d, with it %d: want more without", tokens["0"], tokens["64"])
+	}
+}
+
 func TestTokenizeUsageErrorsExitTwo(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "d.parquet")
@@ -54,6 +79,8 @@ func TestTokenizeUsageErrorsExitTwo(t *testing.T) {
 		{"tokenize", "-o", data, "--layout", "netssm", "--payload", "tcp=0,udp=12", caps},
 		{"tokenize", "-o", data, "--layout", "netssm", "--timing", "on", caps},
 		{"tokenize", "-o", data, "--layout", "netssm", "--checksums", "keep", caps},
+		{"tokenize", "-o", data, "--layout", "v1", "--addr-table", "8", caps},
+		{"tokenize", "-o", data, "--addr-table", "-1", caps},
 		{"detokenize", "-o", dir},
 		{"detokenize", "-o", dir, "--link", "ppp", data},
 		{"dataset", "info"},
