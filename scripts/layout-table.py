@@ -3,7 +3,7 @@
 scripts/shared-results.sh work directories (LAYOUT=v1 and LAYOUT=flow) and
 the output of scripts/layout-bench.sh.
 
-    python3 scripts/layout-table.py V1_DIR FLOW_DIR BENCH.txt [REFERENCE_DIR]
+    python3 scripts/layout-table.py V1_DIR FLOW_DIR BENCH.txt [REFERENCE_DIR [NAME=DIR[:REPORT]...]]
 
 Each work directory gives: train.txt (the final validation line: held-out
 bits per packet over every held-out token; or fullval.txt, see val_bits),
@@ -12,7 +12,10 @@ sampled traffic against the held-out captures, with --train for verbatim
 headers). REFERENCE_DIR, if given, holds report/metrics.json of `eval` with
 the training captures in place of synthetic ones (what a model that
 reproduced its training data exactly would score against the held-out
-captures); it becomes a third column."""
+captures); it becomes the last column. Each NAME=DIR[:REPORT] adds a column
+NAME before it: the eval report DIR/REPORT/metrics.json (REPORT defaults to
+report) and the held-out bits per packet of DIR's model, e.g. the flow model's
+traffic sampled with another preset, or another flow-layout run."""
 import json
 import math
 import re
@@ -36,8 +39,8 @@ def val_bits(d):
         return None
 
 
-def metrics(d):
-    return json.load(open(f"{d}/report/metrics.json"))
+def metrics(d, report="report"):
+    return json.load(open(f"{d}/{report}/metrics.json"))
 
 
 def check(m, name):
@@ -79,11 +82,16 @@ def main():
     v1, flow, bench_path = sys.argv[1:4]
     M = {"v1": metrics(v1), "flow": metrics(flow)}
     cols = ["v1", "flow"]
+    bits = {"v1": val_bits(v1), "flow": val_bits(flow)}
+    for arg in sys.argv[5:]:
+        name, spec = arg.split("=", 1)
+        d, _, report = spec.partition(":")
+        M[name], bits[name] = metrics(d, report or "report"), val_bits(d)
+        cols.append(name)
     if len(sys.argv) > 4:
         M["ref"] = metrics(sys.argv[4])
         cols.append("ref")
     B = bench(bench_path)
-    bits = {"v1": val_bits(v1), "flow": val_bits(flow)}
     rows = []
 
     def row(name, f, fmt="{:.3f}", target=""):
@@ -113,12 +121,12 @@ def main():
     row("TCP packets per TCP flow", lambda l: flows(M[l], "synth")["tcp_packets_per_tcp_flow"], "{:.1f}", f"≥ 10 (real {real['tcp_packets_per_tcp_flow']:.1f})")
     row("single-packet flows", lambda l: share(flows(M[l], "synth")["single_packet_flows"]), "{:.3f}", f"within 0.10 of real {share(real['single_packet_flows']):.3f}")
     row("labels closest to their own real label", lambda l: "{} of {}".format(M[l]["label_confusion"]["own_closest"], M[l]["label_confusion"]["compared"]), "{}", "all")
-    head = ["v1", "flow"] + (["training captures"] if "ref" in M else [])
+    head = ["training captures" if c == "ref" else c for c in cols]
     print("| | " + " | ".join(head) + " | target |")
     print("|---" * (len(head) + 2) + "|")
     print("\n".join(rows))
-    per = [(M["flow"], "real"), (M["v1"], "synth"), (M["flow"], "synth")] + ([(M["ref"], "synth")] if "ref" in M else [])
-    names = " | ".join(["real", "v1", "flow"] + (["training captures"] if "ref" in M else []))
+    per = [(M["flow"], "real")] + [(M[c], "synth") for c in cols]
+    names = " | ".join(["real"] + head)
     print(f"\nPer label, flows / IP addresses per 500 packets and TCP packets per TCP flow ({names}):\n")
     print(f"| label | {names} |\n|---" + "|---" * len(per) + "|")
     for label in sorted(M["flow"]["flow_structure"]["per_label"]):

@@ -15,7 +15,9 @@
 #   long    scripts/long-sample.sh on the shared run's model (after shared)
 #   layouts the flow layout against v1: scripts/shared-results.sh with LAYOUT=v1
 #           and LAYOUT=flow (THREADS=1 each, side by side, each pinned to its own
-#           core when taskset exists), eval of the training captures against the
+#           core when taskset exists; flow's model also sampled with --preset
+#           paper), then flow without its address table (ADDR_TABLE=0, spec
+#           version 2, as many steps as flow), eval of the training captures against the
 #           held-out ones (the reference column), scripts/layout-bench.sh (pinned to
 #           BENCH_CPU, default 1), scripts/layout-table.py; a work directory whose
 #           report exists is reused
@@ -138,12 +140,22 @@ section_layouts() {
   local out="$work/layouts" body="$work/layouts.md" l
   local core=0 pin=()
   mkdir -p "$out"
+  # v1 and flow side by side, 30 minutes each; flow's model also sampled with
+  # the paper preset
   for l in v1 flow; do
     pin=()
     command -v taskset >/dev/null && pin=(taskset -c $((core++ % $(nproc))))
-    [ -f "$out/$l/report/metrics.json" ] || LAYOUT=$l THREADS=1 "${pin[@]}" "$repo/scripts/shared-results.sh" "$out/$l" 30m > "$out/$l.log" 2>&1 &
+    local also="" done="$out/$l/report/metrics.json"
+    [ $l = flow ] && also=paper done="$out/$l/report-paper/metrics.json"
+    [ -f "$done" ] || ALSO_PRESET=$also LAYOUT=$l THREADS=1 "${pin[@]}" "$repo/scripts/shared-results.sh" "$out/$l" 30m > "$out/$l.log" 2>&1 &
   done
   wait
+  # flow without its address table (spec version 2), as many steps as flow took
+  pin=()
+  command -v taskset >/dev/null && pin=(taskset -c "${BENCH_CPU:-1}")
+  [ -f "$out/flow2/report-paper/metrics.json" ] ||
+    ADDR_TABLE=0 ALSO_PRESET=paper LAYOUT=flow THREADS=1 "${pin[@]}" "$repo/scripts/shared-results.sh" "$out/flow2" \
+      "$(jq -s 'map(.step) | max' "$out/flow/run/metrics.jsonl")" > "$out/flow2.log" 2>&1
   # what the training captures themselves score against the held-out ones
   [ -f "$out/reference/report/metrics.json" ] ||
     "$cli" --quiet eval --real "$out/flow/real-heldout" --synth "$out/flow/real-train" --no-utility --out "$out/reference/report"
@@ -153,9 +165,10 @@ section_layouts() {
   {
     header layouts "The flow layout against v1 (shared captures, small preset, 30 minutes each, side by side)" \
       "scripts/results.sh DIR layouts (LAYOUT=v1|flow THREADS=1 scripts/shared-results.sh, scripts/layout-bench.sh, scripts/layout-table.py)"
-    python3 "$repo/scripts/layout-table.py" "$out/v1" "$out/flow" "$out/bench.txt" "$out/reference"
+    python3 "$repo/scripts/layout-table.py" "$out/v1" "$out/flow" "$out/bench.txt" "$out/reference" \
+      "flow, paper sampling=$out/flow:report-paper" "flow v2=$out/flow2" "flow v2, paper sampling=$out/flow2:report-paper"
     echo
-    echo "Training steps reached: v1 $(jq -s 'map(.step) | max' "$out/v1/run/metrics.jsonl"), flow $(jq -s 'map(.step) | max' "$out/flow/run/metrics.jsonl")."
+    echo "Training steps reached: v1 $(jq -s 'map(.step) | max' "$out/v1/run/metrics.jsonl"), flow $(jq -s 'map(.step) | max' "$out/flow/run/metrics.jsonl"), flow v2 $(jq -s 'map(.step) | max' "$out/flow2/run/metrics.jsonl")."
     echo
     [ -n "${NOTE:-}" ] && { echo "$NOTE"; echo; }
     echo '```'

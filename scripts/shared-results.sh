@@ -80,5 +80,16 @@ done
 [ -d synthetic-unconstrained ] || "${cli[@]}" sample --model model --label video_call --traces 16 --batch 16 "${threads[@]}" \
   --packets 500 --seed 1 --no-constrain -o synthetic-unconstrained/video_call/
 [ -f report/metrics.json ] || "${cli[@]}" eval --real real-heldout --synth synthetic --train real-train --out report
+# ALSO_PRESET=NAME: the same traffic sampled with `sample --preset NAME` too,
+# evaluated the same way (synthetic-NAME/, report-NAME/).
+if [ -n "${ALSO_PRESET:-}" ]; then
+  p=$ALSO_PRESET
+  for dir in real-heldout/*/; do
+    label=$(basename "$dir")
+    [ -d "synthetic-$p/$label" ] || "${cli[@]}" sample --model model --label "$label" --traces 16 --batch 16 "${threads[@]}" \
+      --packets 500 --seed 1 --preset "$p" -o "synthetic-$p/$label/"
+  done
+  [ -f "report-$p/metrics.json" ] || "${cli[@]}" eval --real real-heldout --synth "synthetic-$p" --train real-train --out "report-$p"
+fi
 [ -f report-unconstrained/metrics.json ] || "${cli[@]}" eval --real real-heldout/video_call --synth synthetic-unconstrained --out report-unconstrained || true
 echo "done: $work/report/report.md"
