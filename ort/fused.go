@@ -100,6 +100,13 @@ func SSDScan64(d SSDDims, x, dt, A, bm, cm, h0 []float64) (y, final []float64, e
 	return y, final, nil
 }
 
+// SSDVectorBits reports the width in bits of the vectors the SSD kernels'
+// matrix products use: 512 on a CPU with AVX-512 (x86-64-v4), else 256.
+// With bits 256 or 512 it first makes them use that width, 512 only where
+// the CPU has it. It is for tests, which run the kernels at every width
+// the CPU has; the choice holds for the whole process.
+func SSDVectorBits(bits int) int { return int(C.nss_ssd_vector_bits(C.int(bits))) }
+
 // SSDGrads are the gradients SSDScanGrad64 returns.
 type SSDGrads struct{ X, DT, A, B, C, H0 []float64 }
 

@@ -3,9 +3,11 @@
 // RMSNorms (plain, and a mixer's gated one with the D·x skip) and the
 // softmax cross-entropy, each with its backward. Plain C that the compiler
 // vectorises; on x86-64 the hot functions are also compiled for x86-64-v3
-// (AVX2, FMA) and the loader picks that copy at run time when the CPU has
-// it (GCC/Clang target_clones), so the binary still runs on any x86-64.
+// (AVX2, FMA) and x86-64-v4 (AVX-512) and the loader picks the copy the CPU
+// supports at run time (GCC/Clang target_clones), so the binary still runs
+// on any x86-64.
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,9 +16,41 @@
 #include "fused_kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(NSS_NO_CLONES)
-#define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// The SSD scan's matrix product also has a copy written for 512-bit vectors
+// (fused_gemm.h), which the target clones cannot give it: their vectors
+// keep the width of the source. It runs where the CPU has AVX-512.
+#define NSS_WIDE_GEMM 1
+#define NSS_WIDE __attribute__((target("arch=x86-64-v4")))
+static int nss_wide = -1; // 1: the 512-bit product; -1: not decided yet
+
+static int nss_cpu_has_avx512(void) {
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+	       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+	       __builtin_cpu_supports("avx512cd");
+}
+
+static int nss_wide_vectors(void) {
+	int w = __atomic_load_n(&nss_wide, __ATOMIC_RELAXED);
+	if (w < 0) { // every thread that finds it unset computes the same value
+		w = nss_cpu_has_avx512();
+		__atomic_store_n(&nss_wide, w, __ATOMIC_RELAXED);
+	}
+	return w;
+}
+
+int nss_ssd_vector_bits(int bits) {
+	if (bits == 256 || bits == 512) __atomic_store_n(&nss_wide, bits == 512 && nss_cpu_has_avx512(), __ATOMIC_RELAXED);
+	return nss_wide_vectors() ? 512 : 256;
+}
 #else
 #define HOT
+#define NSS_WIDE_GEMM 0
+int nss_ssd_vector_bits(int bits) {
+	(void)bits;
+	return 256;
+}
 #endif
 
 // GCC keeps a float comparison under ?: as a branch when it must preserve
@@ -58,18 +92,22 @@ void nss_serial(void *ctx, nss_task fn, size_t total, void *user) {
 #define REAL float
 #define SUF _f32
 #define EXPR nss_expf
+#define TINY FLT_MIN
 #include "fused_ssd.h"
 #undef REAL
 #undef SUF
 #undef EXPR
+#undef TINY
 
 #define REAL double
 #define SUF _f64
 #define EXPR exp
+#define TINY DBL_MIN
 #include "fused_ssd.h"
 #undef REAL
 #undef SUF
 #undef EXPR
+#undef TINY
 
 // ---- the one-token mixer step ----
 

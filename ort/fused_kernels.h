@@ -31,6 +31,12 @@ int nss_ssd_bwd_f64(const nss_dims *d, const double *x, const double *dt, const 
 		    const double *Cm, const double *h0, const double *dy, const double *dfinal, double *dx,
 		    double *ddt, double *dA, double *dBm, double *dCm, double *dh0, nss_par par, void *ctx);
 
+// nss_ssd_vector_bits reports the width in bits of the vectors of the SSD
+// kernels' matrix product: 512 where the CPU has AVX-512, else 256. With
+// bits 256 or 512 it first makes the kernels use that width (512 only where
+// the CPU has it); the tests run both.
+int nss_ssd_vector_bits(int bits);
+
 // nss_step_dims are the sizes of one mixer step: batch B, heads H, head
 // dimension P, state size N, conv width K.
 typedef struct {

@@ -43,8 +43,9 @@ static inline size_t FN(chunk_len)(const nss_dims *d, int c) {
 
 // gemm adds A·B to C: C[i·ldc + j] += Σ_k A(i, k)·B[k·ldb + j] for i < M,
 // j < Nn, k < K, where A(i, k) = A[i·ars + k·acs] (so A may be read
-// transposed). Blocks of 4 × 16 accumulate in registers, which is what makes
-// the scan run at matrix-product speed. The flags skip what a triangle makes
+// transposed). Blocks of 4 rows × two vectors of columns (16 floats with
+// 256-bit vectors, 32 with 512-bit ones) accumulate in registers, which is
+// what makes the scan run at matrix-product speed. The flags skip what a triangle makes
 // zero or unneeded; rows are taken four at a time, so a triangular A must
 // hold zeros on the wrong side of its diagonal up to the next multiple of
 // four, and C_LOWER may also write a few entries above the diagonal:
@@ -55,91 +56,43 @@ static inline size_t FN(chunk_len)(const nss_dims *d, int c) {
 #define NSS_GEMM_FLAGS
 enum { A_LOWER = 1, A_UPPER = 2, C_LOWER = 4 };
 #endif
-typedef REAL FN(vec) __attribute__((vector_size(32))); // 8 floats or 4 doubles
-#define VL (sizeof(FN(vec)) / sizeof(REAL))
 
-#define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
-#define ADDV(p, v)                                 \
-	do {                                       \
-		FN(vec) c_;                        \
-		memcpy(&c_, (p), sizeof c_);       \
-		c_ += (v);                         \
-		memcpy((p), &c_, sizeof c_);       \
-	} while (0)
-
-// gemm_bounds gives the k range and column end of the rows [i, i + rows).
-static inline void FN(gemm_bounds)(size_t i, size_t rows, size_t Nn, size_t K, int flags, size_t *k0, size_t *k1,
-				   size_t *jend) {
+// gemm_bounds gives the k range and column end of the rows [i, i + rows)
+// for a product whose vectors hold vl values.
+static inline void FN(gemm_bounds)(size_t i, size_t rows, size_t Nn, size_t K, int flags, size_t vl, size_t *k0,
+				   size_t *k1, size_t *jend) {
 	*k0 = flags & A_UPPER ? (i < K ? i : K) : 0;
 	*k1 = flags & A_LOWER && i + rows < K ? i + rows : K;
 	*jend = Nn;
 	if (flags & C_LOWER) {
-		size_t need = (i + rows + 2 * VL - 1) / (2 * VL) * (2 * VL); // whole vector blocks
+		size_t need = (i + rows + 2 * vl - 1) / (2 * vl) * (2 * vl); // whole vector blocks
 		*jend = need < Nn ? need : Nn;
 	}
 }
 
-HOT static void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t ars, size_t acs, const REAL *B,
-			 size_t ldb, REAL *C, size_t ldc, int flags) {
-	size_t i = 0, k0, k1, jend;
-	for (; i + 4 <= M; i += 4) {
-		FN(gemm_bounds)(i, 4, Nn, K, flags, &k0, &k1, &jend);
-		const REAL *a0 = A + i * ars, *a1 = a0 + ars, *a2 = a1 + ars, *a3 = a2 + ars;
-		REAL *c0 = C + i * ldc, *c1 = c0 + ldc, *c2 = c1 + ldc, *c3 = c2 + ldc;
-		size_t j = 0;
-		for (; j + 2 * VL <= jend; j += 2 * VL) {
-			FN(vec) s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0};
-			for (size_t k = k0; k < k1; k++) {
-				FN(vec) b0, b1;
-				LOADV(b0, B + k * ldb + j);
-				LOADV(b1, B + k * ldb + j + VL);
-				REAL x0 = a0[k * acs], x1 = a1[k * acs], x2 = a2[k * acs], x3 = a3[k * acs];
-				s00 += x0 * b0;
-				s01 += x0 * b1;
-				s10 += x1 * b0;
-				s11 += x1 * b1;
-				s20 += x2 * b0;
-				s21 += x2 * b1;
-				s30 += x3 * b0;
-				s31 += x3 * b1;
-			}
-			ADDV(c0 + j, s00);
-			ADDV(c0 + j + VL, s01);
-			ADDV(c1 + j, s10);
-			ADDV(c1 + j + VL, s11);
-			ADDV(c2 + j, s20);
-			ADDV(c2 + j + VL, s21);
-			ADDV(c3 + j, s30);
-			ADDV(c3 + j + VL, s31);
-		}
-		for (; j < jend; j++) {
-			REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-			for (size_t k = k0; k < k1; k++) {
-				REAL b = B[k * ldb + j];
-				s0 += a0[k * acs] * b;
-				s1 += a1[k * acs] * b;
-				s2 += a2[k * acs] * b;
-				s3 += a3[k * acs] * b;
-			}
-			c0[j] += s0;
-			c1[j] += s1;
-			c2[j] += s2;
-			c3[j] += s3;
-		}
+#define GEMM_NAME FN(gemm_narrow)
+#define GEMM_BYTES 32 // 8 floats or 4 doubles
+#define GEMM_ATTR HOT
+#include "fused_gemm.h"
+#if NSS_WIDE_GEMM
+#define GEMM_NAME FN(gemm_wide)
+#define GEMM_BYTES 64 // 16 floats or 8 doubles
+#define GEMM_ATTR NSS_WIDE
+#include "fused_gemm.h"
+#endif
+
+// gemm is the product of the 512-bit copy where the CPU has AVX-512 and of
+// the 256-bit one (compiled for x86-64-v3 and the baseline) elsewhere.
+static inline void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t ars, size_t acs, const REAL *B,
+			    size_t ldb, REAL *C, size_t ldc, int flags) {
+#if NSS_WIDE_GEMM
+	if (nss_wide_vectors()) {
+		FN(gemm_wide)(M, Nn, K, A, ars, acs, B, ldb, C, ldc, flags);
+		return;
 	}
-	for (; i < M; i++) {
-		FN(gemm_bounds)(i, 1, Nn, K, flags, &k0, &k1, &jend);
-		REAL *c = C + i * ldc;
-		for (size_t k = k0; k < k1; k++) {
-			REAL x = A[i * ars + k * acs];
-			const REAL *b = B + k * ldb;
-			for (size_t j = 0; j < jend; j++) c[j] += x * b[j];
-		}
-	}
+#endif
+	FN(gemm_narrow)(M, Nn, K, A, ars, acs, B, ldb, C, ldc, flags);
 }
-#undef VL
-#undef LOADV
-#undef ADDV
 
 // Pass 1: CB[t][s] = Σ_n Cm_t[n]·Bm_s[n], one (batch, chunk) per task.
 HOT static void FN(cb_task)(void *user, size_t task) {
@@ -164,7 +117,7 @@ HOT static void FN(cb_task)(void *user, size_t task) {
 }
 
 // chunk_acum fills acum[t] = Σ_{i≤t} dt_i·A_h inside chunk c of (b, h).
-static inline void FN(chunk_acum)(const FN(ssd_args) *a, int b, int h, int c, size_t q, REAL *acum) {
+static inline __attribute__((always_inline)) void FN(chunk_acum)(const FN(ssd_args) *a, int b, int h, int c, size_t q, REAL *acum) {
 	const nss_dims *d = &a->d;
 	const REAL *dt = a->dt + ((size_t)b * d->L + (size_t)c * d->Q) * d->H + h;
 	REAL Ah = a->A[h], run = 0;
@@ -175,7 +128,7 @@ static inline void FN(chunk_acum)(const FN(ssd_args) *a, int b, int h, int c, si
 }
 
 // chunk_xt fills xt (q, P) with X̃_t = dt_t·x_t of head h in chunk c.
-static inline void FN(chunk_xt)(const FN(ssd_args) *a, int b, int h, int c, size_t q, REAL *xt) {
+static inline __attribute__((always_inline)) void FN(chunk_xt)(const FN(ssd_args) *a, int b, int h, int c, size_t q, REAL *xt) {
 	const nss_dims *d = &a->d;
 	size_t P = d->P, H = d->H, t0 = (size_t)b * d->L + (size_t)c * d->Q;
 	for (size_t t = 0; t < q; t++) {
@@ -186,13 +139,13 @@ static inline void FN(chunk_xt)(const FN(ssd_args) *a, int b, int h, int c, size
 }
 
 // scaled_rows fills out (q, N) with k[t]·in_t (rows of stride N).
-static inline void FN(scaled_rows)(const REAL *in, const REAL *k, size_t q, size_t N, REAL *out) {
+static inline __attribute__((always_inline)) void FN(scaled_rows)(const REAL *in, const REAL *k, size_t q, size_t N, REAL *out) {
 	for (size_t t = 0; t < q; t++)
 		for (size_t n = 0; n < N; n++) out[t * N + n] = k[t] * in[t * N + n];
 }
 
 // chunk_decays fills e[t] = exp(acum_t) and w[t] = exp(acum_last − acum_t).
-static inline void FN(chunk_decays)(const REAL *acum, size_t q, REAL *e, REAL *w) {
+static inline __attribute__((always_inline)) void FN(chunk_decays)(const REAL *acum, size_t q, REAL *e, REAL *w) {
 	REAL last = acum[q - 1];
 	for (size_t t = 0; t < q; t++) {
 		e[t] = EXPR(acum[t]);
@@ -242,17 +195,35 @@ out:
 	free(S);
 }
 
+// decayed_row writes out[s] = prev[s]·f for s < n, flushed to 0 below the
+// smallest normal number.
+static inline __attribute__((always_inline)) void FN(decayed_row)(size_t n, const REAL *restrict prev, REAL f,
+								  REAL *restrict out) {
+	for (size_t s = 0; s < n; s++) {
+		REAL v = prev[s] * f;
+		out[s] = v < TINY ? 0 : v;
+	}
+}
+
 // decay_rows fills lm[t][s] = exp(acum_t − acum_s)·(cb ? cb[t][s] : 1) for
-// s ≤ t and 0 for t < s < q.
-static inline void FN(decay_rows)(const REAL *acum, const REAL *cb, size_t q, size_t Q, REAL *lm) {
+// s ≤ t and 0 for t < s < q. Row t of the decay is row t − 1 times the
+// step's own decay exp(acum_t − acum_{t−1}), so a chunk takes q exps, not
+// q²/2; values below the smallest normal number are flushed to 0, as exp
+// of a difference under about −87 (float) or −708 (double) would be, so
+// that no product sees a subnormal operand.
+static inline __attribute__((always_inline)) void FN(decay_rows)(const REAL *acum, const REAL *cb, size_t q, size_t Q, REAL *lm) {
 	for (size_t t = 0; t < q; t++) {
-		REAL at = acum[t];
 		REAL *row = lm + t * Q;
-		for (size_t s = 0; s <= t; s++) row[s] = EXPR(at - acum[s]);
-		if (cb)
-			for (size_t s = 0; s <= t; s++) row[s] *= cb[t * Q + s];
+		if (t > 0) {
+			FN(decayed_row)(t, row - Q, EXPR(acum[t] - acum[t - 1]), row);
+			if (cb) // row t − 1 is used: it takes its CB now
+				for (size_t s = 0; s < t; s++) row[s - Q] *= cb[(t - 1) * Q + s];
+		}
+		row[t] = 1;
 		for (size_t s = t + 1; s < q; s++) row[s] = 0;
 	}
+	if (cb && q > 0)
+		for (size_t s = 0; s < q; s++) lm[(q - 1) * Q + s] *= cb[(q - 1) * Q + s];
 }
 
 // Pass 3 (forward): y_t = Σ_{s≤t} CB[t][s]·exp(acum_t − acum_s)·X̃_s +
@@ -333,9 +304,28 @@ out:
 }
 
 // transpose writes the (R, C) matrix src as (C, R).
-static inline void FN(transpose)(const REAL *src, size_t R, size_t C, REAL *dst) {
+static inline __attribute__((always_inline)) void FN(transpose)(const REAL *src, size_t R, size_t C, REAL *dst) {
 	for (size_t r = 0; r < R; r++)
 		for (size_t c = 0; c < C; c++) dst[c * R + r] = src[r * C + c];
+}
+
+// k_row turns row t of D = dy·X̃ᵀ (its first n = t + 1 entries) into K =
+// L ⊙ D, adds K to ksum's row, L's row into CB ⊙ L, subtracts the column
+// terms CB ⊙ K from dacum and returns their row sum.
+static inline __attribute__((always_inline)) REAL FN(k_row)(size_t n, REAL *restrict kt, REAL *restrict lt,
+							   const REAL *restrict cbt, REAL *restrict ks,
+							   REAL *restrict dacum) {
+	REAL rowsum = 0;
+	for (size_t s = 0; s < n; s++) {
+		REAL k = kt[s] * lt[s]; // K
+		REAL r = cbt[s] * k;    // CB ⊙ K
+		kt[s] = k;
+		ks[s] += k;
+		rowsum += r;
+		dacum[s] -= r;
+		lt[s] *= cbt[s]; // CB ⊙ L
+	}
+	return rowsum;
 }
 
 // grad_scratch is one backward task's working memory.
@@ -381,18 +371,7 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 		for (size_t s = 0; s < q; s++) dm[t * Q + s] = 0;
 	FN(gemm)(q, q, P, dy, HP, 1, w->xtT, q, dm, Q, C_LOWER);
 	for (size_t t = 0; t < q; t++) {
-		REAL *kt = dm + t * Q, *lt = lm + t * Q, rowsum = 0;
-		const REAL *cbt = cb + t * Q;
-		for (size_t s = 0; s <= t; s++) {
-			kt[s] *= lt[s];           // K
-			REAL r = cbt[s] * kt[s]; // CB ⊙ K
-			rowsum += r;
-			dacum[s] -= r;
-			lt[s] *= cbt[s];          // CB ⊙ L
-		}
-		REAL *ks = w->ksum + t * Q;
-		for (size_t s = 0; s <= t; s++) ks[s] += kt[s];
-		dacum[t] += rowsum;
+		dacum[t] += FN(k_row)(t + 1, dm + t * Q, lm + t * Q, cb + t * Q, w->ksum + t * Q, dacum);
 	}
 	FN(gemm)(q, P, q, lm, 1, Q, dy, HP, dxt, P, A_UPPER); // lm is lower triangular
 

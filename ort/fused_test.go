@@ -128,3 +128,52 @@ func TestSSDScanGradKernelMatchesFiniteDifferences(t *testing.T) {
 		}
 	}
 }
+
+// TestSSDScanKernelAtEveryVectorWidth runs the scan and its backward with
+// the 256-bit product and, where the CPU has AVX-512, the 512-bit one, at
+// shapes whose rows fill two vectors, one vector and a scalar tail: both
+// equal the step-by-step recurrence, and their gradients agree.
+func TestSSDScanKernelAtEveryVectorWidth(t *testing.T) {
+	widths := []int{256}
+	if SSDVectorBits(0) == 512 {
+		widths = append(widths, 512)
+	} else {
+		t.Log("this CPU has no AVX-512: only the 256-bit product runs")
+	}
+	defer SSDVectorBits(SSDVectorBits(0))
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, d := range []SSDDims{
+		{B: 2, L: 70, H: 2, P: 40, N: 24, Q: 16}, // 32 + 8 columns (float64: two 512-bit vectors, then one)
+		{B: 1, L: 37, H: 3, P: 19, N: 33, Q: 12}, // scalar tails
+		{B: 1, L: 130, H: 1, P: 64, N: 64, Q: 64},
+	} {
+		c, w := randomSSD(r, d), randomSSD(r, d)
+		wy, wf := sequentialSSD(c)
+		var grads []SSDGrads
+		for _, bits := range widths {
+			if got := SSDVectorBits(bits); got != bits {
+				t.Fatalf("asked for %d-bit vectors, got %d", bits, got)
+			}
+			y, final, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := max(maxDiff(y, wy), maxDiff(final, wf)); e > 1e-11 {
+				t.Errorf("%+v, %d bits: chunked differs from sequential by %g", d, bits, e)
+			}
+			g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, w.x, w.h0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grads = append(grads, g)
+		}
+		for i := 1; i < len(grads); i++ {
+			a, b := grads[0], grads[i]
+			for _, p := range [][2][]float64{{a.X, b.X}, {a.DT, b.DT}, {a.A, b.A}, {a.B, b.B}, {a.C, b.C}, {a.H0, b.H0}} {
+				if e := maxDiff(p[0], p[1]); e > 1e-10 {
+					t.Errorf("%+v: the gradients at %d and %d bits differ by %g", d, widths[0], widths[i], e)
+				}
+			}
+		}
+	}
+}

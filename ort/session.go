@@ -64,6 +64,7 @@ func Init(o InitOptions) (Info, error) {
 }
 
 func initialize(o InitOptions) (Info, error) {
+	keepFreedBlocks()
 	loc, err := Locate(o.LibPath)
 	if errors.Is(err, ErrNotFound) && o.AutoSetup && o.LibPath == "" && os.Getenv("NETSSM_ORT_LIB") == "" {
 		slog.Info("ONNX Runtime not found; provisioning it with npm", "version", Version)
