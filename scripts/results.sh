@@ -122,7 +122,7 @@ section_bench() {
   done
   {
     header bench "Throughput against PyTorch (one core, two runs)" "scripts/results.sh DIR bench (${pin[*]:-} scripts/bench-vs-torch.sh, twice)"
-    echo "Fused and standard are netssm's two kernel choices ([kernels.md](kernels.md), which also has the memory of a long training window); the ratios are fused / PyTorch, standard / PyTorch and fused / standard."
+    echo "Fused and standard are netssm's two kernel choices ([kernels.md](kernels.md), which also has the memory of a long training window); the ratios are fused / PyTorch, standard / PyTorch and fused / standard. PyTorch runs one thread per core it may use, on each OpenBLAS core type that fits the CPU, and each figure keeps its fastest (pt-core)."
     echo
     echo '```'; cat "$work/bench.txt"; echo '```'
   } > "$body"
