@@ -29,14 +29,18 @@ func FusedOps() []string {
 // h_t = exp(dt_t·A)·h_{t−1} + dt_t·x_t⊗Bm_t and y_t = h_t·Cm_t, it returns y
 // (B, L, H, P) (without the D·x skip) and the final state. chunk is the
 // chunk length the kernel works in. Its gradient is the SSDScanGrad node.
+// The node has a third output, the states entering the chunks (B, H,
+// ⌈L/chunk⌉, N, P), which only the gradient node reads: the backward
+// takes them from the forward instead of recomputing them.
 func SSDScan(x, dt, A, bm, cm, h0 *Tensor, chunk int) (y, final *Tensor) {
 	outs := []*Tensor{x, h0}
 	func() {
 		defer guardAll(x, &outs, 2)
 		g := sameGraph("SSDScan", x, dt, A, bm, cm, h0)
 		checkSSD("SSDScan", x, dt, A, bm, cm, h0, chunk)
+		B, L, H, P, N := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3), bm.Dim(2)
 		outs = g.addNode("SSDScan", []*Tensor{x, dt, A, bm, cm, h0}, []attribute{{"chunk", chunk}}, nil,
-			[]outSpec{{x.dtype, x.shape.Clone()}, {h0.dtype, h0.shape.Clone()}})
+			[]outSpec{{x.dtype, x.shape.Clone()}, {h0.dtype, h0.shape.Clone()}, {x.dtype, Shape{B, H, (L + chunk - 1) / chunk, N, P}}})
 	}()
 	return outs[0], outs[1]
 }
@@ -58,9 +62,9 @@ func checkSSD(op string, x, dt, A, bm, cm, h0 *Tensor, chunk int) {
 	}
 }
 
-// vjpSSDScan is the SSDScanGrad node: it recomputes inside chunks and
-// returns the gradients of x, dt, A, Bm, Cm and h0 (a missing dy or dfinal
-// is zeros).
+// vjpSSDScan is the SSDScanGrad node: from the forward's chunk states it
+// recomputes inside chunks and returns the gradients of x, dt, A, Bm, Cm
+// and h0 (a missing dy or dfinal is zeros).
 func vjpSSDScan(n *node, d []*Tensor) []*Tensor {
 	g := n.outputs[0].g
 	dy, dfinal := d[0], d[1]
@@ -70,7 +74,7 @@ func vjpSSDScan(n *node, d []*Tensor) []*Tensor {
 	if dfinal == nil {
 		dfinal = g.Zeros(n.outputs[1].dtype, n.outputs[1].shape...)
 	}
-	ins := append(append([]*Tensor(nil), n.inputs...), dy, dfinal)
+	ins := append(append([]*Tensor(nil), n.inputs...), dy, dfinal, n.outputs[2])
 	specs := make([]outSpec, 6)
 	for i, in := range n.inputs {
 		specs[i] = outSpec{in.dtype, in.shape.Clone()}

@@ -85,19 +85,26 @@ func (d SSDDims) check(x, dt, A, bm, cm, h0 []float64) error {
 	return nil
 }
 
+// ChunkStates is the number of values of the states entering the chunks,
+// B·H·⌈L/Q⌉·N·P: SSDScan's third output.
+func (d SSDDims) ChunkStates() int { return d.B * d.H * ((d.L + d.Q - 1) / d.Q) * d.N * d.P }
+
 // SSDScan64 runs the SSDScan kernel in float64 on the calling thread: y
-// (B,L,H,P) without the D·x skip and the final state (B,H,P,N). It is the
-// same C source as the float32 op, for checks against finite differences.
-func SSDScan64(d SSDDims, x, dt, A, bm, cm, h0 []float64) (y, final []float64, err error) {
+// (B,L,H,P) without the D·x skip, the final state (B,H,P,N) and the states
+// entering the chunks (B,H,⌈L/Q⌉,N,P), which SSDScanGrad64 may take. It is
+// the same C source as the float32 op, for checks against finite
+// differences.
+func SSDScan64(d SSDDims, x, dt, A, bm, cm, h0 []float64) (y, final, states []float64, err error) {
 	if err := d.check(x, dt, A, bm, cm, h0); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	y, final = make([]float64, len(x)), make([]float64, len(h0))
+	y, final, states = make([]float64, len(x)), make([]float64, len(h0)), make([]float64, d.ChunkStates())
 	dc := d.c()
-	if C.nss_ssd_fwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), f64(y), f64(final), C.nss_par(C.nss_serial), nil) != 0 {
-		return nil, nil, errors.New("SSD scan: out of memory")
+	if C.nss_ssd_fwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), f64(y), f64(final), f64(states),
+		C.nss_par(C.nss_serial), nil) != 0 {
+		return nil, nil, nil, errors.New("SSD scan: out of memory")
 	}
-	return y, final, nil
+	return y, final, states, nil
 }
 
 // SSDVectorBits reports the width in bits of the vectors the SSD kernels'
@@ -112,16 +119,25 @@ type SSDGrads struct{ X, DT, A, B, C, H0 []float64 }
 
 // SSDScanGrad64 runs the SSDScanGrad kernel in float64: the gradients of
 // SSDScan64's outputs with respect to its inputs, given dy and dfinal.
-func SSDScanGrad64(d SSDDims, x, dt, A, bm, cm, h0, dy, dfinal []float64) (SSDGrads, error) {
+// states are SSDScan64's chunk states of the same inputs, or nil: then
+// the kernel recomputes them.
+func SSDScanGrad64(d SSDDims, x, dt, A, bm, cm, h0, dy, dfinal, states []float64) (SSDGrads, error) {
 	if err := d.check(x, dt, A, bm, cm, h0); err != nil {
 		return SSDGrads{}, err
 	}
 	if len(dy) != len(x) || len(dfinal) != len(h0) {
 		return SSDGrads{}, errors.New("SSD scan gradient: dy or dfinal does not match")
 	}
+	var st *C.double // nil: recompute
+	if states != nil {
+		if len(states) != d.ChunkStates() {
+			return SSDGrads{}, fmt.Errorf("SSD scan gradient: %d chunk-state values, want %d", len(states), d.ChunkStates())
+		}
+		st = f64(states)
+	}
 	g := SSDGrads{make([]float64, len(x)), make([]float64, len(dt)), make([]float64, len(A)), make([]float64, len(bm)), make([]float64, len(cm)), make([]float64, len(h0))}
 	dc := d.c()
-	if C.nss_ssd_bwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), f64(dy), f64(dfinal),
+	if C.nss_ssd_bwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), st, f64(dy), f64(dfinal),
 		f64(g.X), f64(g.DT), f64(g.A), f64(g.B), f64(g.C), f64(g.H0), C.nss_par(C.nss_serial), nil) != 0 {
 		return SSDGrads{}, errors.New("SSD scan gradient: out of memory")
 	}

@@ -240,37 +240,51 @@ static status_t ssd_dims(const char *op, const tensor *in, int64_t chunk, nss_di
 	return NULL;
 }
 
-// SSDScan(x, dt, A, Bm, Cm, h0; chunk) → (y (B,L,H,P), final (B,H,P,N)).
+// chunk_states_dims are the dims of the states entering the chunks, (B, H,
+// ⌈L/Q⌉, N, P).
+static void chunk_states_dims(const nss_dims *d, int64_t out[5]) {
+	out[0] = d->B, out[1] = d->H, out[2] = ((int64_t)d->L + d->Q - 1) / d->Q, out[3] = d->N, out[4] = d->P;
+}
+
+// SSDScan(x, dt, A, Bm, Cm, h0; chunk) → (y (B,L,H,P), final (B,H,P,N),
+// chunk states (B,H,⌈L/Q⌉,N,P), which SSDScanGrad reads).
 static status_t ssd_scan(void *kv, void *ctx) {
 	const kernel *k = kv;
 	tensor in[6];
 	nss_dims d;
+	int64_t sd[5];
 	status_t st = inputs(ctx, in, 6);
 	if (!st) st = ssd_dims("SSDScan", in, k->chunk, &d);
-	float *y, *final;
+	float *y, *final, *states;
 	if (!st) st = output(ctx, 0, in[0].dims, 4, &y);
 	if (!st) st = output(ctx, 1, in[5].dims, 4, &final);
+	if (!st) chunk_states_dims(&d, sd), st = output(ctx, 2, sd, 5, &states);
 	if (st) return st;
 	par_ctx p = {ctx, NULL};
-	int fail = nss_ssd_fwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, y, final, ort_parallel, &p);
+	int fail = nss_ssd_fwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, y, final, states,
+				   ort_parallel, &p);
 	return finish(&p, fail, "SSDScan");
 }
 
-// SSDScanGrad(x, dt, A, Bm, Cm, h0, dy, dfinal; chunk) → (dx, ddt, dA, dBm, dCm, dh0).
+// SSDScanGrad(x, dt, A, Bm, Cm, h0, dy, dfinal, chunk states; chunk) → (dx,
+// ddt, dA, dBm, dCm, dh0).
 static status_t ssd_scan_grad(void *kv, void *ctx) {
 	const kernel *k = kv;
-	tensor in[8];
+	tensor in[9];
 	nss_dims d;
-	status_t st = inputs(ctx, in, 8);
+	int64_t sd[5];
+	status_t st = inputs(ctx, in, 9);
 	if (!st) st = ssd_dims("SSDScanGrad", in, k->chunk, &d);
 	if (!st && !is(&in[6], 4, in[0].dims)) st = shape_error("SSDScanGrad", "dy must be shaped like x");
 	if (!st && !is(&in[7], 4, in[5].dims)) st = shape_error("SSDScanGrad", "dfinal must be shaped like h0");
+	if (!st && (chunk_states_dims(&d, sd), !is(&in[8], 5, sd)))
+		st = shape_error("SSDScanGrad", "the chunk states must be SSDScan's third output, (B, H, ceil(L/chunk), N, P)");
 	float *out[6];
 	for (int i = 0; i < 6 && !st; i++) st = output(ctx, (size_t)i, in[i].dims, in[i].rank, &out[i]);
 	if (st) return st;
 	par_ctx p = {ctx, NULL};
-	int fail = nss_ssd_bwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[6].data, in[7].data,
-				   out[0], out[1], out[2], out[3], out[4], out[5], ort_parallel, &p);
+	int fail = nss_ssd_bwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[8].data, in[6].data,
+				   in[7].data, out[0], out[1], out[2], out[3], out[4], out[5], ort_parallel, &p);
 	return finish(&p, fail, "SSDScanGrad");
 }
 
@@ -499,8 +513,8 @@ static status_t softmax_xent_grad(void *k, void *ctx) {
 	}
 
 static nss_op ops[] = {
-	OP("SSDScan", 6, 2, 1, ssd_scan),
-	OP("SSDScanGrad", 8, 6, 1, ssd_scan_grad),
+	OP("SSDScan", 6, 3, 1, ssd_scan),
+	OP("SSDScanGrad", 9, 6, 1, ssd_scan_grad),
 	OP("MixerStep", 9, 3, 0, mixer_step),
 	OP("ConvSilu", 4, 2, 0, conv_silu),
 	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),

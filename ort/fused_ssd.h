@@ -31,6 +31,7 @@ typedef struct {
 	REAL *dx, *ddt, *dA, *dBm, *dCm, *dh0;
 	REAL *cb;     // (B, nc, Q, Q): CB of every chunk (lower triangle)
 	REAL *states; // (B, H, nc, N, P): state entering each chunk
+	int own_states; // states was allocated here (not the caller's)
 	REAL *adj;    // (B, H, nc, N, P): adjoint of the state leaving each chunk
 	REAL *dApart; // (B, nc, H): dA of each chunk, summed afterwards
 	int fail;     // set by a task whose scratch allocation failed
@@ -476,7 +477,10 @@ static int FN(ssd_alloc)(FN(ssd_args) *a, int backward) {
 	const nss_dims *d = &a->d;
 	size_t nc = NCHUNKS(d), B = d->B, H = d->H, Q = d->Q, NP = (size_t)d->N * d->P;
 	a->cb = malloc(B * nc * Q * Q * sizeof(REAL));
-	a->states = malloc(B * H * nc * NP * sizeof(REAL));
+	if (!a->states) {
+		a->states = malloc(B * H * nc * NP * sizeof(REAL));
+		a->own_states = 1;
+	}
 	if (backward) {
 		a->adj = malloc(B * H * nc * NP * sizeof(REAL));
 		a->dApart = malloc(B * nc * H * sizeof(REAL));
@@ -486,16 +490,19 @@ static int FN(ssd_alloc)(FN(ssd_args) *a, int backward) {
 
 static void FN(ssd_free)(FN(ssd_args) *a) {
 	free(a->cb);
-	free(a->states);
+	if (a->own_states) free(a->states);
 	free(a->adj);
 	free(a->dApart);
 }
 
 // nss_ssd_fwd: y (B,L,H,P) without the D·x skip, and the final state (B,H,P,N)
-// (final may be NULL). Returns 0, or 1 when memory ran out.
+// (final may be NULL). With states (B,H,nc,N,P) not NULL it also keeps the
+// state entering every chunk there, for nss_ssd_bwd. Returns 0, or 1 when
+// memory ran out.
 int FN(nss_ssd_fwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL *A, const REAL *Bm,
-		    const REAL *Cm, const REAL *h0, REAL *y, REAL *final, nss_par par, void *ctx) {
-	FN(ssd_args) a = {.d = *d, .x = x, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .h0 = h0, .y = y, .final = final};
+		    const REAL *Cm, const REAL *h0, REAL *y, REAL *final, REAL *states, nss_par par, void *ctx) {
+	FN(ssd_args) a = {.d = *d, .x = x, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .h0 = h0, .y = y, .final = final,
+			  .states = states};
 	if (d->L == 0 || FN(ssd_alloc)(&a, 0)) {
 		FN(ssd_free)(&a);
 		return d->L == 0 ? 0 : 1;
@@ -510,11 +517,14 @@ int FN(nss_ssd_fwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL
 
 // nss_ssd_bwd: the gradients of nss_ssd_fwd's (y, final) with respect to x,
 // dt, A, Bm, Cm and h0, given dy and dfinal, recomputing inside chunks.
+// states is what nss_ssd_fwd kept of the same inputs, or NULL: then the
+// states entering the chunks are recomputed too.
 int FN(nss_ssd_bwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL *A, const REAL *Bm,
-		    const REAL *Cm, const REAL *h0, const REAL *dy, const REAL *dfinal, REAL *dx, REAL *ddt,
-		    REAL *dA, REAL *dBm, REAL *dCm, REAL *dh0, nss_par par, void *ctx) {
+		    const REAL *Cm, const REAL *h0, const REAL *states, const REAL *dy, const REAL *dfinal, REAL *dx,
+		    REAL *ddt, REAL *dA, REAL *dBm, REAL *dCm, REAL *dh0, nss_par par, void *ctx) {
 	FN(ssd_args) a = {.d = *d, .x = x, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .h0 = h0, .dy = dy,
-			  .dfinal = dfinal, .dx = dx, .ddt = ddt, .dA = dA, .dBm = dBm, .dCm = dCm, .dh0 = dh0};
+			  .dfinal = dfinal, .dx = dx, .ddt = ddt, .dA = dA, .dBm = dBm, .dCm = dCm, .dh0 = dh0,
+			  .states = (REAL *)states}; // read only when given
 	for (int h = 0; h < d->H; h++) dA[h] = 0;
 	if (d->L == 0) {
 		memcpy(dh0, dfinal, (size_t)d->B * d->H * d->P * d->N * sizeof(REAL));
@@ -526,7 +536,7 @@ int FN(nss_ssd_bwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL
 	}
 	size_t nc = NCHUNKS(d);
 	par(ctx, FN(cb_task), d->B * nc, &a);
-	par(ctx, FN(states_task), (size_t)d->B * d->H, &a);
+	if (!states) par(ctx, FN(states_task), (size_t)d->B * d->H, &a);
 	par(ctx, FN(adjoint_task), (size_t)d->B * d->H, &a);
 	par(ctx, FN(grad_task), d->B * nc, &a);
 	for (size_t i = 0; i < d->B * nc; i++)

@@ -71,7 +71,7 @@ func TestSSDScanKernelEqualsSequentialRecurrence(t *testing.T) {
 		{B: 3, L: 9, H: 2, P: 3, N: 2, Q: 100}, // one chunk shorter than Q
 	} {
 		c := randomSSD(r, d)
-		y, final, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
+		y, final, _, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func TestSSDScanGradKernelMatchesFiniteDifferences(t *testing.T) {
 		c := randomSSD(r, d)
 		wc := randomSSD(r, d) // its x and h0 weigh y and final
 		loss := func() float64 {
-			y, f, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
+			y, f, _, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,9 +104,24 @@ func TestSSDScanGradKernelMatchesFiniteDifferences(t *testing.T) {
 			}
 			return s
 		}
-		g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, wc.x, wc.h0)
+		_, _, states, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
 		if err != nil {
 			t.Fatal(err)
+		}
+		g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, wc.x, wc.h0, states)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The backward takes the forward's chunk states; recomputing them
+		// gives the same gradients.
+		re, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, wc.x, wc.h0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range [][2][]float64{{g.X, re.X}, {g.DT, re.DT}, {g.A, re.A}, {g.B, re.B}, {g.C, re.C}, {g.H0, re.H0}} {
+			if e := maxDiff(p[0], p[1]); e > 1e-13 {
+				t.Errorf("%+v: gradients from the forward's chunk states and from recomputed ones differ by %g", d, e)
+			}
 		}
 		for _, in := range []struct {
 			name string
@@ -154,14 +169,14 @@ func TestSSDScanKernelAtEveryVectorWidth(t *testing.T) {
 			if got := SSDVectorBits(bits); got != bits {
 				t.Fatalf("asked for %d-bit vectors, got %d", bits, got)
 			}
-			y, final, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
+			y, final, states, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if e := max(maxDiff(y, wy), maxDiff(final, wf)); e > 1e-11 {
 				t.Errorf("%+v, %d bits: chunked differs from sequential by %g", d, bits, e)
 			}
-			g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, w.x, w.h0)
+			g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, w.x, w.h0, states)
 			if err != nil {
 				t.Fatal(err)
 			}
