@@ -101,9 +101,6 @@ func SpecVocabulary(s *tokenizer.Spec) Vocabulary {
 		v.DTBucket = s.DtBuckets
 	}
 	v.RowAfterLabel = s.Layout == tokenizer.LayoutNetSSM
-	if id, ok := s.FlowNewToken(); ok {
-		v.FlowNew = id
-	}
 	for i := range s.Labels {
 		v.Labels = append(v.Labels, s.FirstLabelID+i)
 	}

@@ -52,12 +52,7 @@ type Job struct {
 	Prompt   []int  // fed to prefill: the label token, then any prompt packets
 	Limits   Limits
 	Sampling sampling.Params
-	// FlowSampling, if set, replaces Sampling for the token that chooses a
-	// packet's flow (continue one of the table, or open one): the slot
-	// where the grammar allows Vocab.FlowNew. Nil, or no grammar: Sampling
-	// everywhere.
-	FlowSampling *sampling.Params
-	Vocab        Vocabulary
+	Vocab    Vocabulary
 	// NewGrammar returns a fresh packet grammar positioned before the
 	// prompt; nil decodes unconstrained.
 	NewGrammar func() Grammar
@@ -142,8 +137,7 @@ type generator struct {
 	model   Model
 	sink    Sink
 	sampler *sampling.Sampler
-	flow    *sampling.Sampler // the flow choice's, or nil
-	vocab   int               // logits per row
+	vocab   int // logits per row
 	batch   Batch
 	prefill []float32
 	state   State
@@ -172,11 +166,6 @@ func Generate(ctx context.Context, m Model, sink Sink, job Job) (Stats, error) {
 	var err error
 	if g.sampler, err = sampling.New(job.Sampling, job.Vocab.Size); err != nil {
 		return Stats{}, err
-	}
-	if job.FlowSampling != nil && job.Vocab.FlowNew >= 256 {
-		if g.flow, err = sampling.New(*job.FlowSampling, job.Vocab.Size); err != nil {
-			return Stats{}, fmt.Errorf("flow choice: %w", err)
-		}
 	}
 	if g.prefill, g.state, err = m.Prefill(job.Prompt); err != nil {
 		return Stats{}, fmt.Errorf("prefill of the %d-token prompt: %w", len(job.Prompt), err)
@@ -384,11 +373,7 @@ func (g *generator) feed(i int, logits []float32) error {
 		if g.job.IgnoreEOS {
 			allowed[g.job.Vocab.EOS] = false
 		}
-		sampler := g.sampler
-		if g.flow != nil && s.gram != nil && allowed[g.job.Vocab.FlowNew] {
-			sampler = g.flow
-		}
-		id, err := sampler.Sample(logits[:g.job.Vocab.Size], allowed, s.hist, s.rng)
+		id, err := g.sampler.Sample(logits[:g.job.Vocab.Size], allowed, s.hist, s.rng)
 		if err != nil {
 			return fmt.Errorf("trace %d, token %d: %w", s.trace, s.tokens, err)
 		}

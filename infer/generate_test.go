@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -555,67 +554,4 @@ func TestTwoLabelsNeverShareARandomStream(t *testing.T) {
 		}
 	}
 	sameFiles(t, a, files(fakeVocab.Labels[0]), "same label, same seed")
-}
-
-// recordingGrammar is a fake grammar that keeps every token it advanced by.
-type recordingGrammar struct {
-	Grammar
-	ids []int
-}
-
-func (g *recordingGrammar) Advance(id int) error {
-	g.ids = append(g.ids, id)
-	return g.Grammar.Advance(id)
-}
-
-// The flow-choice settings (Job.FlowSampling) apply exactly where the
-// grammar allows Vocab.FlowNew: here the fake layout's timing slot stands in
-// for the flow choice, sampled greedily, while every other token is drawn at
-// temperature 1. Replaying each trace through the model shows every timing
-// token is the slot's most probable one, and that the free header bytes
-// were not.
-func TestFlowSamplingAppliesOnlyWhereFlowNewIsAllowed(t *testing.T) {
-	m := &markovModel{noise: 4, noEOS: true}
-	var mu sync.Mutex
-	var grams []*recordingGrammar
-	job := baseJob()
-	job.Vocab.FlowNew = fakeVocab.DT0 // allowed only where a packet's timing is chosen
-	job.FlowSampling = &sampling.Params{Greedy: true, Temperature: 1, TopP: 1, RepetitionPenalty: 1}
-	job.NewGrammar = func() Grammar {
-		g := &recordingGrammar{Grammar: newFakeGrammar()}
-		mu.Lock()
-		grams = append(grams, g)
-		mu.Unlock()
-		return g
-	}
-	generate(t, m, newMemSink(), job)
-	timings, notArgmax := 0, 0
-	logits := make([]float32, fakeLogits)
-	for _, g := range grams {
-		h, pos := make([]float32, 2), make([]float32, 1)
-		for i, id := range g.ids {
-			if i > 0 { // the label is the prompt: no choice
-				best := -1
-				for v := range fakeVocab.Size {
-					if (fakeVocab.DT(v) >= 0) == (fakeVocab.DT(id) >= 0) && (best < 0 || logits[v] > logits[best]) {
-						best = v
-					}
-				}
-				switch {
-				case fakeVocab.DT(id) >= 0:
-					timings++
-					if id != best {
-						t.Fatalf("timing token %d of a trace is not the slot's most probable (%d)", id, best)
-					}
-				case id < 256 && fakeFree[int(pos[0])] && id != best:
-					notArgmax++
-				}
-			}
-			m.advance(h, pos, id)
-			m.logits(h, pos, logits)
-		}
-	}
-	if timings == 0 || notArgmax == 0 {
-		t.Fatalf("%d timing tokens, %d free header bytes other than the most probable: the test saw nothing", timings, notArgmax)
-	}
 }

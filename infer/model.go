@@ -67,9 +67,6 @@ type Vocabulary struct {
 	// RowAfterLabel: the first packet follows the label without `<pkt>`
 	// (the netssm layout, whose `<pkt>` stands between packets).
 	RowAfterLabel bool
-	// FlowNew is `<flow:new>` (flow layout): the grammar allows it exactly
-	// where a packet's flow is chosen; < 256: no such token.
-	FlowNew int
 }
 
 // IsByte reports whether id is a packet byte.

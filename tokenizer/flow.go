@@ -509,15 +509,6 @@ func (s *Spec) tokTailRaw() int            { return s.tokTailMask() + 1 }
 func (s *Spec) tokOp(i int) int            { return s.tokTailMask() + 2 + i }
 func (s *Spec) tokAddr(rank int) int       { return s.tokOp(len(flowOps)) + rank }
 
-// FlowNewToken is the id of `<flow:new>`, the token that opens a flow in
-// the flow layout; ok is false in the other layouts.
-func (s *Spec) FlowNewToken() (id int, ok bool) {
-	if s.Layout != LayoutFlow {
-		return 0, false
-	}
-	return s.tokFlowNew(), true
-}
-
 func (s *Spec) isFlowToken(tok int) bool {
 	return s.flowBase > 0 && tok >= s.flowBase && tok < s.FirstLabelID
 }

@@ -66,7 +66,6 @@ func init() {
 			&cli.StringFlag{Name: "shard", Usage: "run only shard i of n: traces t with t mod n = i (e.g. 0/4)"},
 			&cli.StringFlag{Name: "preset", Usage: "sampling preset: paper (temperature 0.5, top-p 0.9, top-k 25, repetition penalty 1.8); other flags override it"},
 			&cli.Float64Flag{Name: "temperature", Value: 1, Usage: "softmax temperature (0: greedy)"},
-			&cli.Float64Flag{Name: "flow-temperature", Usage: "flow layout: the temperature of the token that picks a packet's flow (continue one, or open one); the other settings stay (default: --temperature)"},
 			&cli.IntFlag{Name: "top-k", Usage: "keep the k most probable tokens (0: all)"},
 			&cli.Float64Flag{Name: "top-p", Value: 1, Usage: "keep the smallest set of tokens with this much probability (1: all)"},
 			&cli.Float64Flag{Name: "min-p", Usage: "drop tokens below this fraction of the most probable one (0: none)"},
@@ -156,14 +155,6 @@ func sampleJob(c *cli.Context) (infer.Job, *infer.PcapSink, error) {
 	if job.Sampling, err = sampleParams(c); err != nil {
 		return job, nil, err
 	}
-	if c.IsSet("flow-temperature") {
-		fp := job.Sampling
-		fp.Temperature = c.Float64("flow-temperature")
-		if err := fp.Validate(); err != nil {
-			return job, nil, usagef("--flow-temperature: %v", err)
-		}
-		job.FlowSampling = &fp
-	}
 	if c.IsSet("prompt-packets") && c.String("prompt") == "" {
 		return job, nil, usagef("--prompt-packets needs --prompt FILE")
 	}
@@ -236,9 +227,6 @@ func runSample(c *cli.Context) error {
 		return err
 	}
 	job.Vocab = b.Vocab
-	if job.FlowSampling != nil && b.Vocab.FlowNew < 256 {
-		return usagef("--flow-temperature: the model in %s uses the %s token layout, which has no flow choice (only flow does)", b.Dir, b.Spec.Layout)
-	}
 	job.Timing = b.Timing(label)
 	job.NewDecoder = b.NewDecoder
 	if !c.Bool("no-constrain") {

@@ -24,7 +24,6 @@ func TestSampleUsageErrorsExitTwo(t *testing.T) {
 		"bad shard":               {"--shard", "2/2", "-o", dir},
 		"bad top-p":               {"--top-p", "1.5", "-o", filepath.Join(dir, "a.pcap")},
 		"bad temperature":         {"--temperature", "-1", "-o", filepath.Join(dir, "a.pcap")},
-		"bad flow temperature":    {"--flow-temperature", "-1", "-o", filepath.Join(dir, "a.pcap")},
 		"unknown preset":          {"--preset", "fast", "-o", filepath.Join(dir, "a.pcap")},
 		"zero batch":              {"--batch", "0", "-o", filepath.Join(dir, "a.pcap")},
 		"negative packets":        {"--packets", "-5", "-o", filepath.Join(dir, "a.pcap")},
@@ -152,9 +151,6 @@ func TestSampleBadBundleOrLabelFails(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "x.pcap")
 	if code := run([]string{"netssm-cli", "-q", "sample", "--model", bundle, "--label", "video", "-o", out}); code != 2 {
 		t.Errorf("unknown label: exit code %d, want 2", code)
-	}
-	if code := run([]string{"netssm-cli", "-q", "sample", "--model", bundle, "--label", "web", "--flow-temperature", "0.5", "-o", out}); code != 2 {
-		t.Errorf("--flow-temperature on a v1 model: exit code %d, want 2", code)
 	}
 	step := filepath.Join(bundle, "step.onnx")
 	data, err := os.ReadFile(step)

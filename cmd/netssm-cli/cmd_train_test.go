@@ -193,8 +193,6 @@ func TestFlowLayoutTrainsWithSegmentsExportsAndSamples(t *testing.T) {
 	runOK(t, "-q", "export", out, "-o", bundle)
 	pcap := filepath.Join(dir, "synthetic.pcap")
 	runOK(t, "-q", "sample", "--model", bundle, "--label", "web", "--packets", "40", "--ignore-eos", "--seed", "1", "-o", pcap)
-	runOK(t, "-q", "sample", "--model", bundle, "--label", "web", "--packets", "40", "--ignore-eos", "--seed", "1",
-		"--flow-temperature", "0.5", "-o", filepath.Join(dir, "flow-temperature.pcap"))
 	r, err := capture.Open(pcap)
 	if err != nil {
 		t.Fatal(err)
