@@ -90,102 +90,116 @@ func BenchmarkForwardBackward(b *testing.B) {
 // BenchmarkStep: one decoding step of the small preset (weights as
 // initializers) at batch 1 and 32, the way generation runs it: ONNX Runtime
 // values allocated once, the states double-buffered (a step reads one set and
-// writes the other, then they swap), so nothing is copied between steps.
+// writes the other, then they swap) but for the conv and SSM states of fused
+// kernels, which MixerStep updates in place, so nothing is copied between
+// steps.
 // Reports the latency per step and tokens/s.
 func BenchmarkStep(b *testing.B) {
-	c := preset(b, "small")
-	p := model.InitParams(c, 1)
-	for _, B := range []int{1, 32} {
-		b.Run(fmt.Sprintf("small/B=%d", B), func(b *testing.B) {
-			g, err := model.NewStepGraph(c, B, graph.Float32)
-			if err != nil {
-				b.Fatal(err)
-			}
-			orttest.Init(b)
-			bs, err := g.Serialize(graph.Initializers(model.Values(p)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			s, err := ort.NewSession(bs, ort.SessionOptions{Threads: runtime.NumCPU()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			stateIn, stateOut := model.StateNames(c)
-			shapes := model.StateShapes(c, B)
-			bufs := [2][]*ort.HostTensor[float32]{}
-			for k := range bufs {
-				for _, sh := range shapes {
-					t, err := ort.NewHostTensor[float32](int64s(sh)...)
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer t.Destroy()
-					bufs[k] = append(bufs[k], t)
-				}
-			}
-			ids, err := ort.NewHostTensor[int64](int64(B))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ids.Destroy()
-			logits, err := ort.NewHostTensor[float32](int64(B), int64(c.VocabSize))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer logits.Destroy()
-			pos := map[string]int{}
-			for i, n := range stateIn {
-				pos[n] = i
-			}
-			for i, n := range stateOut {
-				pos[n] = i
-			}
-			ins := make([]ort.Value, len(s.InputNames()))
-			outs := make([]ort.Value, len(s.OutputNames()))
-			cur := 0
-			bind := func() {
-				for i, n := range s.InputNames() {
-					if n == model.InIDs {
-						ins[i] = ids
-					} else {
-						ins[i] = bufs[cur][pos[n]]
-					}
-				}
-				for i, n := range s.OutputNames() {
-					if n == model.OutLogits {
-						outs[i] = logits
-					} else {
-						outs[i] = bufs[1-cur][pos[n]]
-					}
-				}
-			}
-			tok := ids.GetData()
-			step := func(i int) {
-				for j := range tok {
-					tok[j] = int64((i*7 + j) % 256)
-				}
-				bind()
-				if err := s.RunValues(ins, outs); err != nil {
-					b.Fatal(err)
-				}
-				cur = 1 - cur
-			}
-			for i := range 10 {
-				step(i)
-			}
-			b.ResetTimer()
-			start := time.Now()
-			i := 0
-			for b.Loop() {
-				step(i)
-				i++
-			}
-			el := time.Since(start)
-			b.ReportMetric(float64(el.Microseconds())/float64(b.N), "µs/step")
-			b.ReportMetric(float64(B*b.N)/el.Seconds(), "tokens/s")
-		})
+	for _, kernels := range []string{model.KernelsFused, model.KernelsStandard} {
+		for _, B := range []int{1, 32} {
+			b.Run(fmt.Sprintf("small/%s/B=%d", kernels, B), func(b *testing.B) {
+				c := preset(b, "small")
+				c.Kernels = kernels
+				benchStep(b, c, B)
+			})
+		}
 	}
+}
+
+// benchStep times one decoding step of config c at batch B.
+func benchStep(b *testing.B, c model.Config, B int) {
+	p := model.InitParams(c, 1)
+	g, err := model.NewStepGraph(c, B, graph.Float32)
+	if err != nil {
+		b.Fatal(err)
+	}
+	orttest.Init(b)
+	bs, err := g.Serialize(graph.Initializers(model.Values(p)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := ort.NewSession(bs, ort.SessionOptions{Threads: runtime.NumCPU()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	stateIn, stateOut := model.StateNames(c)
+	shapes := model.StateShapes(c, B)
+	bufs := [2][]*ort.HostTensor[float32]{}
+	for k := range bufs {
+		for i, sh := range shapes {
+			if k == 1 && c.Fused() && i < 2*c.Layers { // MixerStep's states: in place, as generation runs them
+				bufs[k] = append(bufs[k], bufs[0][i])
+				continue
+			}
+			t, err := ort.NewHostTensor[float32](int64s(sh)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer t.Destroy()
+			bufs[k] = append(bufs[k], t)
+		}
+	}
+	ids, err := ort.NewHostTensor[int64](int64(B))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ids.Destroy()
+	logits, err := ort.NewHostTensor[float32](int64(B), int64(c.VocabSize))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logits.Destroy()
+	pos := map[string]int{}
+	for i, n := range stateIn {
+		pos[n] = i
+	}
+	for i, n := range stateOut {
+		pos[n] = i
+	}
+	ins := make([]ort.Value, len(s.InputNames()))
+	outs := make([]ort.Value, len(s.OutputNames()))
+	cur := 0
+	bind := func() {
+		for i, n := range s.InputNames() {
+			if n == model.InIDs {
+				ins[i] = ids
+			} else {
+				ins[i] = bufs[cur][pos[n]]
+			}
+		}
+		for i, n := range s.OutputNames() {
+			if n == model.OutLogits {
+				outs[i] = logits
+			} else {
+				outs[i] = bufs[1-cur][pos[n]]
+			}
+		}
+	}
+	tok := ids.GetData()
+	step := func(i int) {
+		for j := range tok {
+			tok[j] = int64((i*7 + j) % 256)
+		}
+		bind()
+		if err := s.RunValues(ins, outs); err != nil {
+			b.Fatal(err)
+		}
+		cur = 1 - cur
+	}
+	for i := range 10 {
+		step(i)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	i := 0
+	for b.Loop() {
+		step(i)
+		i++
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(el.Microseconds())/float64(b.N), "µs/step")
+	b.ReportMetric(float64(B*b.N)/el.Seconds(), "tokens/s")
 }
 
 // rssEnv makes the test binary run one forward+backward in a child process

@@ -136,6 +136,64 @@ static inline float dot8(const float *a, const float *b, size_t n) {
 	return s;
 }
 
+// state_rows updates four rows of a head's state in place, s_r = s_r·dA +
+// k_r·Bm (rows of stride N), and writes their readouts s_r·Cm to y. Each
+// row sums in 16 partial sums (a vector's lanes), added pairwise at the
+// end, and the four rows are independent, so that their additions overlap:
+// the update and the readout in one pass, without a long chain of dependent
+// additions.
+static inline __attribute__((always_inline)) void state_rows(float *restrict s, float dA, const float *k,
+							     const float *restrict Bm, const float *restrict Cm,
+							     size_t N, float *y) {
+	float acc[4][16] = {{0}}, tail[4] = {0};
+	size_t n = 0;
+	for (; n + 16 <= N; n += 16)
+		for (int r = 0; r < 4; r++)
+			for (int j = 0; j < 16; j++) {
+				float v = s[r * N + n + j] * dA + k[r] * Bm[n + j];
+				s[r * N + n + j] = v;
+				acc[r][j] += v * Cm[n + j];
+			}
+	for (; n < N; n++)
+		for (int r = 0; r < 4; r++) {
+			float v = s[r * N + n] * dA + k[r] * Bm[n];
+			s[r * N + n] = v;
+			tail[r] += v * Cm[n];
+		}
+	for (int r = 0; r < 4; r++) {
+		for (int j = 0; j < 8; j++) acc[r][j] += acc[r][j + 8];
+		for (int j = 0; j < 4; j++) acc[r][j] += acc[r][j + 4];
+		y[r] = tail[r] + (acc[r][0] + acc[r][2]) + (acc[r][1] + acc[r][3]);
+	}
+}
+
+// conv_window_step moves every channel's window of the conv state (C, K)
+// on by one step in place, its oldest value out and the channel's new input
+// xin in, and writes the convolution of the window, bias[c] + Σ_k w[c][k]·
+// win[c][k], to xc. The common width 4 is written out, so that the compiler
+// vectorises it over channels.
+static inline __attribute__((always_inline)) void conv_window_step(float *restrict win, const float *restrict xin,
+								   const float *restrict w, const float *restrict bias,
+								   size_t C, size_t K, float *restrict xc) {
+	if (K == 4) {
+		for (size_t c = 0; c < C; c++) {
+			float *r = win + 4 * c;
+			const float *wc = w + 4 * c;
+			float r1 = r[1], r2 = r[2], r3 = r[3], r4 = xin[c];
+			r[0] = r1, r[1] = r2, r[2] = r3, r[3] = r4;
+			xc[c] = bias[c] + r1 * wc[0] + r2 * wc[1] + r3 * wc[2] + r4 * wc[3];
+		}
+		return;
+	}
+	for (size_t c = 0; c < C; c++) {
+		float *r = win + c * K, acc = bias[c];
+		for (size_t k = 0; k + 1 < K; k++) r[k] = r[k + 1];
+		r[K - 1] = xin[c];
+		for (size_t k = 0; k < K; k++) acc += r[k] * w[c * K + k];
+		xc[c] = acc;
+	}
+}
+
 // step_task runs one batch row: conv window shift and conv + silu, the SSM
 // state update and output (+ D·x), the gated RMSNorm.
 HOT static void step_task(void *user, size_t b) {
@@ -150,14 +208,8 @@ HOT static void step_task(void *user, size_t b) {
 		a->fail = 1;
 		return;
 	}
-	for (size_t c = 0; c < C; c++) {
-		const float *row = cs + c * K, *w = a->convw + c * K;
-		float *row2 = cs2 + c * K, acc = a->convb[c];
-		for (size_t k = 0; k + 1 < K; k++) row2[k] = row[k + 1];
-		row2[K - 1] = xbc[c];
-		for (size_t k = 0; k < K; k++) acc += row2[k] * w[k];
-		xc[c] = acc;
-	}
+	if (cs2 != cs) memcpy(cs2, cs, C * K * sizeof(float));
+	conv_window_step(cs2, xbc, a->convw, a->convb, C, K, xc);
 	for (size_t c = 0; c < C; c++) xc[c] = silu(xc[c]);
 	const float *x = xc, *Bm = xc + di, *Cm = xc + di + N;
 	for (size_t h = 0; h < H; h++) {
@@ -165,12 +217,23 @@ HOT static void step_task(void *user, size_t b) {
 		float dA = expf(dt * -expf(a->alog[h]));
 		const float *s = a->ssm + (b * H + h) * P * N;
 		float *s2 = a->ssm2 + (b * H + h) * P * N;
-		for (size_t p = 0; p < P; p++) {
-			float k = dt * x[h * P + p];
-			const float *sp = s + p * N;
-			float *sp2 = s2 + p * N;
-			for (size_t n = 0; n < N; n++) sp2[n] = sp[n] * dA + k * Bm[n];
-			out[h * P + p] = dot8(sp2, Cm, N) + a->D[h] * x[h * P + p];
+		if (s2 != s) memcpy(s2, s, P * N * sizeof(float));
+		for (size_t p = 0; p < P; p += 4) {
+			float k[4] = {0}, y[4];
+			size_t rows = P - p < 4 ? P - p : 4;
+			for (size_t r = 0; r < rows; r++) k[r] = dt * x[h * P + p + r];
+			if (rows == 4)
+				state_rows(s2 + p * N, dA, k, Bm, Cm, N, y);
+			else
+				for (size_t r = 0; r < rows; r++) {
+					float *row = s2 + (p + r) * N;
+					y[r] = 0;
+					for (size_t n = 0; n < N; n++) {
+						row[n] = row[n] * dA + k[r] * Bm[n];
+						y[r] += row[n] * Cm[n];
+					}
+				}
+			for (size_t r = 0; r < rows; r++) out[h * P + p + r] = y[r] + a->D[h] * x[h * P + p + r];
 		}
 	}
 	for (size_t i = 0; i < di; i++) out[i] *= silu(z[i]);

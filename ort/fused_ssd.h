@@ -95,6 +95,37 @@ static inline void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t
 	FN(gemm_narrow)(M, Nn, K, A, ars, acs, B, ldb, C, ldc, flags);
 }
 
+// transpose writes the (R, C) matrix src as (C, R), in tiles of 8 × 8 that
+// the compiler turns into vector shuffles.
+static inline __attribute__((always_inline)) void FN(transpose)(const REAL *restrict src, size_t R, size_t C,
+								 REAL *restrict dst) {
+	size_t r0 = 0;
+	for (; r0 + 8 <= R; r0 += 8) {
+		size_t c0 = 0;
+		for (; c0 + 8 <= C; c0 += 8)
+			for (size_t c = 0; c < 8; c++)
+				for (size_t r = 0; r < 8; r++) dst[(c0 + c) * R + r0 + r] = src[(r0 + r) * C + c0 + c];
+		for (; c0 < C; c0++)
+			for (size_t r = 0; r < 8; r++) dst[c0 * R + r0 + r] = src[(r0 + r) * C + c0];
+	}
+	for (; r0 < R; r0++)
+		for (size_t c = 0; c < C; c++) dst[c * R + r0] = src[r0 * C + c];
+}
+
+// dot is Σ a[i]·b[i] in 16 partial sums (a vector's lanes), added pairwise
+// at the end: it vectorises, where one running sum is a chain of n
+// dependent additions.
+static inline __attribute__((always_inline)) REAL FN(dot)(const REAL *restrict a, const REAL *restrict b, size_t n) {
+	REAL acc[16] = {0}, tail = 0;
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+	for (; i < n; i++) tail += a[i] * b[i];
+	for (int j = 0; j < 8; j++) acc[j] += acc[j + 8];
+	for (int j = 0; j < 4; j++) acc[j] += acc[j + 4];
+	return tail + (acc[0] + acc[2]) + (acc[1] + acc[3]);
+}
+
 // Pass 1: CB[t][s] = Σ_n Cm_t[n]·Bm_s[n], one (batch, chunk) per task.
 HOT static void FN(cb_task)(void *user, size_t task) {
 	FN(ssd_args) *a = user;
@@ -227,42 +258,52 @@ static inline __attribute__((always_inline)) void FN(decay_rows)(const REAL *acu
 		for (size_t s = 0; s < q; s++) lm[(q - 1) * Q + s] *= cb[(q - 1) * Q + s];
 }
 
-// Pass 3 (forward): y_t = Σ_{s≤t} CB[t][s]·exp(acum_t − acum_s)·X̃_s +
-// exp(acum_t)·Sᵀ·Cm_t for every head, one (batch, chunk) per task.
-HOT static void FN(out_task)(void *user, size_t task) {
+// Passes 2 and 3 of the forward, one (batch, head) per task: walking the
+// chunks in order with the state S (N, P) entering each, the chunk's
+// outputs y_t = Σ_{s≤t} CB[t][s]·exp(acum_t − acum_s)·X̃_s +
+// exp(acum_t)·Sᵀ·Cm_t, then S ← exp(a_last)·S + Σ_s exp(a_last − acum_s)·
+// Bm_s ⊗ X̃_s. A chunk's X̃, cumulative decays and decay matrix are formed
+// once for both.
+HOT static void FN(scan_task)(void *user, size_t task) {
 	FN(ssd_args) *a = user;
 	const nss_dims *d = &a->d;
-	int nc = NCHUNKS(d), b = (int)(task / nc), c = (int)(task % nc);
-	size_t q = FN(chunk_len)(d, c), P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P;
-	size_t t0 = (size_t)b * d->L + (size_t)c * Q;
-	const REAL *cb = a->cb + ((size_t)b * nc + c) * Q * Q;
-	const REAL *Cm = a->Cm + t0 * N;
+	int nc = NCHUNKS(d), b = (int)(task / d->H), h = (int)(task % d->H);
+	size_t P = d->P, N = d->N, Q = d->Q, H = d->H, NP = N * P;
 	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
-	REAL *xt = malloc(Q * P * sizeof(REAL)), *m = malloc(Q * Q * sizeof(REAL)), *ce = malloc(Q * N * sizeof(REAL));
-	if (!acum || !e || !w || !xt || !m || !ce) {
+	REAL *xt = malloc(Q * P * sizeof(REAL)), *m = malloc(Q * Q * sizeof(REAL)), *rows = malloc(Q * N * sizeof(REAL));
+	REAL *S = malloc(NP * sizeof(REAL));
+	if (!acum || !e || !w || !xt || !m || !rows || !S) {
 		a->fail = 1;
 		goto out;
 	}
-	for (size_t h = 0; h < H; h++) {
-		FN(chunk_acum)(a, b, (int)h, c, q, acum);
-		FN(chunk_xt)(a, b, (int)h, c, q, xt);
+	FN(transpose)(a->h0 + task * NP, P, N, S);
+	for (int c = 0; c < nc; c++) {
+		if (a->states) memcpy(a->states + (task * nc + c) * NP, S, NP * sizeof(REAL));
+		size_t q = FN(chunk_len)(d, c), t0 = (size_t)b * d->L + (size_t)c * Q;
+		FN(chunk_acum)(a, b, h, c, q, acum);
+		FN(chunk_xt)(a, b, h, c, q, xt);
 		FN(chunk_decays)(acum, q, e, w);
-		FN(decay_rows)(acum, cb, q, Q, m);
-		FN(scaled_rows)(Cm, e, q, N, ce);
-		const REAL *S = a->states + (((size_t)b * H + h) * nc + c) * NP;
+		FN(decay_rows)(acum, a->cb + ((size_t)b * nc + c) * Q * Q, q, Q, m);
+		FN(scaled_rows)(a->Cm + t0 * N, e, q, N, rows);
 		REAL *y = a->y + (t0 * H + h) * P; // rows of stride H·P
 		for (size_t t = 0; t < q; t++)
 			for (size_t p = 0; p < P; p++) y[t * H * P + p] = 0;
 		FN(gemm)(q, P, q, m, Q, 1, xt, P, y, H * P, A_LOWER); // inside the chunk
-		FN(gemm)(q, P, N, ce, N, 1, S, P, y, H * P, 0); // from the state entering it
+		FN(gemm)(q, P, N, rows, N, 1, S, P, y, H * P, 0);      // from the state entering it
+		REAL el = e[q - 1];
+		for (size_t i = 0; i < NP; i++) S[i] *= el;
+		FN(scaled_rows)(a->Bm + t0 * N, w, q, N, rows);
+		FN(gemm)(N, P, q, rows, 1, N, xt, P, S, P, 0); // S += (w·Bm)ᵀ·X̃
 	}
+	if (a->final) FN(transpose)(S, N, P, a->final + task * NP);
 out:
 	free(acum);
 	free(e);
 	free(w);
 	free(xt);
 	free(m);
-	free(ce);
+	free(rows);
+	free(S);
 }
 
 // Backward pass 2b: the adjoint of the state leaving each chunk of (b, h),
@@ -302,12 +343,6 @@ out:
 	free(w);
 	free(ce);
 	free(G);
-}
-
-// transpose writes the (R, C) matrix src as (C, R).
-static inline __attribute__((always_inline)) void FN(transpose)(const REAL *src, size_t R, size_t C, REAL *dst) {
-	for (size_t r = 0; r < R; r++)
-		for (size_t c = 0; c < C; c++) dst[c * R + r] = src[r * C + c];
 }
 
 // k_row turns row t of D = dy·X̃ᵀ (its first n = t + 1 entries) into K =
@@ -384,11 +419,7 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 	FN(gemm)(q, N, P, v, P, 1, w->SPN, N, dCm, N, 0);
 	memset(u, 0, q * P * sizeof(REAL));
 	FN(gemm)(q, P, N, Cm, N, 1, S, P, u, P, 0);
-	for (size_t t = 0; t < q; t++) {
-		REAL dot = 0;
-		for (size_t p = 0; p < P; p++) dot += v[t * P + p] * u[t * P + p];
-		dacum[t] += dot;
-	}
+	for (size_t t = 0; t < q; t++) dacum[t] += FN(dot)(v + t * P, u + t * P, P);
 
 	// Into the state leaving the chunk, e_last·S + Σ_s w_s·Bm_s ⊗ X̃_s: with
 	// U = Bm·G, dX̃_s += w_s·U_s, dBm_s += w_s·G·X̃_s, and w_s·X̃_s·U_s moves
@@ -397,9 +428,8 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 	FN(gemm)(q, P, N, Bm, N, 1, G, P, u, P, 0);
 	REAL moved = 0;
 	for (size_t s = 0; s < q; s++) {
-		REAL dot = 0;
+		REAL dot = FN(dot)(xt + s * P, u + s * P, P);
 		for (size_t p = 0; p < P; p++) {
-			dot += xt[s * P + p] * u[s * P + p];
 			dxt[s * P + p] += ws[s] * u[s * P + p];
 			v[s * P + p] = ws[s] * xt[s * P + p];
 		}
@@ -408,9 +438,7 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 	}
 	dacum[q - 1] += moved;
 	FN(gemm)(q, N, P, v, P, 1, w->GPN, N, dBm, N, 0);
-	REAL gs = 0;
-	for (size_t i = 0; i < NP; i++) gs += G[i] * S[i];
-	dacum[q - 1] += e[q - 1] * gs;
+	dacum[q - 1] += e[q - 1] * FN(dot)(G, S, NP);
 
 	// acum is a cumulative sum of dt·A: reverse cumulative sum, then the chain
 	// through X̃ = dt·x and Ã = dt·A.
@@ -419,12 +447,9 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 		run += dacum[t];
 		size_t i = (t0 + t) * H + h;
 		const REAL *xs = a->x + i * P, *dxs = dxt + t * P;
-		REAL *dxo = a->dx + i * P, dtt = a->dt[i], xd = 0;
-		for (size_t p = 0; p < P; p++) {
-			dxo[p] = dtt * dxs[p];
-			xd += xs[p] * dxs[p];
-		}
-		a->ddt[i] = xd + Ah * run;
+		REAL *dxo = a->dx + i * P, dtt = a->dt[i];
+		for (size_t p = 0; p < P; p++) dxo[p] = dtt * dxs[p];
+		a->ddt[i] = FN(dot)(xs, dxs, P) + Ah * run;
 		dA += dtt * run;
 	}
 	a->dApart[((size_t)b * nc + c) * H + h] = dA;
@@ -472,20 +497,21 @@ out:
 	free(w.GPN);
 }
 
-// ssd_alloc makes the buffers shared by the passes; 0 on success.
+// ssd_alloc makes the buffers shared by the passes; 0 on success. The
+// forward keeps the chunk states only where the caller gives it a buffer;
+// the backward recomputes them where it is given none.
 static int FN(ssd_alloc)(FN(ssd_args) *a, int backward) {
 	const nss_dims *d = &a->d;
 	size_t nc = NCHUNKS(d), B = d->B, H = d->H, Q = d->Q, NP = (size_t)d->N * d->P;
 	a->cb = malloc(B * nc * Q * Q * sizeof(REAL));
+	if (!backward) return !a->cb;
 	if (!a->states) {
 		a->states = malloc(B * H * nc * NP * sizeof(REAL));
 		a->own_states = 1;
 	}
-	if (backward) {
-		a->adj = malloc(B * H * nc * NP * sizeof(REAL));
-		a->dApart = malloc(B * nc * H * sizeof(REAL));
-	}
-	return !a->cb || !a->states || (backward && (!a->adj || !a->dApart));
+	a->adj = malloc(B * H * nc * NP * sizeof(REAL));
+	a->dApart = malloc(B * nc * H * sizeof(REAL));
+	return !a->cb || !a->states || !a->adj || !a->dApart;
 }
 
 static void FN(ssd_free)(FN(ssd_args) *a) {
@@ -507,10 +533,8 @@ int FN(nss_ssd_fwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL
 		FN(ssd_free)(&a);
 		return d->L == 0 ? 0 : 1;
 	}
-	size_t nc = NCHUNKS(d);
-	par(ctx, FN(cb_task), d->B * nc, &a);
-	par(ctx, FN(states_task), (size_t)d->B * d->H, &a);
-	par(ctx, FN(out_task), d->B * nc, &a);
+	par(ctx, FN(cb_task), d->B * (size_t)NCHUNKS(d), &a);
+	par(ctx, FN(scan_task), (size_t)d->B * d->H, &a);
 	FN(ssd_free)(&a);
 	return a.fail;
 }
