@@ -110,13 +110,17 @@ func float32Outputs(t *testing.T, s *ort.Session, feeds map[string]*ort.Tensor) 
 // against the standard-op convolution and its autodiff over random shapes:
 // windows shorter than the kernel (the next state then reaches into the
 // carried one), one channel block and several with a partial last one,
-// every preset's width, and values up to ±8 (silu's saturated ends). Under
+// every preset's width (width 4, which the kernels write out, also over
+// several tiles of steps), and values up to ±8 (silu's saturated ends). Under
 // AddressSanitizer it also checks the kernels' memory accesses.
 func TestFusedConvSiluEqualsStandardGraph(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 42))
-	for range 24 {
+	for i := range 26 {
 		p := newConvProblem(r, 1+r.IntN(3), []int{1, 2, 3, 5, 17, 70}[r.IntN(6)],
 			[]int{1, 7, 64, 65, 130, 640}[r.IntN(6)], 1+r.IntN(4), []float64{0.5, 2, 8}[r.IntN(3)])
+		if i >= 24 { // width 4 (the kernels' own path) over three tiles of 64 steps and a partial one
+			p = newConvProblem(r, 2, []int{150, 3}[i-24], 65, 4, 2)
+		}
 		want, got := p.run(t, false), p.run(t, true)
 		for _, name := range []string{"y", "next", "d_x", "d_state", "d_w", "d_bias"} {
 			if e := relErr(got[name], want[name]); !finite(got[name]) || e > 2e-5 {

@@ -287,12 +287,46 @@ static inline const float *full_row(const conv_args *a, size_t b, size_t j) {
 	return a->st + (b * W + j) * C;
 }
 
+// conv4_row writes out[i] = (bias ? bias[i] : 0) + Σ_k wt[k·C + i]·r_k[i]
+// over four rows r_0…r_3 of C channels, the sum in registers: the
+// convolution of width 4 (the presets' d_conv) in one pass, forwards and
+// backwards.
+static inline void conv4_row(size_t C, const float *restrict wt, const float *restrict r0, const float *restrict r1,
+			     const float *restrict r2, const float *restrict r3, const float *restrict bias,
+			     float *restrict out) {
+	for (size_t i = 0; i < C; i++) {
+		float acc = bias ? bias[i] : 0.0f;
+		out[i] = acc + wt[i] * r0[i] + wt[C + i] * r1[i] + wt[2 * C + i] * r2[i] + wt[3 * C + i] * r3[i];
+	}
+}
+
+// conv4_dw adds one step's weight and bias gradient terms of a width-4
+// convolution: dw_k[i] += r[i]·f_k[i], db[i] += r[i].
+static inline void conv4_dw(size_t C, const float *restrict r, const float *restrict f0, const float *restrict f1,
+			    const float *restrict f2, const float *restrict f3, float *restrict dw0, float *restrict dw1,
+			    float *restrict dw2, float *restrict dw3, float *restrict db) {
+	for (size_t i = 0; i < C; i++) {
+		dw0[i] += r[i] * f0[i];
+		dw1[i] += r[i] * f1[i];
+		dw2[i] += r[i] * f2[i];
+		dw3[i] += r[i] * f3[i];
+		db[i] += r[i];
+	}
+}
+
 // conv_row fills pre[c] = bias[c] + Σ_k w[c][k]·full[t+1+k][c] for row b.
+// The common width 4 is one pass over the channels, the sum in registers.
 static inline void conv_row(const conv_args *a, size_t b, size_t t, float *pre) {
 	size_t C = a->d.C, W = a->d.W;
-	memcpy(pre, a->bias, C * sizeof(float));
+	const float *bias = a->bias, *wt = a->wt;
+	if (W == 4) {
+		conv4_row(C, wt, full_row(a, b, t + 1), full_row(a, b, t + 2), full_row(a, b, t + 3), full_row(a, b, t + 4),
+			  bias, pre);
+		return;
+	}
+	memcpy(pre, bias, C * sizeof(float));
 	for (size_t k = 0; k < W; k++) {
-		const float *f = full_row(a, b, t + 1 + k), *wk = a->wt + k * C;
+		const float *f = full_row(a, b, t + 1 + k), *wk = wt + k * C;
 		for (size_t i = 0; i < C; i++) pre[i] += wk[i] * f[i];
 	}
 }
@@ -337,11 +371,16 @@ HOT static void conv_bwd_task(void *user, size_t task) {
 	}
 	size_t j0 = t0 == 0 ? 0 : t0 + W, j1 = t1 + W;
 	for (size_t j = j0; j < j1; j++) {
-		memset(acc, 0, C * sizeof(float));
-		for (size_t k = 0; k < W; k++) {
-			if (j < 1 + k || j - 1 - k >= L) continue;
-			const float *r = da + (j - 1 - k - t0) * C, *wk = a->wt + k * C;
-			for (size_t i = 0; i < C; i++) acc[i] += r[i] * wk[i];
+		if (W == 4 && j >= 4 + t0 && j - 1 < L) { // all four rows of da there
+			const float *r0 = da + (j - 1 - t0) * C;
+			conv4_row(C, a->wt, r0, r0 - C, r0 - 2 * C, r0 - 3 * C, NULL, acc);
+		} else {
+			memset(acc, 0, C * sizeof(float));
+			for (size_t k = 0; k < W; k++) {
+				if (j < 1 + k || j - 1 - k >= L) continue;
+				const float *r = da + (j - 1 - k - t0) * C, *wk = a->wt + k * C;
+				for (size_t i = 0; i < C; i++) acc[i] += r[i] * wk[i];
+			}
 		}
 		if (j >= L)
 			for (size_t i = 0; i < C; i++) acc[i] += a->dnext[(b * C + i) * W + (j - L)];
@@ -353,7 +392,12 @@ HOT static void conv_bwd_task(void *user, size_t task) {
 	float *part = a->part + task * (W + 1) * C, *db = part + W * C;
 	memset(part, 0, (W + 1) * C * sizeof(float));
 	for (size_t t = t0; t < t1; t++) {
-		const float *r = da + (t - t0) * C;
+		const float *restrict r = da + (t - t0) * C;
+		if (W == 4) {
+			conv4_dw(C, r, full_row(a, b, t + 1), full_row(a, b, t + 2), full_row(a, b, t + 3),
+				 full_row(a, b, t + 4), part, part + C, part + 2 * C, part + 3 * C, db);
+			continue;
+		}
 		for (size_t i = 0; i < C; i++) db[i] += r[i];
 		for (size_t k = 0; k < W; k++) {
 			const float *f = full_row(a, b, t + 1 + k);
