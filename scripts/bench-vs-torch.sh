@@ -2,9 +2,12 @@
 # Measures netssm next to the PyTorch reference of the same Mamba-2
 # (../shared/bench/torch_ref) in one sitting on one machine, and prints the
 # ratios. The machines are shared and noisy: compare only figures from the same
-# run of this script.
+# run of this script. It runs ROUNDS rounds (default 3); each round measures
+# every figure once, netssm and then PyTorch, so that a slow spell of the
+# machine lands on both sides of few ratios; the last table gives each
+# figure's median over the rounds, and the median of its per-round ratios.
 #
-#   scripts/bench-vs-torch.sh [train|decode|all]
+#   [ROUNDS=3] scripts/bench-vs-torch.sh [train|decode|all]
 #
 # Needs /usr/bin/python3 with python3-torch on OpenBLAS (apt-get install
 # python3-torch python3-numpy libjemalloc2 libopenblas0-pthread
@@ -73,32 +76,54 @@ go_bench() { # package, bench regexp, benchtime → "name tokens/s" lines
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a/b }'; }
 
+rounds=${ROUNDS:-3}
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pytorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') on BLAS: $blas; $(/usr/bin/python3 -c 'import os; print(len(os.sched_getaffinity(0)))') thread(s); OpenBLAS cores tried: ${cores[*]}"
+echo "pytorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') on BLAS: $blas; $(/usr/bin/python3 -c 'import os; print(len(os.sched_getaffinity(0)))') thread(s); OpenBLAS cores tried: ${cores[*]}; $rounds round(s)"
 # netssm runs with --kernels fused (the default) and standard; the ratios
 # are fused/pytorch, standard/pytorch and fused/standard.
-printf '%-28s %12s %12s %12s %8s %8s %8s  %s\n' figure fused standard pytorch f/pt s/pt f/s pt-core
+rows=$(mktemp)
+trap 'rm -f "$rows"' EXIT
+header() { printf '%-28s %12s %12s %12s %8s %8s %8s  %s\n' "$1" fused standard pytorch f/pt s/pt f/s pt-core; }
 row() { # label fused standard "pytorch core"
   local pt=${4% *}
   printf '%-28s %12s %12s %12s %8s %8s %8s  %s\n' "$1" "$2" "$3" "$pt" "$(ratio "$2" "$pt")" "$(ratio "$3" "$pt")" "$(ratio "$2" "$3")" "${4#* }"
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$pt" >> "$rows"
 }
-if [ "$what" = train ] || [ "$what" = all ]; then
-  go_out=$(go_bench ./train 'TrainStep$/(tiny|small)/' 3x)
-  for p in tiny small; do
-    fused=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/fused/" {print $2}')
-    std=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/standard/" {print $2}')
-    theirs=$(torch_worker "{\"kind\":\"train\",\"preset\":\"$p\"}")
-    row "train $p B=4 L=2048 tok/s" "$fused" "$std" "$theirs"
-  done
-fi
-if [ "$what" = decode ] || [ "$what" = all ]; then
-  # netssm: step graph + grammar mask + sampling, as the reference's step + multinomial
-  go_out=$(go_bench ./infer 'Mamba2Generate/small/' 3x)
-  for b in 1 32; do
-    fused=$(echo "$go_out" | awk -v b="$b" '$1 ~ "/fused/batch="b"(-|$)" {print $2}')
-    std=$(echo "$go_out" | awk -v b="$b" '$1 ~ "/standard/batch="b"(-|$)" {print $2}')
-    theirs=$(torch_worker "{\"kind\":\"gen\",\"preset\":\"small\",\"batch\":$b,\"temperature\":1.0}")
-    row "decode small B=$b tok/s" "$fused" "$std" "$theirs"
-  done
-fi
+for round in $(seq "$rounds"); do
+  header "round $round"
+  if [ "$what" = train ] || [ "$what" = all ]; then
+    go_out=$(go_bench ./train 'TrainStep$/(tiny|small)/' 3x)
+    for p in tiny small; do
+      fused=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/fused/" {print $2}')
+      std=$(echo "$go_out" | awk -v p="$p" '$1 ~ "/"p"/standard/" {print $2}')
+      theirs=$(torch_worker "{\"kind\":\"train\",\"preset\":\"$p\"}")
+      row "train $p B=4 L=2048 tok/s" "$fused" "$std" "$theirs"
+    done
+  fi
+  if [ "$what" = decode ] || [ "$what" = all ]; then
+    # netssm: step graph + grammar mask + sampling, as the reference's step + multinomial
+    go_out=$(go_bench ./infer 'Mamba2Generate/small/' 3x)
+    for b in 1 32; do
+      fused=$(echo "$go_out" | awk -v b="$b" '$1 ~ "/fused/batch="b"(-|$)" {print $2}')
+      std=$(echo "$go_out" | awk -v b="$b" '$1 ~ "/standard/batch="b"(-|$)" {print $2}')
+      theirs=$(torch_worker "{\"kind\":\"gen\",\"preset\":\"small\",\"batch\":$b,\"temperature\":1.0}")
+      row "decode small B=$b tok/s" "$fused" "$std" "$theirs"
+    done
+  fi
+done
+echo "median over $rounds round(s): throughputs, and the ratios' medians over the rounds (min–max)"
+/usr/bin/python3 - "$rows" <<'PY'
+import statistics, sys
+figs = {}
+for line in open(sys.argv[1]):
+    name, f, s, p = line.rstrip("\n").split("\t")
+    figs.setdefault(name, []).append((float(f), float(s), float(p)))
+print("%-28s %12s %12s %12s %16s %16s %16s" % ("figure", "fused", "standard", "pytorch", "f/pt", "s/pt", "f/s"))
+for name, runs in figs.items():
+    med = [statistics.median(r[i] for r in runs) for i in range(3)]
+    def rat(i, j):
+        q = [r[i] / r[j] for r in runs]
+        return "%.2f (%.2f–%.2f)" % (statistics.median(q), min(q), max(q))
+    print("%-28s %12.0f %12.0f %12.1f %16s %16s %16s" % (name, med[0], med[1], med[2], rat(0, 2), rat(1, 2), rat(0, 1)))
+PY
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

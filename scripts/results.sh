@@ -10,7 +10,7 @@
 # Sections:
 #   demo    netssm-cli demo (embedded captures; about 3 minutes on 2 cores)
 #   shared  scripts/shared-results.sh (../shared/data; 30 minutes of training; LAYOUT, default v1)
-#   bench   scripts/bench-vs-torch.sh twice, pinned to one core (BENCH_CPU, default 1);
+#   bench   scripts/bench-vs-torch.sh (ROUNDS rounds, default 3), pinned to one core (BENCH_CPU, default 1);
 #           needs ../shared/bench/torch_ref and python3-torch on OpenBLAS
 #   long    scripts/long-sample.sh on the shared run's model (after shared)
 #   layouts the flow layout against v1: scripts/shared-results.sh with LAYOUT=v1
@@ -109,20 +109,17 @@ section_shared() {
   replace shared "$body"
 }
 
-# section_bench runs scripts/bench-vs-torch.sh twice, one run after the
-# other, pinned to one core (BENCH_CPU, default 1) when taskset exists, so
-# that netssm and PyTorch get the same single core.
+# section_bench runs scripts/bench-vs-torch.sh (ROUNDS rounds, default 3,
+# each figure measured once per round on both sides) pinned to one core
+# (BENCH_CPU, default 1) when taskset exists, so that netssm and PyTorch get
+# the same single core.
 section_bench() {
-  local body="$work/bench.md" pin=() run
+  local body="$work/bench.md" pin=()
   command -v taskset >/dev/null && pin=(taskset -c "${BENCH_CPU:-1}")
-  : > "$work/bench.txt"
-  for run in 1 2; do
-    echo "run $run" | tee -a "$work/bench.txt"
-    (cd "$repo" && "${pin[@]}" scripts/bench-vs-torch.sh) | tee -a "$work/bench.txt"
-  done
+  (cd "$repo" && ROUNDS="${ROUNDS:-3}" "${pin[@]}" scripts/bench-vs-torch.sh) | tee "$work/bench.txt"
   {
-    header bench "Throughput against PyTorch (one core, two runs)" "scripts/results.sh DIR bench (${pin[*]:-} scripts/bench-vs-torch.sh, twice)"
-    echo "Fused and standard are netssm's two kernel choices ([kernels.md](kernels.md), which also has the memory of a long training window); the ratios are fused / PyTorch, standard / PyTorch and fused / standard. PyTorch runs one thread per core it may use, on each OpenBLAS core type that fits the CPU, and each figure keeps its fastest (pt-core)."
+    header bench "Throughput against PyTorch (one core, ${ROUNDS:-3} rounds)" "scripts/results.sh DIR bench (ROUNDS=${ROUNDS:-3} ${pin[*]:-} scripts/bench-vs-torch.sh)"
+    echo "Fused and standard are netssm's two kernel choices ([kernels.md](kernels.md), which also has the memory of a long training window); the ratios are fused / PyTorch, standard / PyTorch and fused / standard. PyTorch runs one thread per core it may use, on each OpenBLAS core type that fits the CPU, and each figure keeps its fastest (pt-core). Each round measures every figure once, netssm then PyTorch; the last table holds each figure's median throughputs over the rounds and the median, least and greatest of its per-round ratios."
     echo
     echo '```'; cat "$work/bench.txt"; echo '```'
   } > "$body"
