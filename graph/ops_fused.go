@@ -62,8 +62,8 @@ func checkSSD(op string, x, dt, A, bm, cm, h0 *Tensor, chunk int) {
 	}
 }
 
-// vjpSSDScan is the SSDScanGrad node: from the forward's chunk states it
-// recomputes inside chunks and returns the gradients of x, dt, A, Bm, Cm
+// vjpSSDScan is the SSDScanGrad node: from the forward's chunk states and
+// its y it recomputes inside chunks and returns the gradients of x, dt, A, Bm, Cm
 // and h0 (a missing dy or dfinal is zeros).
 func vjpSSDScan(n *node, d []*Tensor) []*Tensor {
 	g := n.outputs[0].g
@@ -74,7 +74,7 @@ func vjpSSDScan(n *node, d []*Tensor) []*Tensor {
 	if dfinal == nil {
 		dfinal = g.Zeros(n.outputs[1].dtype, n.outputs[1].shape...)
 	}
-	ins := append(append([]*Tensor(nil), n.inputs...), dy, dfinal, n.outputs[2])
+	ins := append(append([]*Tensor(nil), n.inputs...), dy, dfinal, n.outputs[2], n.outputs[0])
 	specs := make([]outSpec, 6)
 	for i, in := range n.inputs {
 		specs[i] = outSpec{in.dtype, in.shape.Clone()}

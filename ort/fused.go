@@ -120,8 +120,9 @@ type SSDGrads struct{ X, DT, A, B, C, H0 []float64 }
 // SSDScanGrad64 runs the SSDScanGrad kernel in float64: the gradients of
 // SSDScan64's outputs with respect to its inputs, given dy and dfinal.
 // states are SSDScan64's chunk states of the same inputs, or nil: then
-// the kernel recomputes them.
-func SSDScanGrad64(d SSDDims, x, dt, A, bm, cm, h0, dy, dfinal, states []float64) (SSDGrads, error) {
+// the kernel recomputes them; y is SSDScan64's y, or nil: then the kernel
+// forms the terms of dy·y one by one.
+func SSDScanGrad64(d SSDDims, x, dt, A, bm, cm, h0, dy, dfinal, states, y []float64) (SSDGrads, error) {
 	if err := d.check(x, dt, A, bm, cm, h0); err != nil {
 		return SSDGrads{}, err
 	}
@@ -135,9 +136,16 @@ func SSDScanGrad64(d SSDDims, x, dt, A, bm, cm, h0, dy, dfinal, states []float64
 		}
 		st = f64(states)
 	}
+	var yf *C.double // nil: form its terms
+	if y != nil {
+		if len(y) != len(x) {
+			return SSDGrads{}, errors.New("SSD scan gradient: y does not match x")
+		}
+		yf = f64(y)
+	}
 	g := SSDGrads{make([]float64, len(x)), make([]float64, len(dt)), make([]float64, len(A)), make([]float64, len(bm)), make([]float64, len(cm)), make([]float64, len(h0))}
 	dc := d.c()
-	if C.nss_ssd_bwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), st, f64(dy), f64(dfinal),
+	if C.nss_ssd_bwd_f64(&dc, f64(x), f64(dt), f64(A), f64(bm), f64(cm), f64(h0), st, yf, f64(dy), f64(dfinal),
 		f64(g.X), f64(g.DT), f64(g.A), f64(g.B), f64(g.C), f64(g.H0), C.nss_par(C.nss_serial), nil) != 0 {
 		return SSDGrads{}, errors.New("SSD scan gradient: out of memory")
 	}

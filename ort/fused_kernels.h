@@ -23,17 +23,18 @@ typedef struct {
 // The SSD scan and its backward; states (B, H, nc, N, P) with nc = ⌈L/Q⌉
 // are the states entering the chunks, which the forward keeps when states
 // is not NULL and the backward reads instead of recomputing them (NULL:
-// recompute).
+// recompute). The backward's y is the forward's output, or NULL (then the
+// terms that add up to dy·y are formed one by one).
 int nss_ssd_fwd_f32(const nss_dims *d, const float *x, const float *dt, const float *A, const float *Bm,
 		    const float *Cm, const float *h0, float *y, float *final, float *states, nss_par par, void *ctx);
 int nss_ssd_bwd_f32(const nss_dims *d, const float *x, const float *dt, const float *A, const float *Bm,
-		    const float *Cm, const float *h0, const float *states, const float *dy, const float *dfinal,
+		    const float *Cm, const float *h0, const float *states, const float *y, const float *dy, const float *dfinal,
 		    float *dx, float *ddt, float *dA, float *dBm, float *dCm, float *dh0, nss_par par, void *ctx);
 int nss_ssd_fwd_f64(const nss_dims *d, const double *x, const double *dt, const double *A, const double *Bm,
 		    const double *Cm, const double *h0, double *y, double *final, double *states, nss_par par,
 		    void *ctx);
 int nss_ssd_bwd_f64(const nss_dims *d, const double *x, const double *dt, const double *A, const double *Bm,
-		    const double *Cm, const double *h0, const double *states, const double *dy,
+		    const double *Cm, const double *h0, const double *states, const double *y, const double *dy,
 		    const double *dfinal, double *dx, double *ddt, double *dA, double *dBm, double *dCm,
 		    double *dh0, nss_par par, void *ctx);
 

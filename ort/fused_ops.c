@@ -266,24 +266,25 @@ static status_t ssd_scan(void *kv, void *ctx) {
 	return finish(&p, fail, "SSDScan");
 }
 
-// SSDScanGrad(x, dt, A, Bm, Cm, h0, dy, dfinal, chunk states; chunk) → (dx,
-// ddt, dA, dBm, dCm, dh0).
+// SSDScanGrad(x, dt, A, Bm, Cm, h0, dy, dfinal, chunk states, y; chunk) →
+// (dx, ddt, dA, dBm, dCm, dh0), y being SSDScan's first output.
 static status_t ssd_scan_grad(void *kv, void *ctx) {
 	const kernel *k = kv;
-	tensor in[9];
+	tensor in[10];
 	nss_dims d;
 	int64_t sd[5];
-	status_t st = inputs(ctx, in, 9);
+	status_t st = inputs(ctx, in, 10);
 	if (!st) st = ssd_dims("SSDScanGrad", in, k->chunk, &d);
 	if (!st && !is(&in[6], 4, in[0].dims)) st = shape_error("SSDScanGrad", "dy must be shaped like x");
 	if (!st && !is(&in[7], 4, in[5].dims)) st = shape_error("SSDScanGrad", "dfinal must be shaped like h0");
+	if (!st && !is(&in[9], 4, in[0].dims)) st = shape_error("SSDScanGrad", "y must be shaped like x");
 	if (!st && (chunk_states_dims(&d, sd), !is(&in[8], 5, sd)))
 		st = shape_error("SSDScanGrad", "the chunk states must be SSDScan's third output, (B, H, ceil(L/chunk), N, P)");
 	float *out[6];
 	for (int i = 0; i < 6 && !st; i++) st = output(ctx, (size_t)i, in[i].dims, in[i].rank, &out[i]);
 	if (st) return st;
 	par_ctx p = {ctx, NULL};
-	int fail = nss_ssd_bwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[8].data, in[6].data,
+	int fail = nss_ssd_bwd_f32(&d, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[8].data, in[9].data, in[6].data,
 				   in[7].data, out[0], out[1], out[2], out[3], out[4], out[5], ort_parallel, &p);
 	return finish(&p, fail, "SSDScanGrad");
 }
@@ -514,7 +515,7 @@ static status_t softmax_xent_grad(void *k, void *ctx) {
 
 static nss_op ops[] = {
 	OP("SSDScan", 6, 3, 1, ssd_scan),
-	OP("SSDScanGrad", 9, 6, 1, ssd_scan_grad),
+	OP("SSDScanGrad", 10, 6, 1, ssd_scan_grad),
 	OP("MixerStep", 9, 3, 0, mixer_step),
 	OP("ConvSilu", 4, 2, 0, conv_silu),
 	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),

@@ -27,6 +27,7 @@
 typedef struct {
 	nss_dims d;
 	const REAL *x, *dt, *A, *Bm, *Cm, *h0, *dy, *dfinal;
+	const REAL *yfwd; // the forward's y, or NULL (backward only)
 	REAL *y, *final;
 	REAL *dx, *ddt, *dA, *dBm, *dCm, *dh0;
 	REAL *cb;     // (B, nc, Q, Q): CB of every chunk (lower triangle)
@@ -346,22 +347,18 @@ out:
 }
 
 // k_row turns row t of D = dy·X̃ᵀ (its first n = t + 1 entries) into K =
-// L ⊙ D, adds K to ksum's row, L's row into CB ⊙ L, subtracts the column
-// terms CB ⊙ K from dacum and returns their row sum.
-static inline __attribute__((always_inline)) REAL FN(k_row)(size_t n, REAL *restrict kt, REAL *restrict lt,
+// L ⊙ D, adds K to ksum's row, L's row into CB ⊙ L and subtracts the
+// column terms CB ⊙ K from dacum (their row sum is the caller's).
+static inline __attribute__((always_inline)) void FN(k_row)(size_t n, REAL *restrict kt, REAL *restrict lt,
 							   const REAL *restrict cbt, REAL *restrict ks,
 							   REAL *restrict dacum) {
-	REAL rowsum = 0;
 	for (size_t s = 0; s < n; s++) {
 		REAL k = kt[s] * lt[s]; // K
-		REAL r = cbt[s] * k;    // CB ⊙ K
 		kt[s] = k;
 		ks[s] += k;
-		rowsum += r;
-		dacum[s] -= r;
-		lt[s] *= cbt[s]; // CB ⊙ L
+		dacum[s] -= cbt[s] * k; // CB ⊙ K
+		lt[s] *= cbt[s];        // CB ⊙ L
 	}
-	return rowsum;
 }
 
 // grad_scratch is one backward task's working memory.
@@ -372,6 +369,7 @@ typedef struct {
 	REAL *ksum;                   // (Q, Q): Σ_h K of the chunk
 
 	REAL *SPN, *GPN;              // (P, N)
+	REAL *ydot;                   // (H, Q): dy_t·y_t of every head, when the forward's y is given
 } FN(grad_scratch);
 
 // head_grad adds head h's gradients of chunk c of batch b: dx, ddt, this
@@ -406,9 +404,7 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 	for (size_t t = 0; t < q; t++)
 		for (size_t s = 0; s < q; s++) dm[t * Q + s] = 0;
 	FN(gemm)(q, q, P, dy, HP, 1, w->xtT, q, dm, Q, C_LOWER);
-	for (size_t t = 0; t < q; t++) {
-		dacum[t] += FN(k_row)(t + 1, dm + t * Q, lm + t * Q, cb + t * Q, w->ksum + t * Q, dacum);
-	}
+	for (size_t t = 0; t < q; t++) FN(k_row)(t + 1, dm + t * Q, lm + t * Q, cb + t * Q, w->ksum + t * Q, dacum);
 	FN(gemm)(q, P, q, lm, 1, Q, dy, HP, dxt, P, A_UPPER); // lm is lower triangular
 
 	// From the state entering the chunk, y_t += e_t·Sᵀ·Cm_t: dCm_t +=
@@ -417,9 +413,18 @@ HOT static void FN(head_grad)(FN(ssd_args) *a, FN(grad_scratch) *w, int b, int c
 	for (size_t t = 0; t < q; t++)
 		for (size_t p = 0; p < P; p++) v[t * P + p] = e[t] * dy[t * HP + p];
 	FN(gemm)(q, N, P, v, P, 1, w->SPN, N, dCm, N, 0);
-	memset(u, 0, q * P * sizeof(REAL));
-	FN(gemm)(q, P, N, Cm, N, 1, S, P, u, P, 0);
-	for (size_t t = 0; t < q; t++) dacum[t] += FN(dot)(v + t * P, u + t * P, P);
+
+	// The row sums of CB ⊙ K and the terms from the state add up to dy_t·y_t
+	// (y_t is exactly their sum), which the forward's y gives in one dot
+	// product per step; without it they are formed term by term.
+	if (w->ydot) {
+		for (size_t t = 0; t < q; t++) dacum[t] += w->ydot[h * Q + t];
+	} else {
+		for (size_t t = 0; t < q; t++) dacum[t] += FN(dot)(cb + t * Q, dm + t * Q, t + 1);
+		memset(u, 0, q * P * sizeof(REAL));
+		FN(gemm)(q, P, N, Cm, N, 1, S, P, u, P, 0);
+		for (size_t t = 0; t < q; t++) dacum[t] += FN(dot)(v + t * P, u + t * P, P);
+	}
 
 	// Into the state leaving the chunk, e_last·S + Σ_s w_s·Bm_s ⊗ X̃_s: with
 	// U = Bm·G, dX̃_s += w_s·U_s, dBm_s += w_s·G·X̃_s, and w_s·X̃_s·U_s moves
@@ -467,12 +472,19 @@ HOT static void FN(grad_task)(void *user, size_t task) {
 		malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)), malloc(Q * P * sizeof(REAL)),
 		malloc(Q * Q * sizeof(REAL)), malloc(Q * Q * sizeof(REAL)), calloc(Q * Q, sizeof(REAL)),
 		malloc(NP * sizeof(REAL)), malloc(NP * sizeof(REAL)),
+		a->yfwd ? malloc((size_t)d->H * Q * sizeof(REAL)) : NULL,
 	};
 	if (!w.acum || !w.dacum || !w.e || !w.w || !w.xt || !w.xtT || !w.dxt || !w.u || !w.v || !w.lm || !w.dm || !w.ksum ||
-	    !w.SPN || !w.GPN) {
+	    !w.SPN || !w.GPN || (a->yfwd && !w.ydot)) {
 		a->fail = 1;
 		goto out;
 	}
+	if (w.ydot) // in memory order: the chunk's (q, H, P) block of dy and y is read once, front to back
+		for (size_t t = 0; t < q; t++)
+			for (size_t h = 0; h < (size_t)d->H; h++) {
+				size_t i = ((t0 + t) * d->H + h) * P;
+				w.ydot[h * Q + t] = FN(dot)(a->dy + i, a->yfwd + i, P);
+			}
 	REAL *dBm = a->dBm + t0 * N, *dCm = a->dCm + t0 * N;
 	memset(dBm, 0, q * N * sizeof(REAL));
 	memset(dCm, 0, q * N * sizeof(REAL));
@@ -495,6 +507,7 @@ out:
 	free(w.ksum);
 	free(w.SPN);
 	free(w.GPN);
+	free(w.ydot);
 }
 
 // ssd_alloc makes the buffers shared by the passes; 0 on success. The
@@ -542,13 +555,14 @@ int FN(nss_ssd_fwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL
 // nss_ssd_bwd: the gradients of nss_ssd_fwd's (y, final) with respect to x,
 // dt, A, Bm, Cm and h0, given dy and dfinal, recomputing inside chunks.
 // states is what nss_ssd_fwd kept of the same inputs, or NULL: then the
-// states entering the chunks are recomputed too.
+// states entering the chunks are recomputed too. y is nss_ssd_fwd's y of
+// the same inputs, or NULL: then the terms it sums are formed one by one.
 int FN(nss_ssd_bwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL *A, const REAL *Bm,
-		    const REAL *Cm, const REAL *h0, const REAL *states, const REAL *dy, const REAL *dfinal, REAL *dx,
+		    const REAL *Cm, const REAL *h0, const REAL *states, const REAL *y, const REAL *dy, const REAL *dfinal, REAL *dx,
 		    REAL *ddt, REAL *dA, REAL *dBm, REAL *dCm, REAL *dh0, nss_par par, void *ctx) {
 	FN(ssd_args) a = {.d = *d, .x = x, .dt = dt, .A = A, .Bm = Bm, .Cm = Cm, .h0 = h0, .dy = dy,
 			  .dfinal = dfinal, .dx = dx, .ddt = ddt, .dA = dA, .dBm = dBm, .dCm = dCm, .dh0 = dh0,
-			  .states = (REAL *)states}; // read only when given
+			  .states = (REAL *)states, .yfwd = y}; // read only when given
 	for (int h = 0; h < d->H; h++) dA[h] = 0;
 	if (d->L == 0) {
 		memcpy(dh0, dfinal, (size_t)d->B * d->H * d->P * d->N * sizeof(REAL));

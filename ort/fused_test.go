@@ -104,17 +104,17 @@ func TestSSDScanGradKernelMatchesFiniteDifferences(t *testing.T) {
 			}
 			return s
 		}
-		_, _, states, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
+		y, _, states, err := SSDScan64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, wc.x, wc.h0, states)
+		g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, wc.x, wc.h0, states, y)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The backward takes the forward's chunk states; recomputing them
-		// gives the same gradients.
-		re, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, wc.x, wc.h0, nil)
+		// The backward takes the forward's chunk states and y; recomputing
+		// the states and forming dy·y term by term gives the same gradients.
+		re, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, wc.x, wc.h0, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +176,7 @@ func TestSSDScanKernelAtEveryVectorWidth(t *testing.T) {
 			if e := max(maxDiff(y, wy), maxDiff(final, wf)); e > 1e-11 {
 				t.Errorf("%+v, %d bits: chunked differs from sequential by %g", d, bits, e)
 			}
-			g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, w.x, w.h0, states)
+			g, err := SSDScanGrad64(d, c.x, c.dt, c.A, c.bm, c.cm, c.h0, w.x, w.h0, states, y)
 			if err != nil {
 				t.Fatal(err)
 			}
