@@ -96,16 +96,44 @@ static inline void FN(gemm)(size_t M, size_t Nn, size_t K, const REAL *A, size_t
 	FN(gemm_narrow)(M, Nn, K, A, ars, acs, B, ldb, C, ldc, flags);
 }
 
-// transpose writes the (R, C) matrix src as (C, R), in tiles of 8 × 8 that
-// the compiler turns into vector shuffles.
+// transpose8 writes the 8 × 8 tile of src (row stride C) transposed to dst
+// (row stride R): eight rows in, three rounds of shuffles, eight columns
+// out (where the compiler has __builtin_shufflevector and REAL is float;
+// else element by element).
+static inline __attribute__((always_inline)) void FN(transpose8)(const REAL *restrict src, size_t C, REAL *restrict dst,
+								  size_t R) {
+#if NSS_SHUFFLE_TRANSPOSE
+	typedef REAL v8 __attribute__((vector_size(8 * sizeof(REAL))));
+	v8 r[8], t[8], u[8];
+	for (int i = 0; i < 8; i++) memcpy(&r[i], src + i * C, sizeof(v8));
+	for (int i = 0; i < 8; i += 2) { // interleave row pairs within 128-bit halves
+		t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+		t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+	}
+	for (int i = 0; i < 8; i += 4) // pairs of pairs: four rows of one column per half
+		for (int j = 0; j < 2; j++) {
+			u[i + 2 * j] = __builtin_shufflevector(t[i + j], t[i + j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+			u[i + 2 * j + 1] = __builtin_shufflevector(t[i + j], t[i + j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+		}
+	for (int j = 0; j < 4; j++) { // the halves of rows 0–3 and 4–7: columns j and j + 4
+		v8 lo = __builtin_shufflevector(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+		v8 hi = __builtin_shufflevector(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+		memcpy(dst + j * R, &lo, sizeof(v8));
+		memcpy(dst + (j + 4) * R, &hi, sizeof(v8));
+	}
+#else
+	for (size_t c = 0; c < 8; c++)
+		for (size_t r = 0; r < 8; r++) dst[c * R + r] = src[r * C + c];
+#endif
+}
+
+// transpose writes the (R, C) matrix src as (C, R), in tiles of 8 × 8.
 static inline __attribute__((always_inline)) void FN(transpose)(const REAL *restrict src, size_t R, size_t C,
 								 REAL *restrict dst) {
 	size_t r0 = 0;
 	for (; r0 + 8 <= R; r0 += 8) {
 		size_t c0 = 0;
-		for (; c0 + 8 <= C; c0 += 8)
-			for (size_t c = 0; c < 8; c++)
-				for (size_t r = 0; r < 8; r++) dst[(c0 + c) * R + r0 + r] = src[(r0 + r) * C + c0 + c];
+		for (; c0 + 8 <= C; c0 += 8) FN(transpose8)(src + r0 * C + c0, C, dst + c0 * R + r0, R);
 		for (; c0 < C; c0++)
 			for (size_t r = 0; r < 8; r++) dst[c0 * R + r0 + r] = src[(r0 + r) * C + c0];
 	}
