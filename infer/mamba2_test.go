@@ -200,7 +200,9 @@ func BenchmarkMamba2Generate(b *testing.B) {
 }
 
 // benchGenerate times sampling 400 tokens per trace of batch traces,
-// after each run's first step.
+// after each run's first step, at temperature 1 with nothing cut from the
+// distribution, as the PyTorch reference samples (a multinomial draw at
+// temperature 1), and with the packet grammar's mask, which it lacks.
 func benchGenerate(b *testing.B, m *ONNXModel, batch int) {
 	var tokens int
 	var busy time.Duration
@@ -210,7 +212,7 @@ func benchGenerate(b *testing.B, m *ONNXModel, batch int) {
 		job := baseJob()
 		job.Traces, job.Batch = batch, batch
 		job.Limits = Limits{Tokens: 400}
-		job.Sampling = sampling.Paper()
+		job.Sampling = sampling.Default()
 		job.NewGrammar = newEndlessGrammar
 		job.Progress = func(s Stats) {
 			if s.Steps == 1 {
