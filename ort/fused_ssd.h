@@ -7,13 +7,15 @@
 // states (B,H,P,N). One group: every head reads the same Bm and Cm.
 //
 // The scan works chunk by chunk (chunk length Q, the last chunk shorter when
-// Q does not divide L), in three passes that never hold a (Q × Q) matrix per
-// head and chunk at once:
+// Q does not divide L), in passes that never hold a (Q × Q) matrix per head
+// and chunk at once:
 //   1. per (batch, chunk): CB[t][s] = Cm_t·Bm_s (shared by the heads);
 //   2. per (batch, head): the state entering each chunk, by the recurrence
-//      between chunks (H_{c+1} = exp(a_c)·H_c + S_c);
-//   3. per (batch, chunk): every head's outputs (forward), or its gradients
-//      (backward, which also runs an adjoint pass between chunks in 2).
+//      between chunks (H_{c+1} = exp(a_c)·H_c + S_c), and in the forward
+//      each chunk's outputs on the way; the backward runs the adjoint of the
+//      state backwards through the chunks here (and the states themselves
+//      only when not given them);
+//   3. backward, per (batch, chunk): every head's gradients.
 // Inside a task each chunk's (Q × Q) decay matrix lives in one scratch
 // buffer, so the working set is a few chunk-sized blocks. States are kept
 // transposed, (N, P), inside the kernels so that every inner loop is an axpy
@@ -214,8 +216,9 @@ static inline __attribute__((always_inline)) void FN(chunk_decays)(const REAL *a
 	}
 }
 
-// Pass 2 (forward): the state entering each chunk of (b, h), and the final
-// state. S (N, P) runs through the chunks: S ← exp(a_last)·S +
+// Pass 2 without the outputs (the backward's recomputation, when it is not
+// given the forward's chunk states): the state entering each chunk of
+// (b, h), and the final state. S (N, P) runs through the chunks: S ← exp(a_last)·S +
 // Σ_s exp(a_last − acum_s)·Bm_s ⊗ X̃_s.
 HOT static void FN(states_task)(void *user, size_t task) {
 	FN(ssd_args) *a = user;
