@@ -139,11 +139,9 @@ static inline float sigm(float v) { return 1.0f / (1.0f + nss_expf(-v)); }
 static inline float silu(float v) { return v * sigm(v); }
 static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
-// dot is Σ a[i]·b[i] and wdot Σ a[i]·w[i]·b[i], both in 16 partial sums
-// added pairwise at the end (dot_f32 of fused_ssd.h): they vectorise, where
-// one running sum is a chain of n dependent additions.
-static inline float dot(const float *a, const float *b, size_t n) { return dot_f32(a, b, n); }
-
+// wdot is Σ a[i]·w[i]·b[i] in 16 partial sums added pairwise at the end, as
+// dot_f32 (fused_ssd.h) sums Σ a[i]·b[i]: both vectorise, where one running
+// sum is a chain of n dependent additions.
 static inline float wdot(const float *restrict a, const float *restrict w, const float *restrict b, size_t n) {
 	float acc[16] = {0}, tail = 0;
 	size_t i = 0;
@@ -256,7 +254,7 @@ HOT static void step_task(void *user, size_t b) {
 		}
 	}
 	for (size_t i = 0; i < di; i++) out[i] *= silu(z[i]);
-	float ms = dot(out, out, di);
+	float ms = dot_f32(out, out, di);
 	float inv = 1.0f / sqrtf(ms / (float)di + 1e-5f);
 	for (size_t i = 0; i < di; i++) out[i] = out[i] * inv * a->normw[i];
 	free(xc);
@@ -512,7 +510,7 @@ HOT static void norm_fwd_task(void *user, size_t task) {
 	for (size_t r = r0; r < r1; r++) {
 		const float *x = a->x + r * D;
 		float *y = a->y + r * D;
-		float inv = 1.0f / sqrtf(dot(x, x, D) / (float)D + a->d.eps);
+		float inv = 1.0f / sqrtf(dot_f32(x, x, D) / (float)D + a->d.eps);
 		for (size_t i = 0; i < D; i++) y[i] = x[i] * inv * a->w[i];
 	}
 }
@@ -526,7 +524,7 @@ HOT static void norm_bwd_task(void *user, size_t task) {
 	for (size_t r = r0; r < r1; r++) {
 		const float *x = a->x + r * D, *dy = a->dy + r * D;
 		float *dx = a->dx + r * D;
-		float inv = 1.0f / sqrtf(dot(x, x, D) / (float)D + a->d.eps);
+		float inv = 1.0f / sqrtf(dot_f32(x, x, D) / (float)D + a->d.eps);
 		float gx = wdot(dy, a->w, x, D);
 		float k = inv * inv * inv * gx / (float)D;
 		for (size_t i = 0; i < D; i++) {
@@ -603,7 +601,7 @@ HOT static void gnorm_fwd_task(void *user, size_t task) {
 	for (size_t r = r0; r < r1; r++) {
 		float *out = a->out + r * D;
 		gate_row(a, r, q, s, out);
-		float inv = 1.0f / sqrtf(dot(out, out, D) / (float)D + a->d.eps);
+		float inv = 1.0f / sqrtf(dot_f32(out, out, D) / (float)D + a->d.eps);
 		for (size_t i = 0; i < D; i++) out[i] = out[i] * inv * a->w[i];
 	}
 	free(q);
@@ -642,13 +640,13 @@ HOT static void gnorm_bwd_task(void *user, size_t task) {
 		const float *z = a->z + r * D, *x = a->x + r * D, *dout = a->dout + r * D;
 		float *dy = a->dy + r * D, *dx = a->dx + r * D;
 		gate_row(a, r, q, s, g);
-		float inv = 1.0f / sqrtf(dot(g, g, D) / (float)D + a->d.eps);
+		float inv = 1.0f / sqrtf(dot_f32(g, g, D) / (float)D + a->d.eps);
 		float gx = wdot(dout, w, g, D);
 		gnorm_bwd_row(D, q, z, s, g, w, dout, inv, inv * inv * inv * gx / (float)D, dy, a->dz + r * D, dw);
 		for (size_t c0 = 0; c0 < D; c0 += P) {
 			float k = a->skip[c0 / P];
 			for (size_t i = c0; i < c0 + P; i++) dx[i] = k * dy[i];
-			dsk[c0 / P] += dot(dy + c0, x + c0, P);
+			dsk[c0 / P] += dot_f32(dy + c0, x + c0, P);
 		}
 	}
 	free(q);

@@ -216,49 +216,6 @@ static inline __attribute__((always_inline)) void FN(chunk_decays)(const REAL *a
 	}
 }
 
-// Pass 2 without the outputs (the backward's recomputation, when it is not
-// given the forward's chunk states): the state entering each chunk of
-// (b, h), and the final state. S (N, P) runs through the chunks: S ← exp(a_last)·S +
-// Σ_s exp(a_last − acum_s)·Bm_s ⊗ X̃_s.
-HOT static void FN(states_task)(void *user, size_t task) {
-	FN(ssd_args) *a = user;
-	const nss_dims *d = &a->d;
-	int nc = NCHUNKS(d), b = (int)(task / d->H), h = (int)(task % d->H);
-	size_t P = d->P, N = d->N, Q = d->Q, NP = N * P;
-	REAL *acum = malloc(Q * sizeof(REAL)), *e = malloc(Q * sizeof(REAL)), *w = malloc(Q * sizeof(REAL));
-	REAL *xt = malloc(Q * P * sizeof(REAL)), *bw = malloc(Q * N * sizeof(REAL)), *S = malloc(NP * sizeof(REAL));
-	if (!acum || !e || !w || !xt || !bw || !S) {
-		a->fail = 1;
-		goto out;
-	}
-	const REAL *h0 = a->h0 + task * NP; // (P, N)
-	for (size_t p = 0; p < P; p++)
-		for (size_t n = 0; n < N; n++) S[n * P + p] = h0[p * N + n];
-	for (int c = 0; c < nc; c++) {
-		memcpy(a->states + (task * nc + c) * NP, S, NP * sizeof(REAL));
-		size_t q = FN(chunk_len)(d, c);
-		FN(chunk_acum)(a, b, h, c, q, acum);
-		FN(chunk_xt)(a, b, h, c, q, xt);
-		FN(chunk_decays)(acum, q, e, w);
-		REAL el = e[q - 1];
-		for (size_t i = 0; i < NP; i++) S[i] *= el;
-		FN(scaled_rows)(a->Bm + ((size_t)b * d->L + (size_t)c * Q) * N, w, q, N, bw);
-		FN(gemm)(N, P, q, bw, 1, N, xt, P, S, P, 0); // S += (w·Bm)ᵀ·X̃
-	}
-	if (a->final) {
-		REAL *f = a->final + task * NP;
-		for (size_t p = 0; p < P; p++)
-			for (size_t n = 0; n < N; n++) f[p * N + n] = S[n * P + p];
-	}
-out:
-	free(acum);
-	free(e);
-	free(w);
-	free(xt);
-	free(bw);
-	free(S);
-}
-
 // decayed_row writes out[s] = prev[s]·f for s < n, flushed to 0 below the
 // smallest normal number.
 static inline __attribute__((always_inline)) void FN(decayed_row)(size_t n, const REAL *restrict prev, REAL f,
@@ -290,9 +247,9 @@ static inline __attribute__((always_inline)) void FN(decay_rows)(const REAL *acu
 		for (size_t s = 0; s < q; s++) lm[(q - 1) * Q + s] *= cb[(q - 1) * Q + s];
 }
 
-// Passes 2 and 3 of the forward, one (batch, head) per task: walking the
-// chunks in order with the state S (N, P) entering each, the chunk's
-// outputs y_t = Σ_{s≤t} CB[t][s]·exp(acum_t − acum_s)·X̃_s +
+// Pass 2, one (batch, head) per task: walking the chunks in order with the
+// state S (N, P) entering each, the chunk's outputs (forward; the
+// backward, recomputing the states, has no y to fill) y_t = Σ_{s≤t} CB[t][s]·exp(acum_t − acum_s)·X̃_s +
 // exp(acum_t)·Sᵀ·Cm_t, then S ← exp(a_last)·S + Σ_s exp(a_last − acum_s)·
 // Bm_s ⊗ X̃_s. A chunk's X̃, cumulative decays and decay matrix are formed
 // once for both.
@@ -315,13 +272,15 @@ HOT static void FN(scan_task)(void *user, size_t task) {
 		FN(chunk_acum)(a, b, h, c, q, acum);
 		FN(chunk_xt)(a, b, h, c, q, xt);
 		FN(chunk_decays)(acum, q, e, w);
-		FN(decay_rows)(acum, a->cb + ((size_t)b * nc + c) * Q * Q, q, Q, m);
-		FN(scaled_rows)(a->Cm + t0 * N, e, q, N, rows);
-		REAL *y = a->y + (t0 * H + h) * P; // rows of stride H·P
-		for (size_t t = 0; t < q; t++)
-			for (size_t p = 0; p < P; p++) y[t * H * P + p] = 0;
-		FN(gemm)(q, P, q, m, Q, 1, xt, P, y, H * P, A_LOWER); // inside the chunk
-		FN(gemm)(q, P, N, rows, N, 1, S, P, y, H * P, 0);      // from the state entering it
+		if (a->y) {
+			FN(decay_rows)(acum, a->cb + ((size_t)b * nc + c) * Q * Q, q, Q, m);
+			FN(scaled_rows)(a->Cm + t0 * N, e, q, N, rows);
+			REAL *y = a->y + (t0 * H + h) * P; // rows of stride H·P
+			for (size_t t = 0; t < q; t++)
+				for (size_t p = 0; p < P; p++) y[t * H * P + p] = 0;
+			FN(gemm)(q, P, q, m, Q, 1, xt, P, y, H * P, A_LOWER); // inside the chunk
+			FN(gemm)(q, P, N, rows, N, 1, S, P, y, H * P, 0);      // from the state entering it
+		}
 		REAL el = e[q - 1];
 		for (size_t i = 0; i < NP; i++) S[i] *= el;
 		FN(scaled_rows)(a->Bm + t0 * N, w, q, N, rows);
@@ -605,7 +564,7 @@ int FN(nss_ssd_bwd)(const nss_dims *d, const REAL *x, const REAL *dt, const REAL
 	}
 	size_t nc = NCHUNKS(d);
 	par(ctx, FN(cb_task), d->B * nc, &a);
-	if (!states) par(ctx, FN(states_task), (size_t)d->B * d->H, &a);
+	if (!states) par(ctx, FN(scan_task), (size_t)d->B * d->H, &a);
 	par(ctx, FN(adjoint_task), (size_t)d->B * d->H, &a);
 	par(ctx, FN(grad_task), d->B * nc, &a);
 	for (size_t i = 0; i < d->B * nc; i++)
