@@ -515,7 +515,7 @@ func TestBundleSaysWhichCustomOpsItNeeds(t *testing.T) {
 	for _, tc := range []struct {
 		c             model.Config
 		prefill, step string
-	}{{c, "ai.netssm.ConvSilu,ai.netssm.GatedRMSNorm,ai.netssm.RMSNorm,ai.netssm.SSDScan", "ai.netssm.MixerStep,ai.netssm.RMSNorm"}, {c.Portable(), "", ""}} {
+	}{{c, "ai.netssm.ConvSilu,ai.netssm.GatedRMSNorm,ai.netssm.RMSNorm,ai.netssm.SSDScan", "ai.netssm.BlockStep,ai.netssm.RMSNorm"}, {c.Portable(), "", ""}} {
 		dir, _ := writeBundle(t, tc.c, 8, export.Options{PrefillLength: 20})
 		m := load(t, dir).Manifest
 		if got := strings.Join(m.Prefill.CustomOps, ","); got != tc.prefill {

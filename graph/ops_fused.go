@@ -13,13 +13,13 @@ const (
 
 // fusedOps are the op types of FusedDomain (package ort registers the same
 // names; a test checks that they agree).
-var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "ConvSilu": true, "ConvSiluGrad": true,
+var fusedOps = map[string]bool{"SSDScan": true, "SSDScanGrad": true, "MixerStep": true, "BlockStep": true, "ConvSilu": true, "ConvSiluGrad": true,
 	"RMSNorm": true, "RMSNormGrad": true, "GatedRMSNorm": true, "GatedRMSNormGrad": true,
 	"SoftmaxCrossEntropy": true, "SoftmaxCrossEntropyGrad": true}
 
 // FusedOps lists the op types of FusedDomain that the builder emits.
 func FusedOps() []string {
-	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad",
+	return []string{"SSDScan", "SSDScanGrad", "MixerStep", "BlockStep", "ConvSilu", "ConvSiluGrad", "RMSNorm", "RMSNormGrad",
 		"GatedRMSNorm", "GatedRMSNormGrad", "SoftmaxCrossEntropy", "SoftmaxCrossEntropyGrad"}
 }
 
@@ -115,6 +115,72 @@ func MixerStep(zxbcdt, conv, convW, convB, dtBias, aLog, D, normW, ssm *Tensor) 
 	}()
 	return outs[0], outs[1], outs[2]
 }
+
+// BlockParams are the weights of one residual block that BlockStep reads:
+// the block's RMSNorm weight (D), in_proj (2·H·P+2N+H, D) and out_proj (D,
+// H·P) as BlockPanels, the conv weight (C, K) and bias (C), dt_bias, A_log
+// and D (H) and the gated norm's weight (H·P).
+type BlockParams struct {
+	Norm, InProj, ConvW, ConvB, DtBias, ALog, D, GateNorm, OutProj *Tensor
+}
+
+// BlockPanel is the number of output columns in a panel of BlockPanels.
+const BlockPanel = 16
+
+// BlockPanels packs a projection's weight w (O, I) for BlockStep: (⌈O/16⌉,
+// I, 16), panel p holding rows 16p…16p+15 of w transposed and zeros past
+// row O, so that the kernel reads every panel as one contiguous stream. On
+// an initializer the ops fold into a constant when the session loads.
+func BlockPanels(w *Tensor) *Tensor {
+	O, I := w.Dim(0), w.Dim(1)
+	n := (O + BlockPanel - 1) / BlockPanel
+	if pad := n*BlockPanel - O; pad > 0 {
+		w = Concat(0, w, w.g.Zeros(w.dtype, pad, I))
+	}
+	return Transpose(Reshape(w, n, BlockPanel, I), 0, 2, 1)
+}
+
+// BlockStep is one residual block's decoding step in one fused float32
+// node: x' = x + MixerStep(RMSNorm(x, eps)·in_projᵀ, …)·out_projᵀ for x (B, D),
+// with the conv state (B, C, K) and SSM state (B, H, P, N) carried as in
+// MixerStep; it returns x' (B, D) and the next conv and SSM states. Its
+// projections are matrix-vector products that read each weight once per
+// step, which is the step's cost at a small batch. It has no gradient
+// (decoding).
+func BlockStep(x *Tensor, p BlockParams, conv, ssm *Tensor, eps float64) (next, nextConv, nextSSM *Tensor) {
+	outs := []*Tensor{x, conv, ssm}
+	func() {
+		defer guardAll(x, &outs, 3)
+		ins := []*Tensor{x, p.Norm, p.InProj, conv, p.ConvW, p.ConvB, p.DtBias, p.ALog, p.D, p.GateNorm, ssm, p.OutProj}
+		g := sameGraph("BlockStep", ins...)
+		for _, t := range ins {
+			if t.dtype != Float32 {
+				failf("BlockStep: the fused kernels are float32, got %s", t)
+			}
+		}
+		if x.Rank() != 2 || ssm.Rank() != 4 || conv.Rank() != 3 {
+			failf("BlockStep: x %s must be (B, D), ssm %s (B, H, P, N), conv %s (B, C, K)", x, ssm, conv)
+		}
+		B, Dm := x.Dim(0), x.Dim(1)
+		H, P, N, K := ssm.Dim(1), ssm.Dim(2), ssm.Dim(3), conv.Dim(2)
+		di, C := H*P, H*P+2*N
+		if ssm.Dim(0) != B || !p.Norm.shape.Equal(Shape{Dm}) || !p.InProj.shape.Equal(panels(2*di+2*N+H, Dm)) ||
+			!conv.shape.Equal(Shape{B, C, K}) || !p.ConvW.shape.Equal(Shape{C, K}) || !p.ConvB.shape.Equal(Shape{C}) ||
+			!p.DtBias.shape.Equal(Shape{H}) || !p.ALog.shape.Equal(Shape{H}) || !p.D.shape.Equal(Shape{H}) ||
+			!p.GateNorm.shape.Equal(Shape{di}) || !p.OutProj.shape.Equal(panels(Dm, di)) {
+			failf("BlockStep: shapes do not agree with x %s, ssm %s and conv %s: %v", x, ssm, conv, ins)
+		}
+		if !(eps > 0) {
+			failf("BlockStep: eps %g must be positive", eps)
+		}
+		outs = g.addNode("BlockStep", ins, []attribute{{"eps", eps}}, nil,
+			[]outSpec{{Float32, x.shape.Clone()}, {Float32, conv.shape.Clone()}, {Float32, ssm.shape.Clone()}})
+	}()
+	return outs[0], outs[1], outs[2]
+}
+
+// panels is the shape of BlockPanels of an (O, I) weight.
+func panels(O, I int) Shape { return Shape{(O + BlockPanel - 1) / BlockPanel, I, BlockPanel} }
 
 // ConvSilu is a mixer's causal depthwise convolution followed by silu in one
 // fused float32 node: with full = [state, x] along time (the carried

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -259,17 +260,28 @@ func TestFusedSSDSurvivesRandomShapes(t *testing.T) {
 	}
 }
 
-// TestFusedMixerStepSurvivesRandomShapes is the property test of MixerStep:
-// step graphs of random configurations, fused and standard, give the same
-// logits and states from random states.
-func TestFusedMixerStepSurvivesRandomShapes(t *testing.T) {
+// TestFusedStepSurvivesRandomShapes is the property test of the step
+// graph's fused ops: step graphs of random configurations, fused and
+// standard, give the same logits and states from random states, at batches
+// that run BlockStep (every other configuration; widths that are not a
+// multiple of its panels or of its four-row sums included) and at larger
+// ones, which run MixerStep between ONNX Runtime's products.
+func TestFusedStepSurvivesRandomShapes(t *testing.T) {
 	orttest.Init(t)
 	r := rand.New(rand.NewPCG(43, 44))
 	for i := range 12 {
-		c := Config{DModel: 4 * (1 + r.IntN(8)), Layers: 1 + r.IntN(2), DState: 1 + r.IntN(24), Expand: 1 + r.IntN(2),
-			DConv: 1 + r.IntN(5), ChunkSize: 8, VocabSize: 272, NGroups: 1}
-		c.HeadDim = []int{1, 2, 4}[r.IntN(3)]
-		B := 1 + r.IntN(5)
+		c := Config{DModel: 1 + r.IntN(40), Layers: 1 + r.IntN(2), DState: 1 + r.IntN(24), Expand: 1 + r.IntN(2),
+			DConv: 1 + r.IntN(5), ChunkSize: 8, VocabSize: 272, NGroups: 1, HeadDim: 1}
+		for _, h := range []int{4, 2} {
+			if c.DInner()%h == 0 && r.IntN(2) == 0 {
+				c.HeadDim = h
+				break
+			}
+		}
+		B := 1 + r.IntN(BlockStepMaxBatch)
+		if i%2 == 1 {
+			B = BlockStepMaxBatch + 1 + r.IntN(3)
+		}
 		name := fmt.Sprintf("%d: %s B=%d", i, c, B)
 		params := Values(InitParams(c, uint64(i)))
 		feeds := map[string]*ort.Tensor{}
@@ -300,6 +312,9 @@ func TestFusedMixerStepSurvivesRandomShapes(t *testing.T) {
 			b, err := g.Serialize(graph.Initializers(params))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if want := kernels == KernelsFused && B <= BlockStepMaxBatch; bytes.Contains(b, []byte("BlockStep")) != want {
+				t.Fatalf("%s, %s kernels: the step graph has BlockStep nodes: %v, want %v", name, kernels, !want, want)
 			}
 			s, err := ort.NewSession(b, ort.SessionOptions{Threads: 2})
 			if err != nil {

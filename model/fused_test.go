@@ -237,12 +237,16 @@ func maxAbsDiff(a, b []float32) float64 {
 }
 
 // TestFusedOpsAreTheOnesORTRegisters: every op the graph builder emits in
-// the fused domain has a kernel in package ort, under the same domain.
+// the fused domain has a kernel in package ort, under the same domain, and
+// BlockStep's weights are packed in the panels its kernel reads.
 func TestFusedOpsAreTheOnesORTRegisters(t *testing.T) {
 	if graph.FusedDomain != ort.FusedDomain {
 		t.Fatalf("graph domain %q, ort domain %q", graph.FusedDomain, ort.FusedDomain)
 	}
 	if g, o := strings.Join(graph.FusedOps(), ","), strings.Join(ort.FusedOps(), ","); g != o {
 		t.Errorf("graph emits %s, ort registers %s", g, o)
+	}
+	if graph.BlockPanel != ort.BlockPanel {
+		t.Errorf("graph packs BlockStep's weights in panels of %d columns, the kernel reads %d", graph.BlockPanel, ort.BlockPanel)
 	}
 }

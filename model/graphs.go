@@ -350,13 +350,34 @@ func (m *LM) Step(ids *graph.Tensor, states States) (logits *graph.Tensor, next 
 		src = src.last()
 	}
 	for i := range c.Layers {
-		l := LayerPrefix(i)
-		u := m.norm(x, m.p(l+".norm.weight"))
-		out, st := m.mixerStep(l+".mixer.", u, states.Layers[i])
-		x = graph.Add(x, out)
+		var st LayerState
+		x, st = m.blockStep(LayerPrefix(i), x, states.Layers[i])
 		next.Layers = append(next.Layers, st)
 	}
 	return m.logits(x, src), next // (B, V)
+}
+
+// BlockStepMaxBatch is the largest batch whose fused step graph runs each
+// block as one BlockStep node; larger batches keep ONNX Runtime's matrix
+// products around MixerStep, which are faster once a weight row serves
+// several batch rows (BenchmarkStep of the small preset, one core: BlockStep
+// about 20 % faster at batch 1, even at 2, slower from 4).
+const BlockStepMaxBatch = 2
+
+// blockStep is one residual block's decoding step, x: (B, D): x +
+// mixerStep(norm(x)), in one BlockStep node with the fused kernels at a batch
+// up to BlockStepMaxBatch.
+func (m *LM) blockStep(l string, x *graph.Tensor, st LayerState) (*graph.Tensor, LayerState) {
+	pre := l + ".mixer."
+	if m.fused(x) && x.Dim(0) <= BlockStepMaxBatch {
+		p := graph.BlockParams{Norm: m.p(l + ".norm.weight"), InProj: graph.BlockPanels(m.p(pre + "in_proj.weight")), ConvW: m.p(pre + "conv1d.weight"),
+			ConvB: m.p(pre + "conv1d.bias"), DtBias: m.p(pre + "dt_bias"), ALog: m.p(pre + "A_log"), D: m.p(pre + "D"),
+			GateNorm: m.p(pre + "norm.weight"), OutProj: graph.BlockPanels(m.p(pre + "out_proj.weight"))}
+		next, conv, ssm := graph.BlockStep(x, p, st.Conv, st.SSM, normEps)
+		return next, LayerState{Conv: conv, SSM: ssm}
+	}
+	out, next := m.mixerStep(pre, m.norm(x, m.p(l+".norm.weight")), st)
+	return graph.Add(x, out), next
 }
 
 // norm is normRMS, in one fused node when the graph uses the fused kernels.

@@ -25,11 +25,16 @@ import (
 // of one layer (y and the final state from x, dt, A, Bm, Cm and the carried
 // state, attribute chunk); SSDScanGrad, its backward; MixerStep, the
 // recurrent part of one mixer decoding step (conv window, SSM state update,
-// gated RMSNorm); ConvSilu, RMSNorm, GatedRMSNorm (a mixer's D·x skip and
-// gated norm) and SoftmaxCrossEntropy (the loss), each with its gradient op
-// (docs/kernels.md lists them). Sessions whose model uses the domain get it
+// gated RMSNorm); BlockStep, a whole residual block's decoding step around
+// it (RMSNorm, in_proj, MixerStep, out_proj, residual); ConvSilu, RMSNorm,
+// GatedRMSNorm (a mixer's D·x skip and gated norm) and SoftmaxCrossEntropy
+// (the loss), each with its gradient op (docs/kernels.md lists them). Sessions whose model uses the domain get it
 // registered.
 const FusedDomain = "ai.netssm"
+
+// BlockPanel is the number of output columns in a panel of the packed
+// weights that BlockStep's kernel reads (graph.BlockPanels packs them).
+const BlockPanel = C.NSS_BLOCK_PANEL
 
 // FusedOps lists the op types of FusedDomain.
 func FusedOps() []string {

@@ -1,7 +1,8 @@
-// CPU kernels of netssm's custom-op domain: the chunked SSD scan and its
-// backward, the one-token mixer step, the causal convolution with silu, the
-// RMSNorms (plain, and a mixer's gated one with the D·x skip) and the
-// softmax cross-entropy, each with its backward. Plain C that the compiler
+// CPU kernels of netssm's custom-op domain: the chunked SSD scan, the
+// causal convolution with silu, the RMSNorms (plain, and a mixer's gated one
+// with the D·x skip) and the softmax cross-entropy, each with its backward;
+// for decoding, the one-token mixer step and a whole residual block's step
+// around it. Plain C that the compiler
 // vectorises; on x86-64 the hot functions are also compiled for x86-64-v3
 // (AVX2, FMA) and x86-64-v4 (AVX-512) and the loader picks the copy the CPU
 // supports at run time (GCC/Clang target_clones), so the binary still runs
@@ -266,6 +267,76 @@ int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *con
 	step_args a = {*d, zxbcdt, conv, convw, convb, dtb, alog, D, normw, ssm, out, conv2, ssm2, 0};
 	par(ctx, step_task, (size_t)d->B, &a);
 	return a.fail;
+}
+
+// ---- one residual block's decoding step ----
+//
+// nss_block_step is a whole block of the step graph in one call: u =
+// RMSNorm(x)·norm_w, zxbcdt = u·W_inᵀ, the mixer step (step_task), and x' =
+// x + g·W_outᵀ. At a small batch a step's time is that of reading the
+// weights, so the projections take them packed in panels of
+// NSS_BLOCK_PANEL output columns, (⌈O/16⌉, I, 16) with zero rows past O: a
+// panel is one contiguous stream that serves every batch row, its columns
+// sum in vector lanes (no horizontal reductions), and the panels are the
+// tasks that threads share.
+
+typedef float blk_vec __attribute__((vector_size(NSS_BLOCK_PANEL * sizeof(float))));
+
+typedef struct {
+	const float *Wp, *X, *add;
+	float *Y;
+	size_t O, I, B;
+} blk_gemv_args;
+
+// blk_panel_task computes panel p's columns of Y = X·W (+ add) for every
+// batch row: Wp (⌈O/16⌉, I, 16), X (B, I), Y and add (B, O). Each row's
+// products go into four partial sums (k mod 4), so that four chains of
+// additions overlap.
+HOT static void blk_panel_task(void *user, size_t p) {
+	const blk_gemv_args *a = user;
+	enum { T = NSS_BLOCK_PANEL };
+	size_t I = a->I, j0 = p * T, n = a->O - j0 < T ? a->O - j0 : T;
+	const float *w = a->Wp + p * I * T;
+	for (size_t b = 0; b < a->B; b++) {
+		const float *x = a->X + b * I;
+		blk_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v;
+		size_t k = 0;
+		for (; k + 4 <= I; k += 4) {
+			memcpy(&v, w + k * T, sizeof v), s0 += x[k] * v;
+			memcpy(&v, w + (k + 1) * T, sizeof v), s1 += x[k + 1] * v;
+			memcpy(&v, w + (k + 2) * T, sizeof v), s2 += x[k + 2] * v;
+			memcpy(&v, w + (k + 3) * T, sizeof v), s3 += x[k + 3] * v;
+		}
+		for (; k < I; k++) memcpy(&v, w + k * T, sizeof v), s0 += x[k] * v;
+		s0 = (s0 + s1) + (s2 + s3);
+		float *y = a->Y + b * a->O + j0;
+		const float *add = a->add ? a->add + b * a->O + j0 : NULL;
+		for (size_t j = 0; j < n; j++) y[j] = add ? add[j] + s0[j] : s0[j];
+	}
+}
+
+static void blk_gemv(const float *Wp, const float *X, const float *add, float *Y, size_t O, size_t I, size_t B, nss_par par,
+		     void *ctx) {
+	blk_gemv_args a = {Wp, X, add, Y, O, I, B};
+	par(ctx, blk_panel_task, (O + NSS_BLOCK_PANEL - 1) / NSS_BLOCK_PANEL, &a);
+}
+
+int nss_block_step(const nss_block_dims *bd, const float *x, const float *normw, const float *inwp, const float *conv,
+		   const float *convw, const float *convb, const float *dtb, const float *alog, const float *D,
+		   const float *gnormw, const float *ssm, const float *outwp, float *xout, float *conv2, float *ssm2,
+		   nss_par par, void *ctx) {
+	const nss_step_dims *d = &bd->step;
+	size_t B = d->B, Dm = bd->D, di = (size_t)d->H * d->P, width = 2 * di + 2 * (size_t)d->N + d->H;
+	float *u = malloc((B * Dm + B * width + B * di) * sizeof(float));
+	if (!u) return 1;
+	float *zx = u + B * Dm, *g = zx + B * width;
+	nss_norm_dims nd = {d->B, bd->D, bd->eps};
+	nss_norm_fwd(&nd, x, normw, u, par, ctx);
+	blk_gemv(inwp, u, NULL, zx, width, Dm, B, par, ctx);
+	int fail = nss_mixer_step(d, zx, conv, convw, convb, dtb, alog, D, gnormw, ssm, g, conv2, ssm2, par, ctx);
+	if (!fail) blk_gemv(outwp, g, x, xout, Dm, di, B, par, ctx);
+	free(u);
+	return fail;
 }
 
 // ---- the causal depthwise convolution with silu (training and prefill) ----

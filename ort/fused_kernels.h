@@ -54,6 +54,27 @@ int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *con
 		   const float *convb, const float *dtb, const float *alog, const float *D, const float *normw,
 		   const float *ssm, float *out, float *conv2, float *ssm2, nss_par par, void *ctx);
 
+// nss_block_dims are the sizes of one residual block's decoding step: its
+// mixer step, the model width D and the block norm's eps.
+typedef struct {
+	nss_step_dims step;
+	int D;
+	float eps;
+} nss_block_dims;
+
+// NSS_BLOCK_PANEL is the number of output columns in a panel of the
+// weights nss_block_step reads: a weight W (O, I) comes as (⌈O/16⌉, I, 16),
+// panel p holding rows 16p… of W transposed, zeros past row O.
+#define NSS_BLOCK_PANEL 16
+
+// nss_block_step: x (B,D) → x + MixerStep((RMSNorm(x)·norm_w)·W_inᵀ)·W_outᵀ,
+// from the panels of W_in (2·H·P+2N+H, D) and W_out (D, H·P), and the next
+// conv and SSM states (in place when conv2 == conv and ssm2 == ssm).
+int nss_block_step(const nss_block_dims *bd, const float *x, const float *normw, const float *inwp, const float *conv,
+		   const float *convw, const float *convb, const float *dtb, const float *alog, const float *D,
+		   const float *gnormw, const float *ssm, const float *outwp, float *xout, float *conv2, float *ssm2,
+		   nss_par par, void *ctx);
+
 // nss_conv_dims are the sizes of one causal depthwise convolution: batch B,
 // length L, channels C, width W.
 typedef struct {

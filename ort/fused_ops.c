@@ -313,6 +313,37 @@ static status_t mixer_step(void *k, void *ctx) {
 	return finish(&p, fail, op);
 }
 
+// BlockStep(x (B, D), norm_w (D), in_w panels (⌈(2·H·P+2N+H)/16⌉, D, 16),
+// conv (B,C,K), conv_w (C,K), conv_b (C), dt_bias (H), A_log (H), D (H),
+// gnorm_w (H·P), ssm (B,H,P,N), out_w panels (⌈D/16⌉, H·P, 16); eps) → (x' (B, D), conv' (B,C,K), ssm'
+// (B,H,P,N)), C = H·P + 2N: one residual block's decoding step.
+static status_t block_step(void *kv, void *ctx) {
+	const kernel *k = kv;
+	const char *op = "BlockStep";
+	tensor in[12];
+	status_t st = inputs(ctx, in, 12);
+	if (st) return st;
+	if (in[0].rank != 2 || in[10].rank != 4 || in[3].rank != 3) return shape_error(op, "x must be (B, D), ssm (B, H, P, N), conv (B, C, K)");
+	nss_block_dims bd = {{(int)in[10].dims[0], (int)in[10].dims[1], (int)in[10].dims[2], (int)in[10].dims[3], (int)in[3].dims[2]},
+			     (int)in[0].dims[1], k->eps};
+	const nss_step_dims *d = &bd.step;
+	int64_t di = (int64_t)d->H * d->P, C = di + 2 * d->N, width = 2 * di + 2 * d->N + d->H;
+	int64_t x[2] = {d->B, bd.D}, dm[1] = {bd.D}, inw[3] = {(width + NSS_BLOCK_PANEL - 1) / NSS_BLOCK_PANEL, bd.D, NSS_BLOCK_PANEL}, conv[3] = {d->B, C, d->K}, w[2] = {C, d->K},
+		c1[1] = {C}, h1[1] = {d->H}, n1[1] = {di}, outw[3] = {(bd.D + NSS_BLOCK_PANEL - 1) / NSS_BLOCK_PANEL, di, NSS_BLOCK_PANEL};
+	if (d->K < 1 || !is(&in[0], 2, x) || !is(&in[1], 1, dm) || !is(&in[2], 3, inw) || !is(&in[3], 3, conv) ||
+	    !is(&in[4], 2, w) || !is(&in[5], 1, c1) || !is(&in[6], 1, h1) || !is(&in[7], 1, h1) || !is(&in[8], 1, h1) ||
+	    !is(&in[9], 1, n1) || !is(&in[11], 3, outw))
+		return shape_error(op, "inputs do not agree with x (B, D), ssm (B, H, P, N) and conv (B, H·P+2N, K)");
+	float *xo, *conv2, *ssm2;
+	if ((st = output(ctx, 0, x, 2, &xo)) || (st = output(ctx, 1, conv, 3, &conv2)) || (st = output(ctx, 2, in[10].dims, 4, &ssm2))) return st;
+	// Serially: at the batches BlockStep serves, a step's blocks are tens of
+	// microseconds each, and handing their parts to the intra-op pool costs
+	// more than the other threads save (docs/kernels.md).
+	int fail = nss_block_step(&bd, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[6].data,
+				  in[7].data, in[8].data, in[9].data, in[10].data, in[11].data, xo, conv2, ssm2, nss_serial, NULL);
+	return fail ? shape_error(op, "out of memory for the kernel's scratch buffers") : NULL;
+}
+
 // conv_dims checks x (B,L,C), state (B,C,W), w (C,W), bias (C): the first
 // four inputs of both convolution ops.
 static status_t conv_dims(const char *op, const tensor *in, nss_conv_dims *d) {
@@ -517,6 +548,7 @@ static nss_op ops[] = {
 	OP("SSDScan", 6, 3, 1, ssd_scan),
 	OP("SSDScanGrad", 10, 6, 1, ssd_scan_grad),
 	OP("MixerStep", 9, 3, 0, mixer_step),
+	OPN("BlockStep", 12, 3, 0, 1, block_step),
 	OP("ConvSilu", 4, 2, 0, conv_silu),
 	OP("ConvSiluGrad", 6, 4, 0, conv_silu_grad),
 	OPN("RMSNorm", 2, 1, 0, 1, rms_norm),
