@@ -279,8 +279,8 @@ func TestFusedStepSurvivesRandomShapes(t *testing.T) {
 			}
 		}
 		B := 1 + r.IntN(BlockStepMaxBatch)
-		if i%2 == 1 {
-			B = BlockStepMaxBatch + 1 + r.IntN(3)
+		if i%2 == 1 { // MixerStep, its passes run apart (under 8 rows) and per row
+			B = BlockStepMaxBatch + 1 + r.IntN(9)
 		}
 		name := fmt.Sprintf("%d: %s B=%d", i, c, B)
 		params := Values(InitParams(c, uint64(i)))

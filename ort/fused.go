@@ -2,11 +2,13 @@ package ort
 
 /*
 #cgo CFLAGS: -O3
-#cgo linux LDFLAGS: -ldl -lm
+#cgo linux LDFLAGS: -ldl -lm -lpthread
 #include <stdlib.h>
 #include "fused_kernels.h"
 
 char *nss_fused_register(const char *path, void *options);
+void nss_set_session_threads(int n);
+void nss_pool_count(int parts, size_t total, int *counts);
 const char *nss_fused_op_name(int i);
 */
 import "C"
@@ -15,6 +17,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"unsafe"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -70,6 +73,41 @@ func registerFused(opts *ortgo.SessionOptions) error {
 		return fmt.Errorf("registering the %s custom ops: %w", FusedDomain, err)
 	}
 	return nil
+}
+
+// usesOwnThreads reports whether a serialized model has BlockStep nodes,
+// whose kernels run on netssm's own worker threads (fused_pool.c) instead of
+// ONNX Runtime's intra-op pool: a session of such a graph gives ONNX Runtime
+// one thread and the kernels the session's count, so that it never runs
+// more threads than it was given.
+func usesOwnThreads(model []byte) bool { return bytes.Contains(model, []byte("BlockStep")) }
+
+// sessionMu keeps the thread count that kernels read while ONNX Runtime
+// creates them (during the session's creation) that of their session.
+var sessionMu sync.Mutex
+
+// createSession creates an ONNX Runtime session whose fused kernels use
+// threads threads.
+func createSession(model []byte, ins, outs []string, opts *ortgo.SessionOptions, threads int) (*ortgo.DynamicAdvancedSession, error) {
+	if !usesFused(model) {
+		return ortgo.NewDynamicAdvancedSessionWithONNXData(model, ins, outs, opts)
+	}
+	sessionMu.Lock()
+	defer sessionMu.Unlock()
+	C.nss_set_session_threads(C.int(threads))
+	return ortgo.NewDynamicAdvancedSessionWithONNXData(model, ins, outs, opts)
+}
+
+// poolCounts runs total tasks on parts threads of the kernels' worker pool
+// and returns how many times each task ran (for the tests).
+func poolCounts(parts, total int) []int32 {
+	counts := make([]C.int, total+1) // one more, so that the slice is never empty
+	C.nss_pool_count(C.int(parts), C.size_t(total), &counts[0])
+	out := make([]int32, total)
+	for i := range out {
+		out[i] = int32(counts[i])
+	}
+	return out
 }
 
 // SSDDims are the sizes of one SSD scan: batch B, length L, heads H, head

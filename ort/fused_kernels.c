@@ -132,7 +132,7 @@ typedef struct {
 	nss_step_dims d;
 	const float *zxbcdt, *conv, *convw, *convb, *dtb, *alog, *D, *normw, *ssm;
 	float *out, *conv2, *ssm2;
-	int fail;
+	float *xc; // (B, C): each row's conv + silu output, x then Bm then Cm
 } step_args;
 
 // sigm and silu use nss_expf, so that loops over them vectorise.
@@ -212,61 +212,94 @@ static inline __attribute__((always_inline)) void conv_window_step(float *restri
 	}
 }
 
-// step_task runs one batch row: conv window shift and conv + silu, the SSM
-// state update and output (+ D·x), the gated RMSNorm.
-HOT static void step_task(void *user, size_t b) {
+// A mixer step runs in three passes, each a task per row or per (row,
+// head): the conv window and conv + silu (conv_step_task), every head's SSM
+// state update and output + D·x (head_step_task: the bulk of the work,
+// which at batch 1 still has a task per head for the threads to share), and
+// the gated RMSNorm (gate_step_task). At larger batches each row is one
+// task of all three (row_step_task).
+
+HOT static void conv_step_task(void *user, size_t b) {
 	step_args *a = user;
 	const nss_step_dims *d = &a->d;
 	size_t H = d->H, P = d->P, N = d->N, K = d->K, di = H * P, C = di + 2 * N, width = 2 * di + 2 * N + H;
-	const float *zx = a->zxbcdt + b * width, *z = zx, *xbc = zx + di, *dtraw = zx + di + C;
 	const float *cs = a->conv + b * C * K;
-	float *cs2 = a->conv2 + b * C * K, *out = a->out + b * di;
-	float *xc = malloc(C * sizeof(float));
-	if (!xc) {
-		a->fail = 1;
-		return;
-	}
+	float *cs2 = a->conv2 + b * C * K, *xc = a->xc + b * C;
 	if (cs2 != cs) memcpy(cs2, cs, C * K * sizeof(float));
-	conv_window_step(cs2, xbc, a->convw, a->convb, C, K, xc);
+	conv_window_step(cs2, a->zxbcdt + b * width + di, a->convw, a->convb, C, K, xc);
 	for (size_t c = 0; c < C; c++) xc[c] = silu(xc[c]);
-	const float *x = xc, *Bm = xc + di, *Cm = xc + di + N;
-	for (size_t h = 0; h < H; h++) {
-		float dt = softplus(dtraw[h] + a->dtb[h]);
-		float dA = expf(dt * -expf(a->alog[h]));
-		const float *s = a->ssm + (b * H + h) * P * N;
-		float *s2 = a->ssm2 + (b * H + h) * P * N;
-		if (s2 != s) memcpy(s2, s, P * N * sizeof(float));
-		for (size_t p = 0; p < P; p += 4) {
-			float k[4] = {0}, y[4];
-			size_t rows = P - p < 4 ? P - p : 4;
-			for (size_t r = 0; r < rows; r++) k[r] = dt * x[h * P + p + r];
-			if (rows == 4)
-				state_rows(s2 + p * N, dA, k, Bm, Cm, N, y);
-			else
-				for (size_t r = 0; r < rows; r++) {
-					float *row = s2 + (p + r) * N;
-					y[r] = 0;
-					for (size_t n = 0; n < N; n++) {
-						row[n] = row[n] * dA + k[r] * Bm[n];
-						y[r] += row[n] * Cm[n];
-					}
+}
+
+HOT static void head_step_task(void *user, size_t task) {
+	step_args *a = user;
+	const nss_step_dims *d = &a->d;
+	size_t H = d->H, P = d->P, N = d->N, di = H * P, C = di + 2 * N, width = 2 * di + 2 * N + H;
+	size_t b = task / H, h = task % H;
+	const float *x = a->xc + b * C, *Bm = x + di, *Cm = x + di + N;
+	float dt = softplus(a->zxbcdt[b * width + di + C + h] + a->dtb[h]);
+	float dA = expf(dt * -expf(a->alog[h]));
+	const float *s = a->ssm + (b * H + h) * P * N;
+	float *s2 = a->ssm2 + (b * H + h) * P * N, *out = a->out + b * di;
+	if (s2 != s) memcpy(s2, s, P * N * sizeof(float));
+	for (size_t p = 0; p < P; p += 4) {
+		float k[4] = {0}, y[4];
+		size_t rows = P - p < 4 ? P - p : 4;
+		for (size_t r = 0; r < rows; r++) k[r] = dt * x[h * P + p + r];
+		if (rows == 4)
+			state_rows(s2 + p * N, dA, k, Bm, Cm, N, y);
+		else
+			for (size_t r = 0; r < rows; r++) {
+				float *row = s2 + (p + r) * N;
+				y[r] = 0;
+				for (size_t n = 0; n < N; n++) {
+					row[n] = row[n] * dA + k[r] * Bm[n];
+					y[r] += row[n] * Cm[n];
 				}
-			for (size_t r = 0; r < rows; r++) out[h * P + p + r] = y[r] + a->D[h] * x[h * P + p + r];
-		}
+			}
+		for (size_t r = 0; r < rows; r++) out[h * P + p + r] = y[r] + a->D[h] * x[h * P + p + r];
 	}
+}
+
+HOT static void gate_step_task(void *user, size_t b) {
+	step_args *a = user;
+	const nss_step_dims *d = &a->d;
+	size_t di = (size_t)d->H * d->P, width = 2 * di + 2 * (size_t)d->N + d->H;
+	const float *z = a->zxbcdt + b * width;
+	float *out = a->out + b * di;
 	for (size_t i = 0; i < di; i++) out[i] *= silu(z[i]);
 	float ms = dot_f32(out, out, di);
 	float inv = 1.0f / sqrtf(ms / (float)di + 1e-5f);
 	for (size_t i = 0; i < di; i++) out[i] = out[i] * inv * a->normw[i];
-	free(xc);
+}
+
+// From stepRowsAlone rows on, a task runs a whole row's three passes: the
+// rows are work enough for the threads, and one parallel section costs less
+// than three.
+enum { stepRowsAlone = 8 };
+
+static void row_step_task(void *user, size_t b) {
+	const step_args *a = user;
+	conv_step_task(user, b);
+	for (size_t h = 0; h < (size_t)a->d.H; h++) head_step_task(user, b * a->d.H + h);
+	gate_step_task(user, b);
 }
 
 int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *conv, const float *convw,
 		   const float *convb, const float *dtb, const float *alog, const float *D, const float *normw,
 		   const float *ssm, float *out, float *conv2, float *ssm2, nss_par par, void *ctx) {
-	step_args a = {*d, zxbcdt, conv, convw, convb, dtb, alog, D, normw, ssm, out, conv2, ssm2, 0};
-	par(ctx, step_task, (size_t)d->B, &a);
-	return a.fail;
+	size_t B = d->B, C = (size_t)d->H * d->P + 2 * (size_t)d->N;
+	float *xc = malloc((B * C ? B * C : 1) * sizeof(float));
+	if (!xc) return 1;
+	step_args a = {*d, zxbcdt, conv, convw, convb, dtb, alog, D, normw, ssm, out, conv2, ssm2, xc};
+	if (B >= stepRowsAlone) {
+		par(ctx, row_step_task, B, &a);
+	} else {
+		par(ctx, conv_step_task, B, &a);
+		par(ctx, head_step_task, B * (size_t)d->H, &a);
+		par(ctx, gate_step_task, B, &a);
+	}
+	free(xc);
+	return 0;
 }
 
 // ---- one residual block's decoding step ----

@@ -14,6 +14,11 @@ typedef void (*nss_par)(void *ctx, nss_task fn, size_t total, void *user);
 // nss_serial is nss_par on the calling thread.
 void nss_serial(void *ctx, nss_task fn, size_t total, void *user);
 
+// nss_pool_par is nss_par on netssm's own worker threads (fused_pool.c):
+// ctx points to an int, the number of threads the job may use, the calling
+// one included.
+void nss_pool_par(void *ctx, nss_task fn, size_t total, void *user);
+
 // nss_dims are the sizes of one SSD scan: batch B, length L, heads H, head
 // dimension P, state size N, chunk length Q.
 typedef struct {

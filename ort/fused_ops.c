@@ -10,6 +10,7 @@
 
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,12 +110,20 @@ static int op_end(const struct ort_op *op) { (void)op; return INT_MAX; }
 static size_t op_no_pairs(int **in, int **out) { *in = NULL; *out = NULL; return 0; }
 static void op_release_pairs(int *in, int *out) { (void)in; (void)out; }
 
-// kernel is one node's kernel: its op and the node's chunk attribute.
+// kernel is one node's kernel: its op, the node's attributes, and the
+// threads of the session it was created for.
 typedef struct {
 	const nss_op *op;
 	int64_t chunk;
 	float eps;
+	int threads;
 } kernel;
+
+// session_threads is the thread count of the session being created
+// (package ort sets it around the session's creation, when ONNX Runtime
+// creates the kernels).
+static _Atomic int session_threads = 1;
+void nss_set_session_threads(int n) { session_threads = n > 0 ? n : 1; }
 
 enum { slotKernelInfoGetAttributeFloat = 85, slotKernelInfoGetAttributeInt64 = 86 };
 
@@ -123,6 +132,7 @@ static status_t op_create(const struct ort_op *op, const void *a, const void *in
 	kernel *k = calloc(1, sizeof *k);
 	if (!k) return make_status(ortFail, "ai.netssm: out of memory");
 	k->op = (const nss_op *)op;
+	k->threads = session_threads;
 	if (k->op->chunked) {
 		status_t st = CALL(slotKernelInfoGetAttributeInt64, status_t (*)(const void *, const char *, int64_t *))(info, "chunk", &k->chunk);
 		if (!st && k->chunk < 1) st = make_status(ortInvalidArgument, "ai.netssm: attribute chunk must be positive");
@@ -336,11 +346,12 @@ static status_t block_step(void *kv, void *ctx) {
 		return shape_error(op, "inputs do not agree with x (B, D), ssm (B, H, P, N) and conv (B, H·P+2N, K)");
 	float *xo, *conv2, *ssm2;
 	if ((st = output(ctx, 0, x, 2, &xo)) || (st = output(ctx, 1, conv, 3, &conv2)) || (st = output(ctx, 2, in[10].dims, 4, &ssm2))) return st;
-	// Serially: at the batches BlockStep serves, a step's blocks are tens of
-	// microseconds each, and handing their parts to the intra-op pool costs
-	// more than the other threads save (docs/kernels.md).
+	// On netssm's own threads: at the batches BlockStep serves, a block takes
+	// tens of microseconds, and handing its products to ONNX Runtime's
+	// intra-op pool costs more than the other threads save (docs/kernels.md).
+	int threads = k->threads;
 	int fail = nss_block_step(&bd, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[6].data,
-				  in[7].data, in[8].data, in[9].data, in[10].data, in[11].data, xo, conv2, ssm2, nss_serial, NULL);
+				  in[7].data, in[8].data, in[9].data, in[10].data, in[11].data, xo, conv2, ssm2, nss_pool_par, &threads);
 	return fail ? shape_error(op, "out of memory for the kernel's scratch buffers") : NULL;
 }
 

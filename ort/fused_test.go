@@ -1,9 +1,11 @@
 package ort
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -190,5 +192,44 @@ func TestSSDScanKernelAtEveryVectorWidth(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The kernels' worker pool runs every task of a job exactly once, whatever
+// the number of threads asked for (more than the tasks included), and jobs
+// from several goroutines at once (one runs on the pool, the others on
+// their own thread) lose none.
+func TestWorkerPoolRunsEveryTaskOnce(t *testing.T) {
+	check := func(parts, total int) error {
+		for i, n := range poolCounts(parts, total) {
+			if n != 1 {
+				return fmt.Errorf("%d threads, %d tasks: task %d ran %d times", parts, total, i, n)
+			}
+		}
+		return nil
+	}
+	for _, parts := range []int{1, 2, 3, 8} {
+		for _, total := range []int{0, 1, 2, 5, 73, 1000} {
+			if err := check(parts, total); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				if err := check(1+g%4, 1+(i*37+g)%300); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -200,8 +200,12 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 	if threads <= 0 {
 		threads = DefaultThreads()
 	}
-	if err := opts.SetIntraOpNumThreads(threads); err != nil {
-		return nil, fmt.Errorf("setting %d threads: %w", threads, err)
+	ortThreads := threads
+	if usesOwnThreads(model) {
+		ortThreads = 1 // the session's threads are BlockStep's (ownThreads)
+	}
+	if err := opts.SetIntraOpNumThreads(ortThreads); err != nil {
+		return nil, fmt.Errorf("setting %d threads: %w", ortThreads, err)
 	}
 	if err := opts.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("setting inter-op threads: %w", err)
@@ -229,7 +233,7 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 	default:
 		return nil, fmt.Errorf("unknown execution provider %q (cpu | cuda)", o.EP)
 	}
-	s, err := ortgo.NewDynamicAdvancedSessionWithONNXData(model, ins, outs, opts)
+	s, err := createSession(model, ins, outs, opts, threads)
 	if err != nil {
 		dumpModel(model, "session")
 		return nil, fmt.Errorf("creating an ONNX Runtime session (%s): %w", epName(o.EP), err)

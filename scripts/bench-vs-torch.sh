@@ -12,11 +12,13 @@
 # Needs /usr/bin/python3 with python3-torch on OpenBLAS (apt-get install
 # python3-torch python3-numpy libjemalloc2 libopenblas0-pthread
 # python3-threadpoolctl). PyTorch runs with the reference's "tuned"
-# profile (OMP_WAIT_POLICY=PASSIVE, jemalloc), its fairest setting, with as
-# many threads as the cores the script may use (scripts/torch-worker.py),
-# and on each OpenBLAS core type that fits the CPU (OpenBLAS's own choice
-# and, on a CPU with AVX-512, SkylakeX, which OpenBLAS 0.3.21 does not pick
-# on AMD's AVX-512 CPUs); each figure keeps PyTorch's fastest.
+# profile (OMP_WAIT_POLICY=PASSIVE, jemalloc), its fairest setting, with one
+# thread and with as many threads as the cores the script may use
+# (scripts/torch-worker.py), and on each OpenBLAS core type that fits the CPU
+# (OpenBLAS's own choice and, on a CPU with AVX-512, SkylakeX, which OpenBLAS
+# 0.3.21 does not pick on AMD's AVX-512 CPUs); each figure keeps PyTorch's
+# fastest (the pt-core column says which: core type/threads). netssm runs
+# with its default, a thread per core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -57,17 +59,22 @@ done
 
 cores=(default)
 grep -qw avx512f /proc/cpuinfo && cores+=(SkylakeX)
-torch_once() { # OpenBLAS core, spec-json → tokens/s
+ncpu=$(/usr/bin/python3 -c 'import os; print(len(os.sched_getaffinity(0)))')
+threads=(1)
+[ "$ncpu" -gt 1 ] && threads+=("$ncpu")
+torch_once() { # OpenBLAS core, threads, spec-json → tokens/s
   local core=()
   [ "$1" = default ] || core=(OPENBLAS_CORETYPE="$1")
-  "${tuned[@]}" "${core[@]}" /usr/bin/python3 scripts/torch-worker.py "$ref/bench.py" --worker "$2" | grep '^{' | tail -1 |
+  "${tuned[@]}" "${core[@]}" NETSSM_TORCH_THREADS="$2" /usr/bin/python3 scripts/torch-worker.py "$ref/bench.py" --worker "$3" | grep '^{' | tail -1 |
     /usr/bin/python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["tokens_per_s"])'
 }
-torch_worker() { # spec-json → "tokens/s core" of PyTorch's fastest OpenBLAS core
-  local best=0 bestcore= c t
+torch_worker() { # spec-json → "tokens/s core/threads" of PyTorch's fastest OpenBLAS core and thread count
+  local best=0 bestcore= c n t
   for c in "${cores[@]}"; do
-    t=$(torch_once "$c" "$1")
-    if awk -v a="$t" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$t bestcore=$c; fi
+    for n in "${threads[@]}"; do
+      t=$(torch_once "$c" "$n" "$1")
+      if awk -v a="$t" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$t bestcore=$c/$n; fi
+    done
   done
   echo "$best $bestcore"
 }
@@ -78,7 +85,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a/b }'; }
 
 rounds=${ROUNDS:-3}
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "pytorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') on BLAS: $blas; $(/usr/bin/python3 -c 'import os; print(len(os.sched_getaffinity(0)))') thread(s); OpenBLAS cores tried: ${cores[*]}; $rounds round(s)"
+echo "pytorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') on BLAS: $blas; threads tried: ${threads[*]}; OpenBLAS cores tried: ${cores[*]}; $rounds round(s)"
 # netssm runs with --kernels fused (the default) and standard; the ratios
 # are fused/pytorch, standard/pytorch and fused/standard.
 rows=$(mktemp)
