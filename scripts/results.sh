@@ -119,7 +119,7 @@ section_bench() {
   (cd "$repo" && ROUNDS="${ROUNDS:-3}" "${pin[@]}" scripts/bench-vs-torch.sh) | tee "$work/bench.txt"
   {
     header bench "Throughput against PyTorch (one core, ${ROUNDS:-3} rounds)" "scripts/results.sh DIR bench (ROUNDS=${ROUNDS:-3} ${pin[*]:-} scripts/bench-vs-torch.sh)"
-    echo "Fused and standard are netssm's two kernel choices ([kernels.md](kernels.md), which also has the memory of a long training window); the ratios are fused / PyTorch, standard / PyTorch and fused / standard. PyTorch runs one thread per core it may use, on each OpenBLAS core type that fits the CPU, and each figure keeps its fastest (pt-core). Each round measures every figure once, netssm then PyTorch; the last table holds each figure's median throughputs over the rounds and the median, least and greatest of its per-round ratios."
+    echo "Fused and standard are netssm's two kernel choices ([kernels.md](kernels.md), which also has the memory of a long training window); the ratios are fused / PyTorch, standard / PyTorch and fused / standard. PyTorch runs with one thread and with one per core it may use (one here), on each OpenBLAS core type that fits the CPU, and each figure keeps its fastest (pt-core: core type/threads). Each round measures every figure once, netssm then PyTorch; the last table holds each figure's median throughputs over the rounds and the median, least and greatest of its per-round ratios."
     echo
     echo '```'; cat "$work/bench.txt"; echo '```'
   } > "$body"
