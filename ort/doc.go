@@ -25,6 +25,12 @@
 // the session and value handles of onnxruntime_go v1.27.0, whose private
 // layout is checked at run time.
 //
+// It also holds netssm's custom-op domain (FusedDomain): the C kernels
+// (fused_*.c, compiled by cgo) that sessions of graphs using them get
+// registered, and the worker threads of the decoding kernel BlockStep
+// (fused_pool.c), which a session of such a graph uses instead of ONNX
+// Runtime's intra-op pool, with no more threads than it was given.
+//
 // The package does not build graphs (package graph does) and knows nothing of
 // models; it moves tensors in and out of ONNX Runtime.
 //
