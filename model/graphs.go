@@ -359,10 +359,11 @@ func (m *LM) Step(ids *graph.Tensor, states States) (logits *graph.Tensor, next 
 
 // BlockStepMaxBatch is the largest batch whose fused step graph runs each
 // block as one BlockStep node; larger batches keep ONNX Runtime's matrix
-// products around MixerStep, which are faster once a weight row serves
-// several batch rows (BenchmarkStep of the small preset, one core: BlockStep
-// about 20 % faster at batch 1, even at 2, slower from 4).
-const BlockStepMaxBatch = 2
+// products around MixerStep, which are faster once a weight row serves many
+// batch rows (BenchmarkStep of the small preset on this project's 2-core test
+// machine: BlockStep faster at batches 1, 4 and 8 on one core and on two,
+// slower at 16).
+const BlockStepMaxBatch = 8
 
 // blockStep is one residual block's decoding step, x: (B, D): x +
 // mixerStep(norm(x)), in one BlockStep node with the fused kernels at a batch

@@ -321,30 +321,66 @@ typedef struct {
 	size_t O, I, B;
 } blk_gemv_args;
 
+// panel_row is one batch row's product with a panel, Σ_k x[k]·w[k][·], in
+// four partial sums (k mod 4) so that four chains of additions overlap.
+static inline __attribute__((always_inline)) void panel_row(const float *restrict w, const float *restrict x, size_t I,
+							     blk_vec *restrict out) {
+	enum { T = NSS_BLOCK_PANEL };
+	blk_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v;
+	size_t k = 0;
+	for (; k + 4 <= I; k += 4) {
+		memcpy(&v, w + k * T, sizeof v), s0 += x[k] * v;
+		memcpy(&v, w + (k + 1) * T, sizeof v), s1 += x[k + 1] * v;
+		memcpy(&v, w + (k + 2) * T, sizeof v), s2 += x[k + 2] * v;
+		memcpy(&v, w + (k + 3) * T, sizeof v), s3 += x[k + 3] * v;
+	}
+	for (; k < I; k++) memcpy(&v, w + k * T, sizeof v), s0 += x[k] * v;
+	*out = (s0 + s1) + (s2 + s3);
+}
+
+// panel_rows is R batch rows' products with a panel in one pass over it
+// (R a constant where it is called: the sums stay in registers), each in
+// two partial sums (k even, k odd), so that 2R chains of additions overlap.
+static inline __attribute__((always_inline)) void panel_rows(const float *restrict w, const float *restrict X, size_t I, int R,
+							      blk_vec *restrict out) {
+	enum { T = NSS_BLOCK_PANEL };
+	blk_vec s[8] = {{0}}, t[8] = {{0}}, v0, v1;
+	size_t k = 0;
+	for (; k + 2 <= I; k += 2) {
+		memcpy(&v0, w + k * T, sizeof v0);
+		memcpy(&v1, w + (k + 1) * T, sizeof v1);
+		for (int r = 0; r < R; r++) s[r] += X[r * I + k] * v0, t[r] += X[r * I + k + 1] * v1;
+	}
+	if (k < I) {
+		memcpy(&v0, w + k * T, sizeof v0);
+		for (int r = 0; r < R; r++) s[r] += X[r * I + k] * v0;
+	}
+	for (int r = 0; r < R; r++) out[r] = s[r] + t[r];
+}
+
 // blk_panel_task computes panel p's columns of Y = X·W (+ add) for every
-// batch row: Wp (⌈O/16⌉, I, 16), X (B, I), Y and add (B, O). Each row's
-// products go into four partial sums (k mod 4), so that four chains of
-// additions overlap.
+// batch row: Wp (⌈O/16⌉, I, 16), X (B, I), Y and add (B, O). Rows go eight,
+// then four at a time through one pass over the panel, the last ones one by
+// one.
 HOT static void blk_panel_task(void *user, size_t p) {
 	const blk_gemv_args *a = user;
 	enum { T = NSS_BLOCK_PANEL };
 	size_t I = a->I, j0 = p * T, n = a->O - j0 < T ? a->O - j0 : T;
 	const float *w = a->Wp + p * I * T;
-	for (size_t b = 0; b < a->B; b++) {
-		const float *x = a->X + b * I;
-		blk_vec s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v;
-		size_t k = 0;
-		for (; k + 4 <= I; k += 4) {
-			memcpy(&v, w + k * T, sizeof v), s0 += x[k] * v;
-			memcpy(&v, w + (k + 1) * T, sizeof v), s1 += x[k + 1] * v;
-			memcpy(&v, w + (k + 2) * T, sizeof v), s2 += x[k + 2] * v;
-			memcpy(&v, w + (k + 3) * T, sizeof v), s3 += x[k + 3] * v;
+	blk_vec s[8];
+	for (size_t b = 0; b < a->B;) {
+		size_t R = a->B - b >= 8 ? 8 : a->B - b >= 4 ? 4 : 1;
+		if (R == 8)
+			panel_rows(w, a->X + b * I, I, 8, s);
+		else if (R == 4)
+			panel_rows(w, a->X + b * I, I, 4, s);
+		else
+			panel_row(w, a->X + b * I, I, s);
+		for (size_t r = 0; r < R; r++, b++) {
+			float *y = a->Y + b * a->O + j0;
+			const float *add = a->add ? a->add + b * a->O + j0 : NULL;
+			for (size_t j = 0; j < n; j++) y[j] = add ? add[j] + s[r][j] : s[r][j];
 		}
-		for (; k < I; k++) memcpy(&v, w + k * T, sizeof v), s0 += x[k] * v;
-		s0 = (s0 + s1) + (s2 + s3);
-		float *y = a->Y + b * a->O + j0;
-		const float *add = a->add ? a->add + b * a->O + j0 : NULL;
-		for (size_t j = 0; j < n; j++) y[j] = add ? add[j] + s0[j] : s0[j];
 	}
 }
 
