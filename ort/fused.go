@@ -31,8 +31,8 @@ import (
 // gated RMSNorm); BlockStep, a whole residual block's decoding step around
 // it (RMSNorm, in_proj, MixerStep, out_proj, residual); ConvSilu, RMSNorm,
 // GatedRMSNorm (a mixer's D·x skip and gated norm) and SoftmaxCrossEntropy
-// (the loss), each with its gradient op (docs/kernels.md lists them). Sessions whose model uses the domain get it
-// registered.
+// (the loss), each with its gradient op (docs/kernels.md lists them).
+// Sessions whose model uses the domain get it registered.
 const FusedDomain = "ai.netssm"
 
 // BlockPanel is the number of output columns in a panel of the packed

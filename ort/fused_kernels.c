@@ -305,7 +305,7 @@ int nss_mixer_step(const nss_step_dims *d, const float *zxbcdt, const float *con
 // ---- one residual block's decoding step ----
 //
 // nss_block_step is a whole block of the step graph in one call: u =
-// RMSNorm(x)·norm_w, zxbcdt = u·W_inᵀ, the mixer step (step_task), and x' =
+// RMSNorm(x)·norm_w, zxbcdt = u·W_inᵀ, the mixer step (nss_mixer_step), and x' =
 // x + g·W_outᵀ. At a small batch a step's time is that of reading the
 // weights, so the projections take them packed in panels of
 // NSS_BLOCK_PANEL output columns, (⌈O/16⌉, I, 16) with zero rows past O: a

@@ -325,8 +325,9 @@ static status_t mixer_step(void *k, void *ctx) {
 
 // BlockStep(x (B, D), norm_w (D), in_w panels (⌈(2·H·P+2N+H)/16⌉, D, 16),
 // conv (B,C,K), conv_w (C,K), conv_b (C), dt_bias (H), A_log (H), D (H),
-// gnorm_w (H·P), ssm (B,H,P,N), out_w panels (⌈D/16⌉, H·P, 16); eps) → (x' (B, D), conv' (B,C,K), ssm'
-// (B,H,P,N)), C = H·P + 2N: one residual block's decoding step.
+// gnorm_w (H·P), ssm (B,H,P,N), out_w panels (⌈D/16⌉, H·P, 16); eps) →
+// (x' (B, D), conv' (B,C,K), ssm' (B,H,P,N)), C = H·P + 2N: one residual
+// block's decoding step.
 static status_t block_step(void *kv, void *ctx) {
 	const kernel *k = kv;
 	const char *op = "BlockStep";
@@ -338,8 +339,9 @@ static status_t block_step(void *kv, void *ctx) {
 			     (int)in[0].dims[1], k->eps};
 	const nss_step_dims *d = &bd.step;
 	int64_t di = (int64_t)d->H * d->P, C = di + 2 * d->N, width = 2 * di + 2 * d->N + d->H;
-	int64_t x[2] = {d->B, bd.D}, dm[1] = {bd.D}, inw[3] = {(width + NSS_BLOCK_PANEL - 1) / NSS_BLOCK_PANEL, bd.D, NSS_BLOCK_PANEL}, conv[3] = {d->B, C, d->K}, w[2] = {C, d->K},
-		c1[1] = {C}, h1[1] = {d->H}, n1[1] = {di}, outw[3] = {(bd.D + NSS_BLOCK_PANEL - 1) / NSS_BLOCK_PANEL, di, NSS_BLOCK_PANEL};
+	const int64_t T = NSS_BLOCK_PANEL;
+	int64_t x[2] = {d->B, bd.D}, dm[1] = {bd.D}, inw[3] = {(width + T - 1) / T, bd.D, T}, conv[3] = {d->B, C, d->K},
+		w[2] = {C, d->K}, c1[1] = {C}, h1[1] = {d->H}, n1[1] = {di}, outw[3] = {(bd.D + T - 1) / T, di, T};
 	if (d->K < 1 || !is(&in[0], 2, x) || !is(&in[1], 1, dm) || !is(&in[2], 3, inw) || !is(&in[3], 3, conv) ||
 	    !is(&in[4], 2, w) || !is(&in[5], 1, c1) || !is(&in[6], 1, h1) || !is(&in[7], 1, h1) || !is(&in[8], 1, h1) ||
 	    !is(&in[9], 1, n1) || !is(&in[11], 3, outw))
@@ -350,9 +352,10 @@ static status_t block_step(void *kv, void *ctx) {
 	// tens of microseconds, and handing its products to ONNX Runtime's
 	// intra-op pool costs more than the other threads save (docs/kernels.md).
 	int threads = k->threads;
+	par_ctx p = {ctx, NULL};
 	int fail = nss_block_step(&bd, in[0].data, in[1].data, in[2].data, in[3].data, in[4].data, in[5].data, in[6].data,
 				  in[7].data, in[8].data, in[9].data, in[10].data, in[11].data, xo, conv2, ssm2, nss_pool_par, &threads);
-	return fail ? shape_error(op, "out of memory for the kernel's scratch buffers") : NULL;
+	return finish(&p, fail, op);
 }
 
 // conv_dims checks x (B,L,C), state (B,C,W), w (C,W), bias (C): the first

@@ -202,7 +202,7 @@ func NewSession(model []byte, o SessionOptions) (*Session, error) {
 	}
 	ortThreads := threads
 	if usesOwnThreads(model) {
-		ortThreads = 1 // the session's threads are BlockStep's (ownThreads)
+		ortThreads = 1 // the session's threads are BlockStep's (usesOwnThreads)
 	}
 	if err := opts.SetIntraOpNumThreads(ortThreads); err != nil {
 		return nil, fmt.Errorf("setting %d threads: %w", ortThreads, err)
